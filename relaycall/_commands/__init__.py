@@ -1,0 +1,1 @@
+"""Typed commands for every command of ``POST /api/calling/calls``."""

@@ -1,0 +1,203 @@
+"""
+Base classes for typed commands and their nested parameter models.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Generic, TypeVar
+
+import attrs
+
+from relaycall import _validate as v
+from relaycall._converter import register_model
+
+R = TypeVar("R")
+M = TypeVar("M")
+
+
+class Idempotency(enum.Enum):
+    """How safe a command is to send twice; decides what the retry policy may do."""
+
+    #: Repeating it has the same effect as sending it once (pause, stop, volume, end...).
+    SAFE = "safe"
+    #: Starts an operation named by a client-chosen control_id; a repeat carries the
+    #: same control_id, so the server can recognise it.
+    START = "start"
+    #: Repeating it could do the thing twice (dial, transfer, user_event...). Re-sent
+    #: only when the first attempt provably was not processed.
+    UNSAFE = "unsafe"
+
+
+def new_control_id() -> str:
+    """Return a fresh control id: 16 URL-safe characters, 96 random bits."""
+    return secrets.token_urlsafe(12)
+
+
+class Model:
+    """A frozen attrs class that becomes wire JSON through the private converter."""
+
+    __slots__ = ()
+    _label: ClassVar[str]
+
+
+class Command(Model, Generic[R]):
+    """
+    One request to ``POST /api/calling/calls``.
+
+    Build a command, then ``await relay.send(command)``. Construction checks
+    every rule of the API reference and raises :class:`relaycall.ValidationError`
+    naming the field, so a bad command never reaches the wire.
+    """
+
+    __slots__ = ()
+    #: The wire ``command`` name, e.g. ``calling.play``.
+    command_name: ClassVar[str]
+    _idempotency: ClassVar[Idempotency]
+    #: Whether the call id goes in the top-level ``id`` (every calling.* command).
+    _top_level_id: ClassVar[bool] = True
+    #: Turns the 2xx reply into the command's result type.
+    _parse_reply: ClassVar[Callable[[Any], Any]]
+
+    @property
+    def idempotency(self) -> Idempotency:
+        """How the retry policy may treat this command (a class may decide per instance)."""
+        return self._idempotency
+
+    @property
+    def target_call_id(self) -> str | None:
+        """The call this command acts on (None for ``dial``)."""
+        return getattr(self, "call_id", None)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The wire ``params`` object this command sends."""
+        return self.to_wire()["params"]  # type: ignore[no-any-return]
+
+    def to_wire(self) -> dict[str, Any]:
+        """Return the exact JSON body this command sends."""
+        from relaycall._converter import unstructure  # noqa: PLC0415 - cheap, avoids a cycle
+
+        body: dict[str, Any] = unstructure(self)
+        return body
+
+
+def model(label: str) -> Callable[[type[M]], type[M]]:
+    """Register a nested parameter model; *label* prefixes its error paths."""
+
+    def deco(cls: type[M]) -> type[M]:
+        cls._label = label  # type: ignore[attr-defined]
+        register_model(cls)
+        return cls
+
+    return deco
+
+
+def command(
+    name: str,
+    *,
+    label: str,
+    idempotency: Idempotency,
+    top_level_id: bool = True,
+    reply: Callable[[Any], Any] | None = None,
+) -> Callable[[type[M]], type[M]]:
+    """
+    Register a command class: its wire name, error label, retry class and reply parser.
+
+    The generated hook produces ``{"command", "id", "params"}``; the params
+    come from the class's own fields (renamed and with unset ones omitted).
+    """
+
+    def deco(cls: type[M]) -> type[M]:
+        from relaycall._converter import converter  # noqa: PLC0415
+        from relaycall._models import parse_leg  # noqa: PLC0415
+
+        cls._label = label  # type: ignore[attr-defined]
+        cls.command_name = name  # type: ignore[attr-defined]
+        cls._idempotency = idempotency  # type: ignore[attr-defined]
+        cls._top_level_id = top_level_id  # type: ignore[attr-defined]
+        cls._parse_reply = staticmethod(reply or parse_leg)  # type: ignore[attr-defined]
+        register_model(cls)
+        params_hook = converter.get_unstructure_hook(cls)
+        if top_level_id:
+
+            def body(obj: Any) -> dict[str, Any]:
+                return {"command": name, "id": obj.call_id, "params": params_hook(obj)}
+
+        else:
+
+            def body(obj: Any) -> dict[str, Any]:
+                return {"command": name, "params": params_hook(obj)}
+
+        converter.register_unstructure_hook(cls, body)
+        return cls
+
+    return deco
+
+
+# --- field helpers -------------------------------------------------------------------
+# Keep declarations to one line per wire field. Optional fields default to None,
+# which the converter omits.
+
+
+def call_id_field() -> Any:
+    """The call a command acts on; sent as the top-level ``id``, not in params."""
+    return attrs.field(validator=v.uuid(), metadata={"omit": True})
+
+
+def control_id_field() -> Any:
+    """A follow-up's control_id: required, names the running operation."""
+    return attrs.field(validator=v.check(_control_id_check))
+
+
+def new_control_id_field() -> Any:
+    """A start command's control_id: generated when not given, reused on every retry."""
+    return attrs.field(factory=new_control_id, validator=v.check(_control_id_check))
+
+
+def _control_id_check(path: str, value: Any) -> None:
+    if not isinstance(value, str):
+        v.fail(path, value, "must be a string")
+    if not value:
+        v.fail(path, value, "must not be empty")
+    if len(value) > 256:
+        v.fail(path, value, "is longer than 256 characters")
+
+
+def _redacted(value: Any) -> str:
+    return "None" if value is None else "'<redacted>'"
+
+
+def _field(
+    validator: v.Validator, wire: str | None, raw: bool, secret: bool, **kw: Any
+) -> Any:
+    meta: dict[str, Any] = {}
+    if wire is not None:
+        meta["wire"] = wire
+    if raw:
+        # Free-form JSON (SWML, custom data) goes out as given, not walked by cattrs.
+        meta["raw"] = True
+    return attrs.field(
+        validator=validator, metadata=meta, repr=_redacted if secret else True, **kw
+    )
+
+
+def opt(
+    validator: v.Validator, *, wire: str | None = None, raw: bool = False, secret: bool = False
+) -> Any:
+    """An optional wire field, omitted when None. *secret* hides it from repr."""
+    return _field(validator, wire, raw, secret, default=None)
+
+
+def req(
+    validator: v.Validator, *, wire: str | None = None, raw: bool = False, secret: bool = False
+) -> Any:
+    """A required wire field."""
+    return _field(validator, wire, raw, secret)
+
+
+def typed_params(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``{"type": kind, "params": {...}}`` shape of play items, devices and configs."""
+    return {"type": kind, "params": params}

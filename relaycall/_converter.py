@@ -1,0 +1,64 @@
+"""
+relaycall's one private cattrs converter.
+
+Python names live on the attrs classes; wire names live here, read from each
+field's ``metadata["wire"]`` (``from_`` -> ``from``, ``swaig`` -> ``SWAIG``).
+Unset optional fields (None) are omitted, never sent as null. Hooks are
+generated once per class when the class is registered, so per-command cost is
+one generated function call per nested object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_unstructure_fn, override
+
+T = TypeVar("T")
+
+converter = cattrs.Converter(omit_if_default=True)
+
+
+def _passthrough(value: Any) -> Any:
+    return value
+
+
+def register_model(cls: type[T]) -> type[T]:
+    """
+    Generate and register the unstructure hook for an attrs model class.
+
+    A class may define ``_shape(cls, params: dict) -> Any`` to wrap its dict into
+    the wire shape (``{"type": "tts", "params": {...}}``); fields marked
+    ``metadata={"omit": True}`` stay off the wire (the call id of a command).
+    """
+    overrides: dict[str, Any] = {}
+    for a in attrs.fields(cls):  # type: ignore[misc]
+        if a.metadata.get("omit"):
+            overrides[a.name] = override(omit=True)
+            continue
+        wire = a.metadata.get("wire")
+        raw = a.metadata.get("raw")
+        if wire is not None or raw:
+            overrides[a.name] = override(
+                rename=wire, unstruct_hook=_passthrough if raw else None
+            )
+    fn: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(
+        cls, converter, _cattrs_omit_if_default=True, **overrides
+    )
+    shape = getattr(cls, "_shape", None)
+    if shape is None:
+        converter.register_unstructure_hook(cls, fn)
+    else:
+
+        def shaped(obj: Any) -> Any:
+            return shape(fn(obj))
+
+        converter.register_unstructure_hook(cls, shaped)
+    return cls
+
+
+def unstructure(obj: Any) -> Any:
+    return converter.unstructure(obj)

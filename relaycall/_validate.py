@@ -1,0 +1,335 @@
+"""
+attrs validators that raise ValidationError with a field path, the value and the rule.
+
+Each validator is built once per field at import and called on every
+construction, so the checks stay a few isinstance calls deep. A field whose
+default is None is optional: None passes every validator on it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, NoReturn
+
+import attrs
+
+from relaycall.errors import ValidationError
+
+Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+# A check on a value at a path; used for nested data that is not an attrs class.
+Check = Callable[[str, Any], None]
+
+
+def path_of(inst: Any, attribute: attrs.Attribute[Any]) -> str:
+    return f"{type(inst)._label}.{attribute.name}"
+
+
+def fail(path: str, value: Any, rule: str, *, secret: bool = False) -> NoReturn:
+    raise ValidationError(path, value, rule, secret=secret)
+
+
+def fail_rule(path: str, rule: str) -> NoReturn:
+    """A rule across fields (``exactly one of url or swml``): no single value to show."""
+    raise ValidationError(path, None, rule, show_value=False)
+
+
+def _optional(attribute: attrs.Attribute[Any]) -> bool:
+    return attribute.default is None
+
+
+def field_validator(check: Check) -> Validator:
+    """Turn a path-based check into an attrs validator that lets None through on optional fields."""
+
+    def validate(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is None:
+            if _optional(attribute):
+                return
+            fail_rule(path_of(inst, attribute), "is required")
+        check(path_of(inst, attribute), value)
+
+    return validate
+
+
+# --- checks on plain values -------------------------------------------------------
+
+
+def is_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and (not isinstance(value, float) or math.isfinite(value))
+    )
+
+
+def _range_text(lo: float | None, hi: float | None, lo_open: bool) -> str:
+    if lo is not None and hi is not None:
+        return f"is outside {_num(lo)}..{_num(hi)}"
+    if lo is not None:
+        return f"must be {'>' if lo_open else '>='} {_num(lo)}"
+    return f"must be <= {_num(hi)}"
+
+
+def _num(x: float | None) -> str:
+    return str(int(x)) if x is not None and float(x).is_integer() else str(x)
+
+
+def number_check(
+    lo: float | None = None, hi: float | None = None, *, lo_open: bool = False
+) -> Check:
+    def check(path: str, value: Any) -> None:
+        if not is_number(value):
+            fail(path, value, "must be a number")
+        if (
+            (lo is not None and (value <= lo if lo_open else value < lo))
+            or (hi is not None and value > hi)
+        ):
+            fail(path, value, _range_text(lo, hi, lo_open))
+
+    return check
+
+
+def integer_check(lo: int | None = None, hi: int | None = None) -> Check:
+    def check(path: str, value: Any) -> None:
+        if not isinstance(value, int) or isinstance(value, bool):
+            fail(path, value, "must be an integer")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            fail(path, value, _range_text(lo, hi, False))
+
+    return check
+
+
+def bool_check(path: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        fail(path, value, "must be true or false")
+
+
+def string_check(
+    *,
+    min_len: int | None = None,
+    pattern: str | None = None,
+    rule: str | None = None,
+    secret: bool = False,
+) -> Check:
+    rx = re.compile(pattern) if pattern else None
+
+    def check(path: str, value: Any) -> None:
+        if not isinstance(value, str):
+            fail(path, value, "must be a string", secret=secret)
+        if min_len is not None and len(value) < min_len:
+            fail(path, value, "must not be empty" if min_len == 1 else f"needs >= {min_len} chars")
+        if rx is not None and rx.search(value) is None:
+            fail(path, value, rule or f"must match {pattern}", secret=secret)
+
+    return check
+
+
+def enum_check(values: Iterable[Any]) -> Check:
+    allowed = tuple(values)
+    allowed_set = frozenset(allowed)
+    listing = ", ".join(repr(v) for v in allowed)
+    if len(allowed) > 12:
+        listing = ", ".join(repr(v) for v in allowed[:12]) + ", …"
+
+    def check(path: str, value: Any) -> None:
+        try:
+            ok = value in allowed_set and not isinstance(value, bool)
+        except TypeError:  # unhashable
+            ok = False
+        # 1 == 1.0 == True in Python, but "1" must not pass for a string enum.
+        if not ok or (isinstance(allowed[0], str) and not isinstance(value, str)):
+            fail(path, value, f"is not one of {listing}")
+
+    return check
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def uuid_check(path: str, value: Any) -> None:
+    if not isinstance(value, str) or _UUID.fullmatch(value) is None:
+        fail(path, value, "is not a UUID (the API names calls by UUID)")
+
+
+_HTTP_URL = re.compile(r"https?://[^\s/?#]+[^\s]*")
+
+
+def http_url_check(path: str, value: Any) -> None:
+    if not isinstance(value, str):
+        fail(path, value, "must be a string")
+    if _HTTP_URL.match(value) is None:
+        fail(path, value, "must be an http:// or https:// URL")
+
+
+def uri_check(path: str, value: Any) -> None:
+    if not isinstance(value, str):
+        fail(path, value, "must be a string")
+    if re.match(r"[A-Za-z][A-Za-z0-9+.\-]*:\S+$", value) is None:
+        fail(path, value, "must be an absolute URI")
+
+
+def scheme_url_check(schemes: Sequence[str]) -> Check:
+    rx = re.compile(r"(?:" + "|".join(re.escape(s) for s in schemes) + r")://[^\s/?#]+\S*")
+    rule = "must be a " + " or ".join(f"{s}://" for s in schemes) + " URL"
+
+    def check(path: str, value: Any) -> None:
+        if not isinstance(value, str):
+            fail(path, value, "must be a string")
+        if rx.fullmatch(value) is None:
+            fail(path, value, rule)
+
+    return check
+
+
+def seq_check(item: Check, *, min_items: int | None = None, what: str = "a list") -> Check:
+    def check(path: str, value: Any) -> None:
+        if not isinstance(value, list | tuple):
+            fail(path, value, f"must be {what}")
+        if min_items is not None and len(value) < min_items:
+            fail(path, value, f"needs at least {min_items} item{'s' if min_items > 1 else ''}")
+        for i, v in enumerate(value):
+            item(f"{path}[{i}]", v)
+
+    return check
+
+
+def instance_check(types: type | tuple[type, ...], what: str) -> Check:
+    def check(path: str, value: Any) -> None:
+        if not isinstance(value, types):
+            fail(path, value, f"must be {what}")
+
+    return check
+
+
+def any_of(*checks: Check, rule: str) -> Check:
+    """Pass if any check passes; otherwise report *rule*, or the only relevant failure."""
+
+    def check(path: str, value: Any) -> None:
+        for c in checks:
+            try:
+                c(path, value)
+            except ValidationError:
+                continue
+            return
+        fail(path, value, rule)
+
+    return check
+
+
+def json_object_check(path: str, value: Any) -> None:
+    """A free-form JSON object: string keys, JSON-encodable values."""
+    if not isinstance(value, Mapping):
+        fail(path, value, "must be a JSON object (a dict)")
+    _json_value(path, value, 0)
+
+
+def _json_value(path: str, value: Any, depth: int) -> None:
+    if depth > 64:
+        fail(path, "…", "is nested too deeply")
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            fail(path, value, "is not a finite number (JSON has no NaN or Infinity)")
+        return
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                fail(path, k, "has a key that is not a string")
+            _json_value(f"{path}.{k}", v, depth + 1)
+        return
+    if isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _json_value(f"{path}[{i}]", v, depth + 1)
+        return
+    fail(path, value, "is not JSON-serializable")
+
+
+def str_map_check(
+    *, max_items: int | None = None, key: Check | None = None, value: Check | None = None
+) -> Check:
+    def check(path: str, obj: Any) -> None:
+        if not isinstance(obj, Mapping):
+            fail(path, obj, "must be a dict of strings")
+        if max_items is not None and len(obj) > max_items:
+            fail(path, f"{len(obj)} entries", f"is more than the {max_items} allowed")
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                fail(path, k, "has a key that is not a string")
+            if key is not None:
+                key(f"{path}.{k}", k)
+            if not isinstance(v, str):
+                fail(f"{path}.{k}", v, "must be a string")
+            if value is not None:
+                value(f"{path}.{k}", v)
+
+    return check
+
+
+def model_check(cls: type | tuple[type, ...], what: str) -> Check:
+    """An already-validated model instance of *cls* (its own validators ran on construction)."""
+    return instance_check(cls, what)
+
+
+def closed_mapping(
+    path: str, value: Any, fields: Mapping[str, Check], required: Collection[str] = ()
+) -> None:
+    """A closed JSON object: only *fields*, each checked, *required* present."""
+    if not isinstance(value, Mapping):
+        fail(path, value, "must be an object (a dict)")
+    for k in required:
+        if k not in value:
+            fail_rule(f"{path}.{k}", "is required")
+    for k, v in value.items():
+        c = fields.get(k)
+        if c is None:
+            allowed = ", ".join(sorted(fields))
+            fail(f"{path}.{k}", v, f"is not an allowed key here (allowed: {allowed})")
+        c(f"{path}.{k}", v)
+
+
+# --- attrs validator constructors ---------------------------------------------------
+# Thin wrappers so field declarations read as rules: field(validator=v.number(-40, 40)).
+
+
+def number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> Validator:
+    return field_validator(number_check(lo, hi, lo_open=lo_open))
+
+
+def integer(lo: int | None = None, hi: int | None = None) -> Validator:
+    return field_validator(integer_check(lo, hi))
+
+
+def boolean() -> Validator:
+    return field_validator(bool_check)
+
+
+def string(
+    *,
+    min_len: int | None = None,
+    pattern: str | None = None,
+    rule: str | None = None,
+    secret: bool = False,
+) -> Validator:
+    return field_validator(string_check(min_len=min_len, pattern=pattern, rule=rule, secret=secret))
+
+
+def one_of(*values: Any) -> Validator:
+    return field_validator(enum_check(values))
+
+
+def uuid() -> Validator:
+    return field_validator(uuid_check)
+
+
+def http_url() -> Validator:
+    return field_validator(http_url_check)
+
+
+def uri() -> Validator:
+    return field_validator(uri_check)
+
+
+def check(c: Check) -> Validator:
+    return field_validator(c)

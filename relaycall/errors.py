@@ -1,0 +1,497 @@
+"""
+Every exception relaycall raises.
+
+No aiohttp, cattrs or tenacity exception reaches user code: each is translated
+into one of these, with the original chained as ``__cause__``::
+
+    RelayError
+    ├── TransportError                   couldn't talk to the server
+    │   ├── ConnectError                 never connected: the request was not sent
+    │   │   ├── ConnectTimeout           (also a builtin TimeoutError)
+    │   │   └── TLSError                 certificate or handshake failure (not retried)
+    │   ├── ConnectionLostError          sent, but the connection dropped before a reply
+    │   └── ReadTimeout                  sent, but no reply in time (also a TimeoutError)
+    ├── APIStatusError                   the server answered with an error status
+    │   ├── BadRequestError              400
+    │   ├── AuthenticationError          401
+    │   ├── PermissionDeniedError        403
+    │   ├── NotFoundError                404
+    │   ├── ConflictError                409
+    │   ├── UnprocessableEntityError     422, with the parsed ``errors`` list
+    │   ├── RateLimitError               429, with ``retry_after``
+    │   └── ServerError                  5xx
+    │       ├── InternalServerError      500
+    │       ├── BadGatewayError          502
+    │       ├── ServiceUnavailableError  503
+    │       └── GatewayTimeoutError      504
+    ├── ResponseValidationError          a 2xx body that does not fit our models
+    ├── AmbiguousOutcomeError            a non-idempotent command may or may not have run
+    └── UsageError                       the program asked for something impossible
+        ├── ValidationError              a parameter breaks a rule of the API (also ValueError)
+        ├── InvalidStateError            a handle cannot do that in its current state
+        └── ClientClosedError            the AsyncRelay was closed
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "APIStatusError",
+    "AmbiguousOutcomeError",
+    "AuthenticationError",
+    "BadGatewayError",
+    "BadRequestError",
+    "ClientClosedError",
+    "ConflictError",
+    "ConnectError",
+    "ConnectTimeout",
+    "ConnectionLostError",
+    "ErrorItem",
+    "GatewayTimeoutError",
+    "InternalServerError",
+    "InvalidStateError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ReadTimeout",
+    "RelayError",
+    "ResponseValidationError",
+    "ServerError",
+    "ServiceUnavailableError",
+    "TLSError",
+    "TransportError",
+    "UnprocessableEntityError",
+    "UsageError",
+    "ValidationError",
+]
+
+# Keys whose values never appear in an error message. The request body is kept
+# on the exception for reconciliation, but printing it must not leak a SIP
+# password or a bearer token into logs.
+SECRET_KEYS = frozenset(
+    {
+        "password",
+        "authorization_bearer_token",
+        "web_hook_auth_password",
+        "token",
+        "authorization",
+    }
+)
+_REDACTED = "<redacted>"
+
+
+def redact(value: Any) -> Any:
+    """
+    Return a copy of a JSON-like *value* with secret-bearing keys masked.
+    """
+    if isinstance(value, Mapping):
+        return {
+            k: (_REDACTED if str(k).lower() in SECRET_KEYS else redact(v)) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
+
+
+class RelayError(Exception):
+    """
+    Root of every exception relaycall raises.
+
+    *retries_taken* is how many times the request was re-sent before this
+    error was final (0 for errors raised before or without a retry).
+    """
+
+    retries_taken: int = 0
+
+
+# --- transport -------------------------------------------------------------
+
+
+class TransportError(RelayError):
+    """
+    The request could not be completed at the network level.
+
+    *command* names the API command that was being sent.
+    """
+
+    def __init__(self, message: str, *, command: str | None = None) -> None:
+        super().__init__(message)
+        self.command = command
+
+
+class ConnectError(TransportError):
+    """
+    No connection could be made, so the request never left this process.
+
+    Always safe to retry, even for ``dial``.
+    """
+
+
+class ConnectTimeout(ConnectError, builtins.TimeoutError):
+    """Connecting (or waiting for a pooled connection) took longer than the connect timeout."""
+
+
+class TLSError(ConnectError):
+    """The TLS handshake failed (bad certificate, protocol mismatch). Not retried."""
+
+
+class ConnectionLostError(TransportError):
+    """
+    The connection dropped after the request was (at least partly) sent.
+
+    The server may have acted on the command.
+    """
+
+
+class ReadTimeout(TransportError, builtins.TimeoutError):
+    """
+    The request was sent but no complete reply arrived in time.
+
+    The server may have acted on the command.
+    """
+
+
+# --- API status ---------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class ErrorItem:
+    """
+    One entry of a 422 body's ``errors`` list.
+
+    Unknown keys in the server's item are kept in *extra*.
+    """
+
+    type: str | None
+    code: str | None
+    message: str | None
+    attribute: str | None = None
+    url: str | None = None
+    extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+
+    @classmethod
+    def from_wire(cls, item: Any) -> ErrorItem:
+        """Build an item from one element of the server's list, tolerating any shape."""
+        if not isinstance(item, Mapping):
+            return cls(type=None, code=None, message=str(item))
+
+        def _s(key: str) -> str | None:
+            v = item.get(key)
+            return v if isinstance(v, str) or v is None else str(v)
+
+        known = {"type", "code", "message", "attribute", "url"}
+        return cls(
+            type=_s("type"),
+            code=_s("code"),
+            message=_s("message"),
+            attribute=_s("attribute"),
+            url=_s("url"),
+            extra={k: v for k, v in item.items() if k not in known},
+        )
+
+
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-signalwire-request-id", "x-amzn-requestid")
+
+
+def _request_id(headers: Mapping[str, str]) -> str | None:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name in _REQUEST_ID_HEADERS:
+        if name in lowered:
+            return lowered[name]
+    return None
+
+
+class APIStatusError(RelayError):
+    """
+    The server answered with a non-2xx status.
+
+    Attributes:
+        status_code: The HTTP status.
+        request_id: The server's request id header, if it sent one.
+        body: The parsed JSON body, or the raw text when it was not JSON.
+        headers: The response headers.
+        command: The API command that was sent.
+    """
+
+    status_code: int = 0
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+        command: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.headers: Mapping[str, str] = dict(headers or {})
+        self.request_id = _request_id(self.headers)
+        self.body = body
+        self.command = command
+
+
+class BadRequestError(APIStatusError):
+    """400: the server could not read the request."""
+
+    status_code = 400
+
+
+class AuthenticationError(APIStatusError):
+    """401: the project id or API token was refused."""
+
+    status_code = 401
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the token lacks a scope (the Calling API needs the Voice scope)."""
+
+    status_code = 403
+
+
+class NotFoundError(APIStatusError):
+    """404: the call (or operation) is unknown or already over."""
+
+    status_code = 404
+
+
+class ConflictError(APIStatusError):
+    """
+    409: the request conflicts with the call's state.
+
+    For example a ``control_id`` already active on the call, or a second
+    transcription. A start command that gets 409 after a retry most likely
+    started on the earlier, unanswered attempt.
+    """
+
+    status_code = 409
+
+
+class UnprocessableEntityError(APIStatusError):
+    """
+    422: the server's validation refused the parameters.
+
+    *errors* holds the parsed items of the body's ``errors`` list.
+    """
+
+    status_code = 422
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+        command: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, status_code=status_code, headers=headers, body=body, command=command
+        )
+        raw = body.get("errors") if isinstance(body, Mapping) else None
+        items: Sequence[Any] = raw if isinstance(raw, list) else []
+        self.errors: tuple[ErrorItem, ...] = tuple(ErrorItem.from_wire(i) for i in items)
+
+
+class RateLimitError(APIStatusError):
+    """
+    429: too many requests.
+
+    *retry_after* is the server's ``Retry-After`` in seconds, when it sent a
+    usable one.
+    """
+
+    status_code = 429
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+        command: str | None = None,
+    ) -> None:
+        super().__init__(
+            message, status_code=status_code, headers=headers, body=body, command=command
+        )
+        from relaycall._retry import parse_retry_after  # noqa: PLC0415 - avoids an import cycle
+
+        self.retry_after: float | None = parse_retry_after(self.headers)
+
+
+class ServerError(APIStatusError):
+    """5xx: the server failed. For non-idempotent commands the outcome is unknown."""
+
+    status_code = 500
+
+
+class InternalServerError(ServerError):
+    """500."""
+
+    status_code = 500
+
+
+class BadGatewayError(ServerError):
+    """502."""
+
+    status_code = 502
+
+
+class ServiceUnavailableError(ServerError):
+    """503: the server did not process the request; safe to retry."""
+
+    status_code = 503
+
+
+class GatewayTimeoutError(ServerError):
+    """504."""
+
+    status_code = 504
+
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+    500: InternalServerError,
+    502: BadGatewayError,
+    503: ServiceUnavailableError,
+    504: GatewayTimeoutError,
+}
+
+
+def _describe_body(body: Any) -> str:
+    if isinstance(body, Mapping):
+        errs = body.get("errors")
+        if isinstance(errs, list) and errs:
+            parts = []
+            for e in errs[:5]:
+                item = ErrorItem.from_wire(e)
+                where = f"{item.attribute}: " if item.attribute else ""
+                parts.append(f"{where}{item.message or item.code or '?'}")
+            more = f" (+{len(errs) - 5} more)" if len(errs) > 5 else ""
+            return "; ".join(parts) + more
+        err = body.get("error")
+        if isinstance(err, str):
+            return err
+    if isinstance(body, str):
+        text = body.strip()
+        return text[:200] + ("…" if len(text) > 200 else "")
+    return ""
+
+
+def make_status_error(
+    status: int, headers: Mapping[str, str], body: Any, *, command: str | None
+) -> APIStatusError:
+    """
+    Build the exception for an error *status*, choosing the class by status.
+    """
+    cls = _STATUS_CLASSES.get(status)
+    if cls is None:
+        cls = ServerError if status >= 500 else APIStatusError
+    detail = _describe_body(body)
+    what = f"{command} " if command else ""
+    message = f"{what}failed with HTTP {status}" + (f": {detail}" if detail else "")
+    return cls(message, status_code=status, headers=headers, body=body, command=command)
+
+
+# --- the rest -------------------------------------------------------------------
+
+
+class ResponseValidationError(RelayError):
+    """
+    A 2xx reply whose body does not fit relaycall's models.
+
+    *body* is the raw reply; *errors* the per-field problems found.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        body: Any = None,
+        errors: Sequence[str] = (),
+        command: str | None = None,
+    ) -> None:
+        detail = "; ".join(errors[:5])
+        super().__init__(message + (f": {detail}" if detail else ""))
+        self.body = body
+        self.errors = tuple(errors)
+        self.command = command
+
+
+class AmbiguousOutcomeError(RelayError):
+    """
+    A command that must not be repeated failed in a way that leaves its outcome unknown.
+
+    Raised for ``dial`` (and other non-idempotent commands) after a read timeout,
+    a connection dropped after sending, or a 500/502/504: the server may have
+    placed the call. relaycall does not re-send it; reconcile instead (for
+    example by waiting for the ``status_url`` callback or checking your call
+    logs). *body* is the exact JSON body that was sent; the original error is
+    ``__cause__``.
+    """
+
+    def __init__(self, command: str, body: Mapping[str, Any], cause: RelayError) -> None:
+        self.command = command
+        self.body = body
+        self.cause = cause
+        super().__init__(
+            f"{command} may or may not have been carried out ({cause}); it was not re-sent "
+            f"because the API has no idempotency key. Reconcile before trying again. "
+            f"Request body: {redact(body)}"
+        )
+
+
+class UsageError(RelayError):
+    """The program asked relaycall for something that cannot work."""
+
+
+class ValidationError(UsageError, ValueError):
+    """
+    A command parameter breaks a rule of the Calling API.
+
+    Raised when the command is built, before anything is sent. *path* names the
+    field (``play.volume``, ``dial.swml.sections.main[0]``), *value* is what was
+    given and *rule* is what it broke.
+    """
+
+    def __init__(
+        self, path: str, value: Any, rule: str, *, secret: bool = False, show_value: bool = True
+    ) -> None:
+        self.path = path
+        self.value = value
+        self.rule = rule
+        if not show_value:
+            super().__init__(f"{path}: {rule}")
+            return
+        shown = _REDACTED if secret else _show(value)
+        super().__init__(f"{path}: {shown} {rule}")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int | float):
+        return str(value)
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class InvalidStateError(UsageError):
+    """A handle method was called in a state where it makes no sense. Nothing was sent."""
+
+
+class ClientClosedError(UsageError):
+    """The AsyncRelay was used after ``close()``."""
