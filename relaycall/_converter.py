@@ -11,7 +11,7 @@ one generated function call per nested object.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 import cattrs
@@ -35,15 +35,20 @@ def register_model(cls: type[T]) -> type[T]:
     ``metadata={"omit": True}`` stay off the wire (the call id of a command).
     """
     overrides: dict[str, Any] = {}
-    for a in attrs.fields(cls):  # type: ignore[misc]
+    for a in attrs.fields(cast(Any, cls)):
         if a.metadata.get("omit"):
             overrides[a.name] = override(omit=True)
             continue
         wire = a.metadata.get("wire")
         raw = a.metadata.get("raw")
-        if wire is not None or raw:
+        # omit_if_default would call a factory on every unstructure just to
+        # compare (a fresh control_id each time); factory fields always go out.
+        factory = isinstance(a.default, attrs.Factory)  # type: ignore[arg-type]
+        if wire is not None or raw or factory:
             overrides[a.name] = override(
-                rename=wire, unstruct_hook=_passthrough if raw else None
+                rename=wire,
+                unstruct_hook=_passthrough if raw else None,
+                omit_if_default=False if factory else None,
             )
     fn: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(
         cls, converter, _cattrs_omit_if_default=True, **overrides

@@ -161,7 +161,7 @@ for _cls in (CallLeg, FabricDeviceLeg):
 
 def _errors_of(exc: Exception) -> list[str]:
     try:
-        return cattrs.transform_error(exc)  # type: ignore[arg-type]
+        return cattrs.transform_error(exc)
     except Exception:  # noqa: BLE001 - the error text is best-effort
         return [str(exc)]
 

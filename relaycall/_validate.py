@@ -63,7 +63,7 @@ def is_number(value: Any) -> bool:
     )
 
 
-def _range_text(lo: float | None, hi: float | None, lo_open: bool) -> str:
+def _range_text(lo: float | None, hi: float | None, *, lo_open: bool) -> str:
     if lo is not None and hi is not None:
         return f"is outside {_num(lo)}..{_num(hi)}"
     if lo is not None:
@@ -81,11 +81,10 @@ def number_check(
     def check(path: str, value: Any) -> None:
         if not is_number(value):
             fail(path, value, "must be a number")
-        if (
-            (lo is not None and (value <= lo if lo_open else value < lo))
-            or (hi is not None and value > hi)
+        if (lo is not None and (value <= lo if lo_open else value < lo)) or (
+            hi is not None and value > hi
         ):
-            fail(path, value, _range_text(lo, hi, lo_open))
+            fail(path, value, _range_text(lo, hi, lo_open=lo_open))
 
     return check
 
@@ -95,7 +94,7 @@ def integer_check(lo: int | None = None, hi: int | None = None) -> Check:
         if not isinstance(value, int) or isinstance(value, bool):
             fail(path, value, "must be an integer")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            fail(path, value, _range_text(lo, hi, False))
+            fail(path, value, _range_text(lo, hi, lo_open=False))
 
     return check
 
@@ -112,7 +111,12 @@ def string_check(
     rule: str | None = None,
     secret: bool = False,
 ) -> Check:
-    rx = re.compile(pattern) if pattern else None
+    # A trailing "$" would accept "value\n"; the API's patterns mean end of string.
+    rx = (
+        re.compile(pattern[:-1] + r"\Z" if pattern and pattern.endswith("$") else pattern)
+        if pattern
+        else None
+    )
 
     def check(path: str, value: Any) -> None:
         if not isinstance(value, str):
@@ -152,26 +156,29 @@ def uuid_check(path: str, value: Any) -> None:
         fail(path, value, "is not a UUID (the API names calls by UUID)")
 
 
-_HTTP_URL = re.compile(r"https?://[^\s/?#]+[^\s]*")
+_HTTP_URL = re.compile(r"https?://[^\s/?#]+\S*")
 
 
 def http_url_check(path: str, value: Any) -> None:
     if not isinstance(value, str):
         fail(path, value, "must be a string")
-    if _HTTP_URL.match(value) is None:
+    if _HTTP_URL.fullmatch(value) is None:
         fail(path, value, "must be an http:// or https:// URL")
+
+
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:\S+")
 
 
 def uri_check(path: str, value: Any) -> None:
     if not isinstance(value, str):
         fail(path, value, "must be a string")
-    if re.match(r"[A-Za-z][A-Za-z0-9+.\-]*:\S+$", value) is None:
+    if _URI.fullmatch(value) is None:
         fail(path, value, "must be an absolute URI")
 
 
-def scheme_url_check(schemes: Sequence[str]) -> Check:
+def scheme_url_check(schemes: Sequence[str], rule: str | None = None) -> Check:
     rx = re.compile(r"(?:" + "|".join(re.escape(s) for s in schemes) + r")://[^\s/?#]+\S*")
-    rule = "must be a " + " or ".join(f"{s}://" for s in schemes) + " URL"
+    rule = rule or "must be a " + " or ".join(f"{s}://" for s in schemes) + " URL"
 
     def check(path: str, value: Any) -> None:
         if not isinstance(value, str):
@@ -285,7 +292,7 @@ def closed_mapping(
         c = fields.get(k)
         if c is None:
             allowed = ", ".join(sorted(fields))
-            fail(f"{path}.{k}", v, f"is not an allowed key here (allowed: {allowed})")
+            fail_rule(f"{path}.{k}", f"is not an allowed key here (allowed: {allowed})")
         c(f"{path}.{k}", v)
 
 

@@ -71,11 +71,6 @@ class Command(Model, Generic[R]):
         """The call this command acts on (None for ``dial``)."""
         return getattr(self, "call_id", None)
 
-    @property
-    def params(self) -> dict[str, Any]:
-        """The wire ``params`` object this command sends."""
-        return self.to_wire()["params"]  # type: ignore[no-any-return]
-
     def to_wire(self) -> dict[str, Any]:
         """Return the exact JSON body this command sends."""
         from relaycall._converter import unstructure  # noqa: PLC0415 - cheap, avoids a cycle
@@ -170,18 +165,14 @@ def _redacted(value: Any) -> str:
     return "None" if value is None else "'<redacted>'"
 
 
-def _field(
-    validator: v.Validator, wire: str | None, raw: bool, secret: bool, **kw: Any
-) -> Any:
+def _field(validator: v.Validator, wire: str | None, raw: bool, secret: bool, **kw: Any) -> Any:
     meta: dict[str, Any] = {}
     if wire is not None:
         meta["wire"] = wire
     if raw:
         # Free-form JSON (SWML, custom data) goes out as given, not walked by cattrs.
         meta["raw"] = True
-    return attrs.field(
-        validator=validator, metadata=meta, repr=_redacted if secret else True, **kw
-    )
+    return attrs.field(validator=validator, metadata=meta, repr=_redacted if secret else True, **kw)
 
 
 def opt(

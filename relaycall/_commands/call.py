@@ -77,7 +77,9 @@ _script_check = v.any_of(
 def _swml_or_url(inst: Any, label: str) -> None:
     if (inst.url is None) == (inst.swml is None):
         both = inst.url is not None
-        v.fail_rule(f"{label}.url", "give exactly one of url or swml" + (", not both" if both else ""))
+        v.fail_rule(
+            f"{label}.url", "give exactly one of url or swml" + (", not both" if both else "")
+        )
 
 
 @command("dial", label="dial", idempotency=Idempotency.UNSAFE, top_level_id=False)

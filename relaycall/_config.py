@@ -1,0 +1,162 @@
+"""
+Timeouts, limits and the retry policy, as frozen attrs classes.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import timedelta
+from typing import Any, Final
+
+import attrs
+
+from relaycall.errors import UsageError
+
+__all__ = ["USE_DEFAULT", "Limits", "RetryPolicy", "Timeout"]
+
+
+class _Default(enum.Enum):
+    token = 0
+
+    def __repr__(self) -> str:
+        return "USE_DEFAULT"
+
+
+#: Per-call sentinel meaning "the session's setting"; distinct from None, which
+#: disables (no timeout, no retries).
+USE_DEFAULT: Final = _Default.token
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise UsageError(f"a duration must be a positive number of seconds or None, not {value!r}")
+    return float(value)
+
+
+def _positive_seconds(value: Any) -> float:
+    s = _seconds(value)
+    if s is None:
+        raise UsageError("this duration cannot be None")
+    return s
+
+
+@attrs.frozen(kw_only=True)
+class Timeout:
+    """
+    How long one HTTP attempt may take, in seconds (``timedelta`` accepted).
+
+    Example::
+
+        AsyncRelay(..., timeout=Timeout(connect=2, total=10))
+
+    Args:
+        connect: Getting a connection (from the pool or a new TCP+TLS one).
+            Failing here means nothing was sent, so even ``dial`` is retried.
+        read: Longest wait for the next bytes of the reply.
+        total: The whole attempt. Retries get a fresh *total* each; the
+            overall bound is :attr:`RetryPolicy.deadline`.
+
+    ``None`` disables a bound. The defaults (5, 30, 30) are finite on purpose:
+    a hung request must not hang a call flow.
+    """
+
+    connect: float | None = attrs.field(default=5.0, converter=_seconds)
+    read: float | None = attrs.field(default=30.0, converter=_seconds)
+    total: float | None = attrs.field(default=30.0, converter=_seconds)
+
+    @classmethod
+    def of(cls, value: Timeout | float | timedelta | None) -> Timeout:
+        """Accept a Timeout, a number of seconds (the *total*), or None (no bounds)."""
+        if isinstance(value, Timeout):
+            return value
+        if value is None:
+            return cls(connect=None, read=None, total=None)
+        seconds = _positive_seconds(value)
+        return cls(connect=min(5.0, seconds), read=seconds, total=seconds)
+
+
+def _positive_int(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise UsageError(f"{attribute.name} must be a positive integer or None, not {value!r}")
+
+
+def _positive_rate(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+    ):
+        raise UsageError(f"{attribute.name} must be a positive number or None, not {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Limits:
+    """
+    How hard one AsyncRelay may drive the API.
+
+    Args:
+        max_connections: Size of the HTTP connection pool.
+        max_concurrency: Commands in flight at once; further commands wait
+            their turn (default: the pool size).
+        commands_per_second: Client-side cap on POSTs per second across all
+            commands. The platform documents 13,800 POSTs per 10 s per
+            project; ``1300`` leaves headroom. None: no cap.
+        calls_per_second: Client-side cap on ``dial`` per second. The platform
+            queues new calls at about 1 per second. None: no cap.
+        burst: How many commands may go at once after an idle spell before
+            the per-second caps apply.
+        keepalive: Seconds an idle pooled connection is kept.
+    """
+
+    max_connections: int = attrs.field(default=100, validator=_positive_int)
+    max_concurrency: int | None = attrs.field(default=None, validator=_positive_int)
+    commands_per_second: float | None = attrs.field(default=None, validator=_positive_rate)
+    calls_per_second: float | None = attrs.field(default=None, validator=_positive_rate)
+    burst: int = attrs.field(default=1, validator=_positive_int)
+    keepalive: float = attrs.field(default=15.0, converter=_positive_seconds)
+
+    @property
+    def concurrency(self) -> int:
+        return self.max_concurrency or self.max_connections
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """
+    When and how long to wait before re-sending a failed command.
+
+    Args:
+        max_attempts: Attempts in all, the first included (1 disables retries).
+        initial_backoff: Wait before the first retry; doubles each time.
+        max_backoff: Cap on one wait.
+        jitter: Fraction of each wait drawn at random (0..1), so many clients
+            that failed together do not retry together.
+        deadline: Bound on the whole send, retries and waits included; no
+            retry starts if its wait would cross it. None: only *max_attempts*.
+        max_retry_after: Longest ``Retry-After`` honoured; a longer one is
+            capped to this.
+
+    Which failures are retried depends on the command (see the README):
+    follow-ups and start commands retry transport failures, 429 and 5xx;
+    ``dial`` and other non-idempotent commands only retry what provably was
+    not processed (connect failures, 429, 503).
+    """
+
+    max_attempts: int = attrs.field(default=3, validator=_positive_int)
+    initial_backoff: float = attrs.field(default=0.5, converter=_positive_seconds)
+    max_backoff: float = attrs.field(default=8.0, converter=_positive_seconds)
+    jitter: float = attrs.field(default=0.25)
+    deadline: float | None = attrs.field(default=60.0, converter=_seconds)
+    max_retry_after: float = attrs.field(default=60.0, converter=_positive_seconds)
+
+    @jitter.validator
+    def _check_jitter(self, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise UsageError(f"jitter must be between 0 and 1, not {value!r}")
+
+    @classmethod
+    def disabled(cls) -> RetryPolicy:
+        """A policy that sends each command once."""
+        return cls(max_attempts=1)

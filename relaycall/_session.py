@@ -1,0 +1,374 @@
+"""
+AsyncRelay: the session every command goes through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import enum
+import json
+import os
+import platform
+import re
+import warnings
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import aiohttp
+
+from relaycall import _transport
+from relaycall._commands._base import Command, Idempotency
+from relaycall._config import USE_DEFAULT, Limits, RetryPolicy, Timeout, _Default
+from relaycall._limits import RateLimiter
+from relaycall._models import RawResponse
+from relaycall._retry import send_with_retries
+from relaycall._version import __version__
+from relaycall.errors import (
+    ClientClosedError,
+    RelayError,
+    ResponseValidationError,
+    UsageError,
+    ValidationError,
+    make_status_error,
+)
+
+R = TypeVar("R")
+
+API_PATH = "/api/calling/calls"
+_SPACE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class _Reply:
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: Any) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+def _decode(data: bytes) -> Any:
+    """JSON when the reply is JSON, else its text (``calling.ai_sidecar.status`` is text)."""
+    if not data:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data.decode("utf-8", errors="replace")
+
+
+def _encode(body: Mapping[str, Any], command: str) -> bytes:
+    try:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(
+            f"{command}.params", body.get("params"), f"is not JSON: {exc}"
+        ) from exc
+
+
+def _resolve_url(space: str | None, base_url: str | None) -> str:
+    if base_url is not None:
+        base = base_url.rstrip("/")
+        if not re.match(r"https?://", base):
+            raise UsageError(f"base_url must start with http:// or https://, not {base_url!r}")
+        return base if base.endswith(API_PATH) else base + API_PATH
+    if space is None:
+        raise UsageError(
+            "relaycall needs a space: pass space='example' (or 'example.signalwire.com'), "
+            "set SIGNALWIRE_SPACE, or pass base_url= for a local server"
+        )
+    host = re.sub(r"^https?://", "", space.strip()).rstrip("/")
+    name = host.removesuffix(".signalwire.com")
+    if not _SPACE.fullmatch(name):
+        raise UsageError(
+            f"space {space!r} is not a space name; give 'example' or 'example.signalwire.com'"
+        )
+    return f"https://{name}.signalwire.com{API_PATH}"
+
+
+class AsyncRelay:
+    """
+    A session with the SignalWire Calling API.
+
+    Example::
+
+        async with AsyncRelay("project-id", "api-token", "example") as relay:
+            leg = await relay.send(commands.End(call_id=call_id, reason="hangup"))
+
+    Construction does no I/O. ``async with`` (or the first command) opens the
+    HTTP session; :meth:`close` releases it. Credentials fall back to
+    ``SIGNALWIRE_PROJECT_ID``, ``SIGNALWIRE_API_TOKEN`` and ``SIGNALWIRE_SPACE``.
+
+    Args:
+        project_id: The project id (Basic auth user).
+        token: The API token (Basic auth password); it needs the Voice scope.
+            It never appears in ``repr``, logs or exception text.
+        space: ``example`` or ``example.signalwire.com``.
+        base_url: Overrides *space*, e.g. ``http://127.0.0.1:8080`` for the
+            emulator or a test server.
+        session: An ``aiohttp.ClientSession`` to use; relaycall will not close it.
+        timeout: Per-attempt :class:`Timeout` (or seconds).
+        retry: The :class:`RetryPolicy`; None sends each command once.
+        limits: Pool size, in-flight and per-second caps (:class:`Limits`).
+        user_agent: Appended to relaycall's own ``User-Agent``.
+    """
+
+    def __init__(
+        self,
+        project_id: str | None = None,
+        token: str | None = None,
+        space: str | None = None,
+        *,
+        base_url: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        timeout: Timeout | float | timedelta | None = None,
+        retry: RetryPolicy | _Default | None = USE_DEFAULT,
+        limits: Limits | None = None,
+        user_agent: str | None = None,
+        _sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        project_id = project_id or os.environ.get("SIGNALWIRE_PROJECT_ID")
+        token = token or os.environ.get("SIGNALWIRE_API_TOKEN")
+        if base_url is None:
+            space = space or os.environ.get("SIGNALWIRE_SPACE")
+        missing = [
+            what
+            for what, value in (
+                ("project_id (or SIGNALWIRE_PROJECT_ID)", project_id),
+                ("token (or SIGNALWIRE_API_TOKEN)", token),
+            )
+            if not value
+        ]
+        if missing:
+            raise UsageError("relaycall needs credentials: missing " + " and ".join(missing))
+        assert project_id is not None
+        assert token is not None
+        if ":" in project_id:
+            raise UsageError("project_id cannot contain ':' (it is the Basic auth user name)")
+        self._url = _resolve_url(space, base_url)
+        self.project_id = project_id
+        # Only the encoded header is kept, so the token itself is in no attribute.
+        credentials = base64.b64encode(f"{project_id}:{token}".encode()).decode("ascii")
+        ua = (
+            f"relaycall/{__version__} aiohttp/{aiohttp.__version__} "
+            f"python/{platform.python_version()}"
+        )
+        if user_agent:
+            ua = f"{ua} {user_agent}"
+        self._headers = {
+            "Authorization": f"Basic {credentials}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": ua,
+            # Which attempt this is, so a server (or its logs) can tell a retry apart.
+            "Relaycall-Attempt": "1",
+        }
+        self._timeout = Timeout() if timeout is None else Timeout.of(timeout)
+        self._client_timeout = _transport.client_timeout(self._timeout)
+        self._retry = RetryPolicy() if retry is USE_DEFAULT else (retry or RetryPolicy.disabled())
+        self._limits = limits or Limits()
+        self._session = session
+        self._owns_session = session is None
+        self._state = _State.UNOPENED
+        self._sleep = _sleep or asyncio.sleep
+        self._gate = asyncio.Semaphore(self._limits.concurrency)
+        self._rate = (
+            RateLimiter(self._limits.commands_per_second, self._limits.burst)
+            if self._limits.commands_per_second
+            else None
+        )
+        self._dial_rate = (
+            RateLimiter(self._limits.calls_per_second, self._limits.burst)
+            if self._limits.calls_per_second
+            else None
+        )
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The endpoint commands are posted to."""
+        return self._url
+
+    @property
+    def closed(self) -> bool:
+        return self._state is _State.CLOSED
+
+    def __repr__(self) -> str:
+        return f"<AsyncRelay project_id={self.project_id!r} url={self._url!r} {self._state.value}>"
+
+    async def __aenter__(self) -> AsyncRelay:
+        self._ensure_open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _ensure_open(self) -> aiohttp.ClientSession:
+        if self._state is _State.CLOSED:
+            raise ClientClosedError("this AsyncRelay is closed; create a new one")
+        if self._session is None:
+            self._session = _transport.make_session(self._limits)
+        self._state = _State.OPEN
+        return self._session
+
+    async def close(self) -> None:
+        """Release the HTTP session (unless it was given by the caller). Idempotent."""
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        if (
+            getattr(self, "_state", None) is _State.OPEN
+            and self._owns_session
+            and self._session is not None
+            and not self._session.closed
+        ):
+            _warn(
+                f"unclosed {self!r}: use 'async with AsyncRelay(...)' or 'await relay.close()'",
+                ResourceWarning,
+                source=self,
+                stacklevel=2,
+            )
+
+    # --- sending ----------------------------------------------------------------------
+
+    async def send(
+        self,
+        command: Command[R],
+        *,
+        timeout: Timeout | float | timedelta | _Default | None = USE_DEFAULT,
+        retry: RetryPolicy | _Default | None = USE_DEFAULT,
+    ) -> R:
+        """
+        Send a typed command and return its parsed reply (a call leg for most commands).
+
+        Args:
+            command: Any command from :mod:`relaycall.commands`.
+            timeout: Per-attempt timeout for this command; None disables it.
+            retry: Retry policy for this command; None sends it once.
+
+        Raises:
+            APIStatusError: The server refused it (a subclass per status).
+            TransportError: It could not be delivered (after retries).
+            AmbiguousOutcomeError: A non-idempotent command may or may not have run.
+            ResponseValidationError: The 2xx reply was not what the API declares.
+        """
+        if not isinstance(command, Command):
+            raise UsageError(f"send() takes a command from relaycall.commands, not {command!r}")
+        name = command.command_name
+        body = command.to_wire()
+        reply, _ = await self._request(name, body, command.idempotency, timeout, retry)
+        try:
+            result: R = type(command)._parse_reply(reply.body)
+        except ResponseValidationError as exc:
+            exc.command = name
+            raise
+        return result
+
+    async def execute(
+        self,
+        command: str,
+        *,
+        call_id: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        idempotent: bool | None = None,
+        timeout: Timeout | float | timedelta | _Default | None = USE_DEFAULT,
+        retry: RetryPolicy | _Default | None = USE_DEFAULT,
+    ) -> RawResponse:
+        """
+        Send any command by name, for commands relaycall does not type yet.
+
+        Nothing is validated but JSON-ness. *idempotent* tells the retry policy
+        whether a repeat is harmless; by default a known command keeps its own
+        class and an unknown one is treated as unsafe (re-sent only when it
+        provably was not processed).
+
+        Returns the status, headers, parsed body and retries taken. Error
+        statuses raise as in :meth:`send`.
+        """
+        if not isinstance(command, str) or not command:
+            raise ValidationError("execute.command", command, "must be a non-empty string")
+        body: dict[str, Any] = {"command": command}
+        if call_id is not None:
+            body["id"] = call_id
+        body["params"] = dict(params or {})
+        if idempotent is None:
+            known = command_class(command)
+            idem = known._idempotency if known is not None else Idempotency.UNSAFE
+        else:
+            idem = Idempotency.SAFE if idempotent else Idempotency.UNSAFE
+        reply, retries = await self._request(command, body, idem, timeout, retry)
+        return RawResponse(
+            status=reply.status, headers=dict(reply.headers), body=reply.body, retries_taken=retries
+        )
+
+    async def _request(
+        self,
+        name: str,
+        body: Mapping[str, Any],
+        idempotency: Idempotency,
+        timeout: Timeout | float | timedelta | _Default | None,
+        retry: RetryPolicy | _Default | None,
+    ) -> tuple[_Reply, int]:
+        session = self._ensure_open()
+        data = _encode(body, name)
+        client_timeout = (
+            self._client_timeout
+            if timeout is USE_DEFAULT
+            else _transport.client_timeout(Timeout.of(timeout))
+        )
+        policy = self._retry if retry is USE_DEFAULT else (retry or RetryPolicy.disabled())
+        headers = self._headers
+        url = self._url
+        dial_rate = self._dial_rate if name == "dial" else None
+
+        async def attempt(number: int) -> _Reply:
+            if self._state is _State.CLOSED:
+                raise ClientClosedError(f"{name}: the AsyncRelay was closed")
+            async with self._gate:
+                if self._rate is not None:
+                    await self._rate.acquire()
+                if dial_rate is not None:
+                    await dial_rate.acquire()
+                hdrs = headers if number == 1 else {**headers, "Relaycall-Attempt": str(number)}
+                reply = await _transport.post(session, url, data, hdrs, client_timeout, name)
+            decoded = _decode(reply.data)
+            if not 200 <= reply.status < 300:
+                raise make_status_error(reply.status, reply.headers, decoded, command=name)
+            return _Reply(reply.status, reply.headers, decoded)
+
+        try:
+            return await send_with_retries(
+                attempt,
+                policy=policy,
+                idempotency=idempotency,
+                command=name,
+                body=body,
+                sleep=self._sleep,
+            )
+        except RelayError:
+            raise
+        except RuntimeError as exc:
+            # aiohttp raises RuntimeError when its session was closed under us.
+            if session.closed:
+                raise ClientClosedError(f"{name}: the HTTP session is closed") from exc
+            raise
+
+
+def command_class(name: str) -> type[Command[Any]] | None:
+    """The typed command class for a wire command name, if relaycall has one."""
+    from relaycall.commands import BY_NAME  # noqa: PLC0415 - the registry imports every command
+
+    return BY_NAME.get(name)

@@ -1,0 +1,427 @@
+"""AsyncRelay against a real aiohttp server on 127.0.0.1: wire, lifecycle, errors, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gc
+import logging
+import time
+import warnings
+
+import aiohttp
+import pytest
+
+import relaycall
+from relaycall import commands
+from tests.conftest import CALL_ID, PROJECT, TOKEN, Respond, WireServer, call_leg
+
+
+async def test_send_puts_exact_body_and_headers_on_the_wire(relay, server):
+    """A typed command arrives as the exact JSON body, with auth, JSON and UA headers."""
+    leg = await relay.send(commands.End(call_id=CALL_ID, reason="hangup"))
+    assert leg.id == CALL_ID
+    (seen,) = server.seen
+    assert seen.method == "POST"
+    assert seen.path == "/api/calling/calls"
+    assert seen.json == {"command": "calling.end", "id": CALL_ID, "params": {"reason": "hangup"}}
+    expected_auth = "Basic " + base64.b64encode(f"{PROJECT}:{TOKEN}".encode()).decode()
+    assert seen.headers["Authorization"] == expected_auth
+    assert seen.headers["Content-Type"] == "application/json"
+    assert seen.headers["Accept"] == "application/json"
+    assert seen.headers["User-Agent"].startswith(f"relaycall/{relaycall.__version__} ")
+    assert seen.headers["Relaycall-Attempt"] == "1"
+
+
+async def test_reply_parses_to_call_leg(relay, server):
+    """The 200 body becomes a CallLeg; unknown fields are tolerated and kept in raw."""
+    server.reply(Respond(body=call_leg(status="answered", duration=12, new_field={"x": 1})))
+    leg = await relay.send(commands.Disconnect(call_id=CALL_ID))
+    assert isinstance(leg, relaycall.CallLeg)
+    assert (leg.status, leg.duration, leg.from_) == ("answered", 12, "+15551230000")
+    assert leg.raw["new_field"] == {"x": 1}
+    assert leg.created is not None
+    assert leg.created.year == 2026
+
+
+async def test_fabric_device_leg(relay, server):
+    """A fabric_subscriber_device_leg reply parses to FabricDeviceLeg."""
+    body = {
+        "id": CALL_ID,
+        "from": "a",
+        "to": "/private/x",
+        "direction": "outbound",
+        "source": "realtime_api",
+        "url": None,
+        "charge": 0.01,
+        "created_at": "2026-01-01T00:00:00Z",
+        "charge_details": [{"description": "x", "charge": 0.01}],
+        "status": None,
+        "type": "fabric_subscriber_device_leg",
+    }
+    server.reply(Respond(body=body))
+    leg = await relay.send(commands.Disconnect(call_id=CALL_ID))
+    assert isinstance(leg, relaycall.FabricDeviceLeg)
+    assert leg.charge_details == (relaycall.ChargeDetail("x", 0.01),)
+    assert leg.status is None
+
+
+@pytest.mark.parametrize(
+    ("reply", "fragment"),
+    [
+        (Respond(raw=b"<html>oops</html>", headers={"Content-Type": "text/html"}), "got str"),
+        (Respond(body=[1, 2]), "got list"),
+        (Respond(body={"status": "queued"}), "not a call leg"),
+        (Respond(body=call_leg(duration="long")), "not a call leg"),
+        (Respond(raw=b""), "got NoneType"),
+    ],
+)
+async def test_malformed_reply_is_response_validation_error(relay, server, reply, fragment):
+    """A 200 that is not a call leg raises ResponseValidationError with the body kept."""
+    server.reply(reply)
+    with pytest.raises(relaycall.ResponseValidationError, match=fragment) as info:
+        await relay.send(commands.Disconnect(call_id=CALL_ID))
+    assert info.value.command == "calling.disconnect"
+    assert not isinstance(info.value, aiohttp.ClientError)
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, relaycall.BadRequestError),
+        (401, relaycall.AuthenticationError),
+        (403, relaycall.PermissionDeniedError),
+        (404, relaycall.NotFoundError),
+        (409, relaycall.ConflictError),
+        (422, relaycall.UnprocessableEntityError),
+    ],
+)
+async def test_client_errors_are_typed_and_never_retried(relay, server, sleeps, status, cls):
+    """400/401/403/404/409/422 raise their own class after exactly one request."""
+    server.reply(Respond(status=status, body={"error": "nope"}, headers={"X-Request-Id": "rq-1"}))
+    with pytest.raises(cls) as info:
+        await relay.send(commands.PlayStop(call_id=CALL_ID, control_id="c1"))
+    assert len(server.seen) == 1
+    assert sleeps.waits == []
+    err = info.value
+    assert err.status_code == status
+    assert err.request_id == "rq-1"
+    assert err.body == {"error": "nope"}
+    assert err.command == "calling.play.stop"
+    assert f"HTTP {status}" in str(err)
+
+
+async def test_422_errors_list_is_parsed(relay, server):
+    """A 422 carries the parsed errors list, and the message names the attribute."""
+    body = {
+        "errors": [
+            {
+                "type": "validation_error",
+                "code": "invalid_parameter",
+                "message": "url must be a valid http or https url",
+                "attribute": "url",
+                "url": "https://signalwire.com/docs/apis/error-codes",
+            }
+        ],
+        "statusCode": 422,
+    }
+    server.reply(Respond(status=422, body=body))
+    with pytest.raises(relaycall.UnprocessableEntityError) as info:
+        await relay.send(commands.End(call_id=CALL_ID))
+    (item,) = info.value.errors
+    assert item.code == "invalid_parameter"
+    assert item.attribute == "url"
+    assert "url: url must be a valid http or https url" in str(info.value)
+
+
+async def test_execute_returns_raw_response(relay, server):
+    """execute() sends any command by name and returns status, headers, body, retries."""
+    server.reply(
+        Respond(status=503, body={"error": "busy"}),
+        Respond(body={"ok": True}, headers={"X-Thing": "1"}),
+    )
+    raw = await relay.execute(
+        "calling.future_thing", call_id=CALL_ID, params={"a": 1}, idempotent=True
+    )
+    assert raw.status == 200
+    assert raw.body == {"ok": True}
+    assert raw.headers["X-Thing"] == "1"
+    assert raw.retries_taken == 1
+    assert (
+        server.bodies
+        == [{"command": "calling.future_thing", "id": CALL_ID, "params": {"a": 1}}] * 2
+    )
+    assert server.seen[1].headers["Relaycall-Attempt"] == "2"
+
+
+async def test_execute_unknown_command_is_unsafe_by_default(relay, server):
+    """An unknown command is not re-sent after a 500: its outcome is ambiguous."""
+    server.reply(Respond(status=500, body={"error": "Internal Server Error"}))
+    with pytest.raises(relaycall.AmbiguousOutcomeError):
+        await relay.execute("calling.future_thing", call_id=CALL_ID)
+    assert len(server.seen) == 1
+
+
+async def test_execute_rejects_non_json_params(relay, server):
+    """Params that cannot be JSON raise ValidationError and send nothing."""
+    with pytest.raises(relaycall.ValidationError, match=r"calling\.x\.params"):
+        await relay.execute("calling.x", params={"a": object()})
+    with pytest.raises(relaycall.ValidationError):
+        await relay.execute("calling.x", params={"a": float("nan")})
+    assert server.seen == []
+
+
+async def test_sidecar_status_text_reply(relay, server):
+    """calling.ai_sidecar.status's '+OK key=value' text reply is parsed into counters."""
+    server.reply(
+        Respond(
+            raw=b"+OK running=1 ticks=42 in_tokens=1200", headers={"Content-Type": "text/plain"}
+        )
+    )
+    status = await relay.send(commands.AISidecarStatus(call_id=CALL_ID))
+    assert status.ok
+    assert status["ticks"] == 42
+    assert status.running is True
+
+
+# --- configuration ------------------------------------------------------------------
+
+
+def test_credentials_fall_back_to_environment(monkeypatch):
+    """Project, token and space come from SIGNALWIRE_* when not given."""
+    monkeypatch.setenv("SIGNALWIRE_PROJECT_ID", PROJECT)
+    monkeypatch.setenv("SIGNALWIRE_API_TOKEN", TOKEN)
+    monkeypatch.setenv("SIGNALWIRE_SPACE", "example")
+    relay = relaycall.AsyncRelay()
+    assert relay.url == "https://example.signalwire.com/api/calling/calls"
+    assert relay.project_id == PROJECT
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "missing"),
+    [
+        ({"token": TOKEN, "space": "x"}, "project_id"),
+        ({"project_id": PROJECT, "space": "x"}, "token"),
+        ({"space": "x"}, "project_id (or SIGNALWIRE_PROJECT_ID) and token"),
+        ({"project_id": PROJECT, "token": TOKEN}, "needs a space"),
+    ],
+)
+def test_missing_credentials_name_what_is_missing(kwargs, missing):
+    """A missing credential raises UsageError naming it."""
+    with pytest.raises(relaycall.UsageError, match=missing.replace("(", r"\(").replace(")", r"\)")):
+        relaycall.AsyncRelay(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("space", "base_url", "url"),
+    [
+        ("example", None, "https://example.signalwire.com/api/calling/calls"),
+        ("example.signalwire.com", None, "https://example.signalwire.com/api/calling/calls"),
+        (
+            "https://example.signalwire.com/",
+            None,
+            "https://example.signalwire.com/api/calling/calls",
+        ),
+        (None, "http://127.0.0.1:8080", "http://127.0.0.1:8080/api/calling/calls"),
+        ("ignored", "http://127.0.0.1:8080/", "http://127.0.0.1:8080/api/calling/calls"),
+        (
+            None,
+            "http://127.0.0.1:8080/api/calling/calls",
+            "http://127.0.0.1:8080/api/calling/calls",
+        ),
+    ],
+)
+def test_space_and_base_url_forms(space, base_url, url):
+    """space may be a name or host; base_url overrides it."""
+    assert relaycall.AsyncRelay(PROJECT, TOKEN, space, base_url=base_url).url == url
+
+
+@pytest.mark.parametrize("space", ["exa mple", "a/b", "", "-x"])
+def test_bad_space_is_refused(space):
+    """A space that is not a host name raises UsageError."""
+    with pytest.raises(relaycall.UsageError):
+        relaycall.AsyncRelay(PROJECT, TOKEN, space)
+
+
+# --- lifecycle ---------------------------------------------------------------------------
+
+
+async def test_use_after_close_raises(server):
+    """Commands after close() raise ClientClosedError; close() is idempotent."""
+    relay = relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url)
+    async with relay:
+        await relay.send(commands.End(call_id=CALL_ID))
+    assert relay.closed
+    await relay.close()
+    with pytest.raises(relaycall.ClientClosedError):
+        await relay.send(commands.End(call_id=CALL_ID))
+    with pytest.raises(relaycall.ClientClosedError):
+        async with relay:
+            pass
+    assert len(server.seen) == 1
+
+
+async def test_lazy_open_without_context_manager(server):
+    """The first command opens the session when async with was not used."""
+    relay = relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url)
+    try:
+        await relay.send(commands.End(call_id=CALL_ID))
+    finally:
+        await relay.close()
+    assert len(server.seen) == 1
+
+
+async def test_caller_session_is_used_and_not_closed(server):
+    """A caller-supplied aiohttp session carries the requests and stays open."""
+    traced: list[str] = []
+
+    async def on_start(session, ctx, params):
+        traced.append(str(params.url))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_start)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as http:
+        async with relaycall.AsyncRelay(
+            PROJECT, TOKEN, base_url=server.base_url, session=http
+        ) as relay:
+            await relay.send(commands.End(call_id=CALL_ID))
+        assert not http.closed
+    assert traced == [server.base_url + "/api/calling/calls"]
+
+
+async def test_unclosed_relay_warns(server):
+    """An AsyncRelay dropped while open warns with ResourceWarning, like aiohttp."""
+    relay = relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url)
+    await relay.send(commands.End(call_id=CALL_ID))
+    session = relay._session
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del relay
+        gc.collect()
+    assert any(
+        issubclass(w.category, ResourceWarning) and "unclosed <AsyncRelay" in str(w.message)
+        for w in caught
+    )
+    await session.close()
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+
+async def test_token_never_in_repr_logs_or_errors(server, caplog, sleeps):
+    """The API token appears in no repr, log line or exception text, even across retries."""
+    caplog.set_level(logging.DEBUG, logger="relaycall")
+    server.reply(
+        Respond(status=503, body={"error": "x"}),
+        Respond(status=401, body={"error": "Unauthorized"}),
+    )
+    relay = relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url, _sleep=sleeps)
+    async with relay:
+        assert TOKEN not in repr(relay)
+        with pytest.raises(relaycall.AuthenticationError) as info:
+            await relay.send(commands.End(call_id=CALL_ID))
+    texts = [repr(relay), str(info.value), repr(info.value), caplog.text, str(vars(relay))]
+    for text in texts:
+        assert TOKEN not in text
+    assert "retrying calling.end" in caplog.text
+
+
+def test_sip_password_hidden_from_repr_and_ambiguous_error():
+    """A dial's SIP password is masked in repr and in AmbiguousOutcomeError text."""
+    dial = commands.Dial(from_="+1555", to="sip:a@b.c", url="https://x.test/s", password="hunter2")
+    assert "hunter2" not in repr(dial)
+    err = relaycall.AmbiguousOutcomeError(
+        "dial", dial.to_wire(), relaycall.ReadTimeout("timed out")
+    )
+    assert "hunter2" not in str(err)
+    assert err.body["params"]["password"] == "hunter2"
+
+
+# --- timeouts and transport errors ----------------------------------------------------
+
+
+async def test_slow_server_hits_read_timeout(server, sleeps):
+    """A reply slower than the timeout raises ReadTimeout, a builtin TimeoutError."""
+    server.reply(*[Respond(delay=2.0)] * 3)
+    async with relaycall.AsyncRelay(
+        PROJECT, TOKEN, base_url=server.base_url, timeout=0.2, _sleep=sleeps
+    ) as relay:
+        started = time.monotonic()
+        with pytest.raises(relaycall.ReadTimeout) as info:
+            await relay.send(commands.PlayStop(call_id=CALL_ID, control_id="c"))
+        assert time.monotonic() - started < 1.9
+    assert isinstance(info.value, TimeoutError)
+    assert info.value.retries_taken == 2
+    assert len(server.seen) == 3
+
+
+async def test_per_call_timeout_overrides_session(relay, server):
+    """timeout= on send() replaces the session's for that command."""
+    server.reply(Respond(delay=1.0))
+    with pytest.raises(relaycall.ReadTimeout):
+        await relay.send(
+            commands.PlayStop(call_id=CALL_ID, control_id="c"), timeout=0.1, retry=None
+        )
+    assert len(server.seen) == 1
+
+
+async def test_connection_refused_is_connect_error(closed_port, sleeps):
+    """Nobody listening: ConnectError after every attempt, and it says nothing was sent."""
+    async with relaycall.AsyncRelay(
+        PROJECT, TOKEN, base_url=f"http://127.0.0.1:{closed_port}", _sleep=sleeps
+    ) as relay:
+        with pytest.raises(relaycall.ConnectError, match="not sent") as info:
+            await relay.send(commands.Dial(from_="+1555", to="+1666", url="https://x.test/swml"))
+    assert info.value.retries_taken == 2
+    assert len(sleeps.waits) == 2
+    assert not isinstance(info.value, aiohttp.ClientError)
+
+
+# --- limits --------------------------------------------------------------------------
+
+
+async def test_max_concurrency_bounds_in_flight_requests(server):
+    """No more than max_concurrency requests are in flight at once."""
+    server.hold = 0.02
+    async with relaycall.AsyncRelay(
+        PROJECT, TOKEN, base_url=server.base_url, limits=relaycall.Limits(max_concurrency=3)
+    ) as relay:
+        await asyncio.gather(*(relay.send(commands.End(call_id=CALL_ID)) for _ in range(12)))
+    assert server.peak_in_flight == 3
+    assert len(server.seen) == 12
+
+
+async def test_rate_limit_spaces_commands(server):
+    """commands_per_second spaces sends: 6 commands at 50/s take at least 0.1 s."""
+    async with relaycall.AsyncRelay(
+        PROJECT,
+        TOKEN,
+        base_url=server.base_url,
+        limits=relaycall.Limits(commands_per_second=50),
+    ) as relay:
+        started = time.monotonic()
+        await asyncio.gather(*(relay.send(commands.End(call_id=CALL_ID)) for _ in range(6)))
+        elapsed = time.monotonic() - started
+    assert elapsed >= 0.1 - 0.005
+    assert len(server.seen) == 6
+
+
+def test_bad_limits_and_timeouts_are_usage_errors():
+    """Nonsense limits or timeouts fail at construction with UsageError."""
+    with pytest.raises(relaycall.UsageError):
+        relaycall.Limits(max_concurrency=0)
+    with pytest.raises(relaycall.UsageError):
+        relaycall.Limits(commands_per_second=-1)
+    with pytest.raises(relaycall.UsageError):
+        relaycall.Timeout(total=-1)
+    with pytest.raises(relaycall.UsageError):
+        relaycall.RetryPolicy(jitter=2)
+
+
+async def test_wire_server_sanity(server: WireServer):
+    """The fixture server itself answers a default call leg (guards the harness)."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(server.base_url + "/api/calling/calls", json={"id": CALL_ID}) as r,
+    ):
+        assert (await r.json())["id"] == CALL_ID
