@@ -35,7 +35,7 @@ def register_model(cls: type[T]) -> type[T]:
     ``metadata={"omit": True}`` stay off the wire (the call id of a command).
     """
     overrides: dict[str, Any] = {}
-    for a in attrs.fields(cast(Any, cls)):
+    for a in attrs.fields(cast("Any", cls)):
         if a.metadata.get("omit"):
             overrides[a.name] = override(omit=True)
             continue

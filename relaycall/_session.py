@@ -12,18 +12,23 @@ import os
 import platform
 import re
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
+import weakref
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 
 from relaycall import _transport
 from relaycall._commands._base import Command, Idempotency
+from relaycall._commands.call import Dial
 from relaycall._config import USE_DEFAULT, Limits, RetryPolicy, Timeout, _Default
+from relaycall._handles._base import Starting
+from relaycall._handles.call import Call
 from relaycall._limits import RateLimiter
 from relaycall._models import RawResponse
 from relaycall._retry import send_with_retries
+from relaycall._validate import uuid_check
 from relaycall._version import __version__
 from relaycall.errors import (
     ClientClosedError,
@@ -190,6 +195,10 @@ class AsyncRelay:
             if self._limits.calls_per_second
             else None
         )
+        # Weak: a Call nobody holds any more (and its operations) is collected.
+        # Ended calls also drop their operations explicitly, so memory does not
+        # grow with calls that are over.
+        self._calls: weakref.WeakValueDictionary[str, Call] = weakref.WeakValueDictionary()
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -221,12 +230,90 @@ class AsyncRelay:
         return self._session
 
     async def close(self) -> None:
-        """Release the HTTP session (unless it was given by the caller). Idempotent."""
+        """
+        Release the HTTP session (unless it was given by the caller). Idempotent.
+
+        Every pending ``wait()`` resolves with reason ``session_closed``.
+        """
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
+        for call in list(self._calls.values()):
+            call._session_closed()
         if self._owns_session and self._session is not None:
             await self._session.close()
+
+    # --- handles ------------------------------------------------------------------------
+
+    def call(self, call_id: str) -> Call:
+        """
+        Return the :class:`Call` handle for *call_id*, without any request.
+
+        For an inbound call or one placed by another process. The same id
+        gives the same handle while it is in use here.
+        """
+        existing = self._calls.get(call_id)
+        if existing is not None:
+            return existing
+        uuid_check("call.call_id", call_id)
+        call = Call(self, call_id)
+        self._calls[call_id] = call
+        return call
+
+    def _adopt(self, leg: Any) -> Call:
+        call = self._calls.get(leg.id)
+        if call is None:
+            call = Call(self, leg.id, "queued")
+            self._calls[leg.id] = call
+        call._observe_leg(leg)
+        return call
+
+    def dial(
+        self,
+        *,
+        from_: str,
+        to: str | None = None,
+        url: str | None = None,
+        swml: Mapping[str, Any] | None = None,
+        to_script: str | Mapping[str, Any] | None = None,
+        caller_id: str | None = None,
+        status_url: str | None = None,
+        status_events: Sequence[Literal["created", "ringing", "answered", "ended"]] | None = None,
+        timeout: int | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        fallback_url: str | None = None,
+        url_method: Literal["GET", "POST"] | None = None,
+        codecs: Sequence[str] | str | None = None,
+        max_price_per_minute: float | None = None,
+        send_digits: str | None = None,
+        region: str | Sequence[str] | None = None,
+        custom_variables: Mapping[str, str] | None = None,
+    ) -> Starting[Call]:
+        """
+        Place an outbound call and return its :class:`Call` once the server accepts it.
+
+        Give *url* (where SWML is fetched) or *swml* (an inline document), and
+        *to* unless *to_script* is given. Await it, or use ``async with`` to
+        hang up when the block exits. A ``dial`` whose outcome is unknown is
+        never re-sent: see :class:`relaycall.AmbiguousOutcomeError`.
+
+        Example::
+
+            call = await relay.dial(from_="+15551230000", to="+15557650000", url=swml_url)
+        """
+        cmd = Dial(
+            from_=from_, to=to, url=url, swml=swml, to_script=to_script, caller_id=caller_id,
+            status_url=status_url, status_events=status_events, timeout=timeout,
+            username=username, password=password, fallback_url=fallback_url,
+            url_method=url_method, codecs=codecs, max_price_per_minute=max_price_per_minute,
+            send_digits=send_digits, region=region, custom_variables=custom_variables,
+        )  # fmt: skip
+        return Starting(self._dial(cmd))
+
+    async def _dial(self, cmd: Dial) -> Call:
+        leg = await self.send(cmd)
+        return self._adopt(leg)
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         if (

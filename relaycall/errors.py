@@ -26,6 +26,7 @@ into one of these, with the original chained as ``__cause__``::
     │       └── GatewayTimeoutError      504
     ├── ResponseValidationError          a 2xx body that does not fit our models
     ├── AmbiguousOutcomeError            a non-idempotent command may or may not have run
+    ├── WaitTimeoutError                 a wait on a handle ran out (also a TimeoutError)
     └── UsageError                       the program asked for something impossible
         ├── ValidationError              a parameter breaks a rule of the API (also ValueError)
         ├── InvalidStateError            a handle cannot do that in its current state
@@ -34,6 +35,7 @@ into one of these, with the original chained as ``__cause__``::
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -68,6 +70,7 @@ __all__ = [
     "UnprocessableEntityError",
     "UsageError",
     "ValidationError",
+    "WaitTimeoutError",
 ]
 
 # Keys whose values never appear in an error message. The request body is kept
@@ -109,6 +112,15 @@ class RelayError(Exception):
     retries_taken: int = 0
 
 
+# Before 3.11 asyncio.TimeoutError is its own class; our timeouts are both, so
+# `except asyncio.TimeoutError` and `except TimeoutError` each catch them.
+_TIMEOUT_BASES: tuple[type[BaseException], ...] = (
+    (builtins.TimeoutError,)
+    if issubclass(asyncio.TimeoutError, builtins.TimeoutError)
+    else (builtins.TimeoutError, asyncio.TimeoutError)
+)
+
+
 # --- transport -------------------------------------------------------------
 
 
@@ -132,7 +144,7 @@ class ConnectError(TransportError):
     """
 
 
-class ConnectTimeout(ConnectError, builtins.TimeoutError):
+class ConnectTimeout(ConnectError, *_TIMEOUT_BASES):  # type: ignore[misc]
     """Connecting (or waiting for a pooled connection) took longer than the connect timeout."""
 
 
@@ -148,7 +160,7 @@ class ConnectionLostError(TransportError):
     """
 
 
-class ReadTimeout(TransportError, builtins.TimeoutError):
+class ReadTimeout(TransportError, *_TIMEOUT_BASES):  # type: ignore[misc]
     """
     The request was sent but no complete reply arrived in time.
 
@@ -487,6 +499,14 @@ def _show(value: Any) -> str:
         return str(value)
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+class WaitTimeoutError(RelayError, *_TIMEOUT_BASES):  # type: ignore[misc]
+    """
+    A wait on a handle ran out of time (also a builtin TimeoutError).
+
+    Only the wait ended: the call or operation goes on.
+    """
 
 
 class InvalidStateError(UsageError):

@@ -1,0 +1,1 @@
+"""Handles: Call and one class per long-running operation."""

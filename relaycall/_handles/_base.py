@@ -1,0 +1,272 @@
+"""
+What every handle shares: state tracking, the guard on follow-ups, awaiting an outcome.
+
+A handle is a few slots: its call, its control id, its state and, only once
+somebody waits or listens, a future and a list of queues. No task or timer
+per handle, so a script can hold tens of thousands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from relaycall.errors import InvalidStateError, NotFoundError, RelayError, WaitTimeoutError
+
+if TYPE_CHECKING:
+    from relaycall._commands._base import Command
+    from relaycall._handles.call import Call
+
+logger = logging.getLogger("relaycall")
+
+H = TypeVar("H")
+R = TypeVar("R")
+
+
+class Starting(Generic[H]):
+    """
+    What a start method returns: await it for the handle, or use it with ``async with``.
+
+    ``async with call.play(...) as pb:`` stops the operation when the block
+    exits if it is still running: normally, on an exception (which is not
+    masked) and on cancellation.
+    """
+
+    __slots__ = ("_coro", "_handle")
+
+    def __init__(self, coro: Coroutine[Any, Any, H]) -> None:
+        self._coro = coro
+        self._handle: H | None = None
+
+    def __await__(self) -> Generator[Any, None, H]:
+        return self._coro.__await__()
+
+    async def __aenter__(self) -> H:
+        self._handle = await self._coro
+        return self._handle
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        handle = self._handle
+        if handle is None:
+            return
+        closer = getattr(handle, "_close_on_exit", None)
+        if closer is None:
+            return
+        try:
+            # Shielded: a second cancellation must not leave the operation running.
+            await asyncio.shield(closer())
+        except (RelayError, asyncio.CancelledError) as close_exc:
+            if exc is None:
+                raise
+            logger.debug("could not stop %r on exit: %s", handle, close_exc)
+
+    def close(self) -> None:
+        """Close the underlying coroutine when it will never be awaited."""
+        self._coro.close()
+
+
+class Handle:
+    """
+    Base of Call and every operation handle: a state, and a way to await the end.
+    """
+
+    __slots__ = ("__weakref__", "_result", "_state", "_waiters")
+
+    #: States after which nothing more happens.
+    FINAL: ClassVar[frozenset[str]] = frozenset()
+    kind: ClassVar[str] = "handle"
+
+    def __init__(self, state: str) -> None:
+        self._state = state
+        self._result: Any = None
+        self._waiters: list[asyncio.Future[Any]] | None = None
+
+    @property
+    def state(self) -> str:
+        """The latest state known here, from what was sent, answered and called back."""
+        return self._state
+
+    @property
+    def done(self) -> bool:
+        """Whether the handle reached a final state."""
+        return self._state in self.FINAL
+
+    def _resolve(self, result: Any) -> None:
+        """Record the outcome and wake everyone waiting, once."""
+        if self._result is not None:
+            return
+        self._result = result
+        waiters, self._waiters = self._waiters, None
+        for fut in waiters or ():
+            if not fut.done():
+                fut.set_result(result)
+
+    async def _wait(self, timeout: float | None) -> Any:
+        if self._result is not None:
+            return self._result
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(fut)
+        try:
+            if timeout is None:
+                return await fut
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise WaitTimeoutError(
+                f"{self!r} did not finish within {timeout} s (it goes on; only the wait ended)"
+            ) from None
+        finally:
+            if self._waiters is not None and fut in self._waiters:
+                self._waiters.remove(fut)
+
+
+def guarded(
+    allowed: frozenset[str], name: str | None = None
+) -> Callable[[Callable[..., Awaitable[R]]], Callable[..., Awaitable[R]]]:
+    """
+    Check the handle's state before a follow-up runs; nothing is sent when it fails.
+
+    The error names the handle, the method and the state (asyncpg's
+    ``connresource.guarded`` does the same for connections).
+    """
+
+    def deco(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+        method = name or fn.__name__
+
+        async def wrapper(self: Any, *args: Any, **kwargs: Any) -> R:
+            self._check(method, allowed)
+            return await fn(self, *args, **kwargs)
+
+        wrapper.__name__ = fn.__name__
+        wrapper.__qualname__ = fn.__qualname__
+        wrapper.__doc__ = fn.__doc__
+        wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
+        return wrapper
+
+    return deco
+
+
+class Operation(Handle):
+    """
+    A long-running operation on a call, named by its control id.
+
+    Subclasses say which states allow which follow-ups; the base sends the
+    follow-up, moves the state on success and records a 404 (the operation
+    already ended on the server).
+    """
+
+    __slots__ = ("call", "control_id")
+
+    #: The state right after the start command is accepted.
+    RUNNING: ClassVar[str] = "running"
+    #: States in which the operation is live and a stop makes sense.
+    LIVE: ClassVar[frozenset[str]] = frozenset({"running"})
+    _stop_command: ClassVar[Callable[..., Command[Any]] | None] = None
+
+    def __init__(self, call: Call, control_id: str, state: str | None = None) -> None:
+        super().__init__(state or self.RUNNING)
+        self.call = call
+        self.control_id = control_id
+
+    @property
+    def call_id(self) -> str:
+        return self.call.id
+
+    @property
+    def running(self) -> bool:
+        """Whether the operation is live (a stop would make sense)."""
+        return self._state in self.LIVE
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} call_id={self.call.id} control_id={self.control_id} "
+            f"state={self._state}>"
+        )
+
+    def _check(self, method: str, allowed: frozenset[str]) -> None:
+        if self.call._ended:
+            raise InvalidStateError(
+                f"{self!r} cannot {method}(): its call has ended; nothing was sent"
+            )
+        if self._state not in allowed:
+            raise InvalidStateError(
+                f"{self!r} cannot {method}() while {self._state}; nothing was sent"
+            )
+
+    async def _follow_up(self, command: Command[Any], next_state: str | None) -> None:
+        """Send a follow-up; on success move to *next_state*; on 404 record that it ended."""
+        try:
+            await self.call._relay.send(command)
+        except NotFoundError as exc:
+            self._set_final("finished", reason="gone")
+            raise NotFoundError(
+                f"{command.command_name}: {type(self).__name__} {self.control_id} is no longer "
+                f"running on the server (HTTP 404); the handle is now marked finished",
+                status_code=exc.status_code,
+                headers=exc.headers,
+                body=exc.body,
+                command=exc.command,
+            ) from exc
+        if next_state is not None and self._state not in self.FINAL:
+            self._state = next_state
+
+    async def stop(self) -> None:
+        """Stop the operation. Its final event (if callbacks are set up) completes :meth:`wait`."""
+        self._check("stop", self.LIVE)
+        assert self._stop_command is not None
+        await self._follow_up(
+            self._stop_command(call_id=self.call.id, control_id=self.control_id), "stopped"
+        )
+
+    async def _close_on_exit(self) -> None:
+        if self.running and not self.call._ended:
+            # A 404 means it is already over on the server: nothing left to stop.
+            with contextlib.suppress(NotFoundError):
+                await self.stop()
+
+    # --- outcome ----------------------------------------------------------------
+
+    def _set_final(self, state: str, *, reason: str, event: Any = None) -> None:
+        """Enter a final state (once), drop out of the registry, resolve waits."""
+        if self._state in self.FINAL:
+            return
+        self._state = state if state in self.FINAL else self._final_fallback(state)
+        self.call._forget(self)
+        self._resolve(self._make_result(reason, event))
+
+    def _final_fallback(self, state: str) -> str:
+        return "finished"
+
+    def _session_closed(self) -> None:
+        """The AsyncRelay closed: resolve waits as they stand, without inventing a state."""
+        self._resolve(self._make_result("session_closed", None))
+
+    def _make_result(self, reason: str, event: Any) -> Any:
+        from relaycall._results import result_for  # noqa: PLC0415 - results import handles
+
+        return result_for(self, reason, event)
+
+    async def wait(self, timeout: float | None = None) -> Any:
+        """
+        Wait for the operation's outcome and return its result.
+
+        Resolves on the final status callback, when the call ends, or when
+        the AsyncRelay closes; the result's *reason* says which. Cancelling
+        the waiting task does not stop the operation; raise ``TimeoutError``
+        after *timeout* seconds (the operation goes on).
+        """
+        return await self._wait(timeout)
+
+    def events(self) -> AsyncIterator[Any]:
+        """Iterate over this operation's status events until it finishes."""
+        return self.call._event_stream(self)

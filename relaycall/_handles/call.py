@@ -1,0 +1,744 @@
+"""
+Call: a handle on one call, with a method for every command the API has for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+
+from relaycall._commands import ai as ai_cmd
+from relaycall._commands import call as call_cmd
+from relaycall._commands import media as media_cmd
+from relaycall._commands import operations as ops_cmd
+from relaycall._commands._base import Command, new_control_id
+from relaycall._handles._base import Handle, Operation, Starting
+from relaycall._handles.operations import (
+    Collector,
+    Detector,
+    LiveTranscription,
+    LiveTranslation,
+    Playback,
+    Recording,
+    Sidecar,
+    Stream,
+    Tap,
+    Transcription,
+)
+from relaycall._models import CallLeg, FabricDeviceLeg
+from relaycall.errors import ConflictError, InvalidStateError, NotFoundError, WaitTimeoutError
+
+if TYPE_CHECKING:
+    from relaycall._results import CallResult
+    from relaycall._session import AsyncRelay
+
+OpT = TypeVar("OpT", bound=Operation)
+Leg = CallLeg | FabricDeviceLeg
+Direction = Literal["remote-caller", "local-caller"]
+
+# Lifecycle order; a state only moves forward. "unknown" is a call attached by id.
+_ORDER = {
+    "unknown": -1,
+    "queued": 0,
+    "initiated": 0,
+    "created": 1,
+    "ringing": 2,
+    "answered": 3,
+    "ending": 4,
+    "ended": 5,
+}
+# Leg statuses that mean the call is over, with the end reason they imply.
+_TERMINAL_STATUS = {
+    "ended": None,
+    "completed": "hangup",
+    "failed": "error",
+    "canceled": "cancel",
+    "busy": "busy",
+    "no-answer": "noAnswer",
+}
+
+
+class Call(Handle):
+    """
+    A call, by id. Get one from ``await relay.dial(...)`` or ``relay.call(call_id)``.
+
+    *state* is ``unknown`` (attached by id), ``queued``, ``created``,
+    ``ringing``, ``answered``, ``ending`` or ``ended``; *end_reason* says why
+    it ended (``hangup``, ``busy``, ``noAnswer``, ``cancel``...). Every start
+    method returns a handle that you can await or use with ``async with``.
+    Commands on an ended call raise :class:`relaycall.InvalidStateError` and
+    send nothing.
+
+    Example::
+
+        call = await relay.dial(to="+15557650000", from_="+15551230000", url=swml_url)
+        async with call.record(format="wav") as rec:
+            await call.play(relaycall.tts("Leave a message after the beep"))
+        await call.end()
+    """
+
+    __slots__ = ("_listeners", "_ops", "_relay", "end_reason", "id", "leg")
+
+    FINAL: ClassVar[frozenset[str]] = frozenset({"ended"})
+    kind: ClassVar[str] = "call"
+
+    def __init__(self, relay: AsyncRelay, call_id: str, state: str = "unknown") -> None:
+        super().__init__(state)
+        self._relay = relay
+        self.id = call_id
+        self.end_reason: str | None = None
+        #: The latest call leg the server answered with, if any.
+        self.leg: Leg | None = None
+        self._ops: dict[str, Operation] = {}
+        self._listeners: list[tuple[Operation | None, asyncio.Queue[Any]]] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Call id={self.id} state={self._state}>"
+
+    @property
+    def call_id(self) -> str:
+        return self.id
+
+    @property
+    def _ended(self) -> bool:
+        return self._state in ("ending", "ended")
+
+    @property
+    def operations(self) -> tuple[Operation, ...]:
+        """The operations on this call that have not finished."""
+        return tuple(self._ops.values())
+
+    # --- state --------------------------------------------------------------------
+
+    def _advance(self, state: str) -> None:
+        """Move forward in the lifecycle; never back, never out of ended."""
+        if self._state == "ended":
+            return
+        if _ORDER.get(state, -1) > _ORDER.get(self._state, -1):
+            self._state = state
+            self._notify_state()
+
+    def _observe_leg(self, leg: Any) -> None:
+        if not isinstance(leg, CallLeg | FabricDeviceLeg):
+            return
+        self.leg = leg
+        status = leg.status
+        if status is None:
+            return
+        if status in _TERMINAL_STATUS:
+            self._mark_ended(_TERMINAL_STATUS[status] or self.end_reason, reason="call_ended")
+        else:
+            self._advance(status)
+
+    def _mark_ended(self, end_reason: str | None, *, reason: str, event: Any = None) -> None:
+        """The call is over: finish every operation on it, resolve every wait."""
+        if self._state == "ended":
+            if self.end_reason is None and end_reason is not None:
+                self.end_reason = end_reason
+            return
+        self._state = "ended"
+        self.end_reason = end_reason
+        for op in list(self._ops.values()):
+            op._set_final(op._state, reason="call_ended", event=None)
+        self._ops.clear()
+        self._notify_state()
+        from relaycall._results import CallResult  # noqa: PLC0415
+
+        self._resolve(
+            CallResult(
+                call_id=self.id, state="ended", end_reason=end_reason, reason=reason, event=event
+            )
+        )
+        self._close_listeners()
+
+    def _session_closed(self) -> None:
+        for op in list(self._ops.values()):
+            op._session_closed()
+        from relaycall._results import CallResult  # noqa: PLC0415
+
+        self._resolve(
+            CallResult(
+                call_id=self.id,
+                state=self._state,
+                end_reason=self.end_reason,
+                reason="session_closed",
+            )
+        )
+        self._close_listeners()
+
+    def _forget(self, op: Operation) -> None:
+        if self._ops.get(op.control_id) is op:
+            del self._ops[op.control_id]
+        self._close_listeners(op)
+
+    def _check(self, method: str) -> None:
+        if self._ended:
+            raise InvalidStateError(
+                f"{self!r} cannot {method}(): the call has ended; nothing was sent"
+            )
+
+    # --- sending ---------------------------------------------------------------------
+
+    async def _send(self, command: Command[Any]) -> Any:
+        try:
+            result = await self._relay.send(command)
+        except NotFoundError as exc:
+            self._mark_ended(self.end_reason, reason="gone")
+            raise NotFoundError(
+                f"{command.command_name}: call {self.id} is unknown to the server or already "
+                "over (HTTP 404); the handle is now marked ended",
+                status_code=exc.status_code,
+                headers=exc.headers,
+                body=exc.body,
+                command=exc.command,
+            ) from exc
+        self._observe_leg(result)
+        return result
+
+    async def _command(self, method: str, command: Command[Any]) -> Any:
+        self._check(method)
+        return await self._send(command)
+
+    def _start(self, method: str, handle_cls: type[OpT], command: Command[Any]) -> Starting[OpT]:
+        self._check(method)
+        return Starting(self._run_start(handle_cls, command))
+
+    async def _run_start(self, handle_cls: type[OpT], command: Command[Any]) -> OpT:
+        key = getattr(command, "control_id", None) or handle_cls.kind
+        existing = self._ops.get(key)
+        if existing is not None and existing.running:
+            raise InvalidStateError(
+                f"{existing!r} is already running on this call; stop it first or use another "
+                "control_id; nothing was sent"
+            )
+        # Registered before sending: a status callback can beat the HTTP reply.
+        handle = handle_cls(self, key)
+        self._ops[key] = handle
+        try:
+            await self._send(command)
+        except ConflictError as exc:
+            if exc.retries_taken == 0:
+                self._drop_failed(handle)
+                raise
+            # A 409 on a re-sent start means an earlier attempt got through.
+        except BaseException:
+            self._drop_failed(handle)
+            raise
+        return handle
+
+    def _drop_failed(self, handle: Operation) -> None:
+        handle._state = "error"
+        if self._ops.get(handle.control_id) is handle:
+            del self._ops[handle.control_id]
+
+    async def _close_on_exit(self) -> None:
+        if not self._ended:
+            with contextlib.suppress(NotFoundError):
+                await self.end()
+
+    # --- call commands -------------------------------------------------------------------
+
+    async def update(
+        self,
+        *,
+        url: str | None = None,
+        swml: Mapping[str, Any] | None = None,
+        status: Literal["canceled", "completed"] | None = None,
+        fallback_url: str | None = None,
+        status_url: str | None = None,
+    ) -> Leg:
+        """
+        Redirect the call to new SWML (*url* or *swml*), optionally changing its *status*.
+
+        ``status="completed"`` ends an answered call; ``"canceled"`` one not yet answered.
+        """
+        cmd = call_cmd.Update(
+            call_id=self.id, url=url, swml=swml, status=status,
+            fallback_url=fallback_url, status_url=status_url,
+        )  # fmt: skip
+        leg = await self._command("update", cmd)
+        if status is not None:
+            self._mark_ended("hangup" if status == "completed" else "cancel", reason="ended_here")
+        return leg  # type: ignore[no-any-return]
+
+    async def end(
+        self,
+        reason: Literal["hangup", "cancel", "busy", "noAnswer", "decline", "error"] | None = None,
+    ) -> Leg:
+        """
+        Hang up (``calling.end``). Once accepted the call is ``ended`` here.
+
+        Its operations resolve with reason ``call_ended``.
+        """
+        leg = await self._command("end", call_cmd.End(call_id=self.id, reason=reason))
+        self._mark_ended(reason or "hangup", reason="ended_here")
+        return leg  # type: ignore[no-any-return]
+
+    async def transfer(self, dest: str | Mapping[str, Any]) -> Leg:
+        """Transfer to a SIP URI, a phone number, a SWML URL or an inline SWML object."""
+        return await self._command("transfer", call_cmd.Transfer(call_id=self.id, dest=dest))  # type: ignore[no-any-return]
+
+    async def disconnect(self) -> Leg:
+        """Unbridge connected legs without hanging up either (``calling.disconnect``)."""
+        return await self._command("disconnect", call_cmd.Disconnect(call_id=self.id))  # type: ignore[no-any-return]
+
+    async def refer(
+        self,
+        to: str,
+        *,
+        from_: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        status_url: str | None = None,
+    ) -> Leg:
+        """Send a SIP REFER to *to* (a ``sip:`` URI)."""
+        device = call_cmd.SipReferDevice(to=to, from_=from_, username=username, password=password)
+        cmd = call_cmd.Refer(call_id=self.id, device=device, status_url=status_url)
+        return await self._command("refer", cmd)  # type: ignore[no-any-return]
+
+    async def user_event(self, event: Mapping[str, Any]) -> Leg:
+        """Fire a custom event (any JSON object) on the call."""
+        return await self._command("user_event", call_cmd.UserEvent(call_id=self.id, event=event))  # type: ignore[no-any-return]
+
+    # --- media -----------------------------------------------------------------------------
+
+    def play(
+        self,
+        *media: media_cmd.PlayItem,
+        volume: float | None = None,
+        direction: Literal["listen", "speak", "both"] | None = None,
+        loop: int | None = None,
+        language: str | None = None,
+        voice: str | None = None,
+        gender: Literal["male", "female"] | None = None,
+        status_url: str | None = None,
+        control_id: str | None = None,
+    ) -> Starting[Playback]:
+        """
+        Play media items in order (``calling.play``); returns a :class:`Playback`.
+
+        Build items with :func:`relaycall.tts`, :func:`~relaycall.audio`,
+        :func:`~relaycall.silence` and :func:`~relaycall.ringtone`.
+        """
+        cmd = media_cmd.Play(
+            call_id=self.id, control_id=control_id or new_control_id(), play=list(media),
+            volume=volume, direction=direction, loop=loop, language=language, voice=voice,
+            gender=gender, status_url=status_url,
+        )  # fmt: skip
+        return self._start("play", Playback, cmd)
+
+    def record(
+        self,
+        *,
+        format: Literal["mp3", "wav", "mp4"] | None = None,
+        beep: bool | None = None,
+        stereo: bool | None = None,
+        direction: Literal["listen", "speak", "both"] | None = None,
+        initial_timeout: float | None = None,
+        end_silence_timeout: float | None = None,
+        max_length: int | None = None,
+        terminators: str | None = None,
+        input_sensitivity: float | None = None,
+        status_url: str | None = None,
+        control_id: str | None = None,
+    ) -> Starting[Recording]:
+        """Record the call (``calling.record``); returns a :class:`Recording`."""
+        audio = media_cmd.RecordAudio(
+            format=format, beep=beep, stereo=stereo, direction=direction,
+            initial_timeout=initial_timeout, end_silence_timeout=end_silence_timeout,
+            max_length=max_length, terminators=terminators, input_sensitivity=input_sensitivity,
+        )  # fmt: skip
+        cmd = media_cmd.Record(
+            call_id=self.id, control_id=control_id or new_control_id(), audio=audio,
+            status_url=status_url,
+        )  # fmt: skip
+        return self._start("record", Recording, cmd)
+
+    # --- input and detection ----------------------------------------------------------------
+
+    def collect(
+        self,
+        *,
+        digits: ops_cmd.CollectDigits | None = None,
+        speech: ops_cmd.CollectSpeech | None = None,
+        initial_timeout: float | None = None,
+        continuous: bool | None = None,
+        partial_results: bool | None = None,
+        send_start_of_input: bool | None = None,
+        start_input_timers: bool | None = None,
+        status_url: str | None = None,
+        control_id: str | None = None,
+    ) -> Starting[Collector]:
+        """
+        Collect DTMF digits and/or speech (``calling.collect``); returns a :class:`Collector`.
+
+        Example::
+
+            col = await call.collect(digits=commands.CollectDigits(max=1), initial_timeout=5)
+            result = await col.wait()
+        """
+        cmd = ops_cmd.Collect(
+            call_id=self.id, control_id=control_id or new_control_id(), digits=digits,
+            speech=speech, initial_timeout=initial_timeout, continuous=continuous,
+            partial_results=partial_results, send_start_of_input=send_start_of_input,
+            start_input_timers=start_input_timers, status_url=status_url,
+        )  # fmt: skip
+        return self._start("collect", Collector, cmd)
+
+    def detect(
+        self,
+        detect: ops_cmd.DetectMachine
+        | ops_cmd.DetectFax
+        | ops_cmd.DetectDigit
+        | Literal["machine", "fax", "digit"] = "machine",
+        *,
+        timeout: float | None = None,
+        status_url: str | None = None,
+        control_id: str | None = None,
+    ) -> Starting[Detector]:
+        """
+        Detect an answering machine, a fax tone or digits (``calling.detect``).
+
+        *detect* is ``"machine"``, ``"fax"`` or ``"digit"`` for the server's
+        defaults, or a :class:`~relaycall.commands.DetectMachine` /
+        ``DetectFax`` / ``DetectDigit`` with parameters.
+        """
+        config: Any = detect
+        if isinstance(detect, str):
+            config = _DETECT_DEFAULTS.get(detect)
+            if config is None:
+                from relaycall._validate import fail  # noqa: PLC0415
+
+                fail(
+                    "detect.detect", detect, "is not 'machine', 'fax', 'digit' or a Detect* object"
+                )
+        cmd = ops_cmd.Detect(
+            call_id=self.id, control_id=control_id or new_control_id(), detect=config,
+            timeout=timeout, status_url=status_url,
+        )  # fmt: skip
+        return self._start("detect", Detector, cmd)
+
+    # --- media out ------------------------------------------------------------------------------
+
+    def tap(
+        self,
+        device: ops_cmd.RtpDevice | ops_cmd.WsDevice | str,
+        *,
+        direction: Literal["listen", "speak", "both"] = "both",
+        status_url: str | None = None,
+        control_id: str | None = None,
+    ) -> Starting[Tap]:
+        """
+        Copy the call's audio to a device (``calling.tap``); returns a :class:`Tap`.
+
+        *device* is an :class:`~relaycall.commands.RtpDevice`, a
+        :class:`~relaycall.commands.WsDevice`, or a ``ws://``/``wss://`` URI string.
+        """
+        dev = ops_cmd.WsDevice(uri=device) if isinstance(device, str) else device
+        cmd = ops_cmd.Tap(
+            call_id=self.id, control_id=control_id or new_control_id(), direction=direction,
+            device=dev, status_url=status_url,
+        )  # fmt: skip
+        return self._start("tap", Tap, cmd)
+
+    def stream(
+        self,
+        url: str,
+        *,
+        name: str | None = None,
+        codec: str | None = None,
+        track: Literal["inbound_track", "outbound_track", "both_tracks"] | None = None,
+        authorization_bearer_token: str | None = None,
+        custom_parameters: Mapping[str, Any] | None = None,
+        status_url: str | None = None,
+        status_url_method: Literal["GET", "POST"] | None = None,
+        control_id: str | None = None,
+    ) -> Starting[Stream]:
+        """Stream the call's audio to a ``wss://`` endpoint (``calling.stream``)."""
+        cmd = ops_cmd.Stream(
+            call_id=self.id, control_id=control_id or new_control_id(), url=url, name=name,
+            codec=codec, track=track, authorization_bearer_token=authorization_bearer_token,
+            custom_parameters=custom_parameters, status_url=status_url,
+            status_url_method=status_url_method,
+        )  # fmt: skip
+        return self._start("stream", Stream, cmd)
+
+    def transcribe(
+        self, *, status_url: str | None = None, control_id: str | None = None
+    ) -> Starting[Transcription]:
+        """Transcribe the whole call in the background (``calling.transcribe``); one per call."""
+        cmd = ops_cmd.Transcribe(
+            call_id=self.id, control_id=control_id or new_control_id(), status_url=status_url
+        )
+        return self._start("transcribe", Transcription, cmd)
+
+    async def denoise(self) -> Leg:
+        """Turn on noise reduction (``calling.denoise``)."""
+        return await self._command("denoise", ops_cmd.Denoise(call_id=self.id))  # type: ignore[no-any-return]
+
+    async def denoise_stop(self) -> Leg:
+        """Turn off noise reduction (``calling.denoise.stop``)."""
+        return await self._command("denoise_stop", ops_cmd.DenoiseStop(call_id=self.id))  # type: ignore[no-any-return]
+
+    # --- AI ----------------------------------------------------------------------------------
+
+    async def ai_hold(self, *, timeout: int | str | None = None, prompt: str | None = None) -> Leg:
+        """Put the AI agent on hold; *timeout* in seconds (sent as a string)."""
+        cmd = ai_cmd.AIHold(call_id=self.id, timeout=timeout, prompt=prompt)
+        return await self._command("ai_hold", cmd)  # type: ignore[no-any-return]
+
+    async def ai_unhold(self) -> Leg:
+        """Take the AI agent off hold."""
+        return await self._command("ai_unhold", ai_cmd.AIUnhold(call_id=self.id))  # type: ignore[no-any-return]
+
+    async def ai_message(
+        self,
+        message_text: str | None = None,
+        *,
+        role: Literal["system", "user", "assistant"] | None = None,
+        reset: ai_cmd.AIReset | None = None,
+        global_data: Mapping[str, Any] | None = None,
+    ) -> Leg:
+        """Inject a message into the AI agent's conversation (``calling.ai_message``)."""
+        cmd = ai_cmd.AIMessage(
+            call_id=self.id, role=role, message_text=message_text, reset=reset,
+            global_data=global_data,
+        )  # fmt: skip
+        return await self._command("ai_message", cmd)  # type: ignore[no-any-return]
+
+    async def ai_stop(self) -> Leg:
+        """Stop the AI agent on the call (``calling.ai.stop``)."""
+        return await self._command("ai_stop", ai_cmd.AIStop(call_id=self.id))  # type: ignore[no-any-return]
+
+    def ai_sidecar(
+        self,
+        lang: str,
+        *,
+        prompt: str | Mapping[str, Any] | None = None,
+        model: str | None = None,
+        direction: Sequence[Direction] | None = None,
+        customer_role: Direction | None = None,
+        url: str | None = None,
+        swaig: Mapping[str, Any] | None = None,
+        permissions: ai_cmd.SidecarPermissions | None = None,
+        global_data: Mapping[str, Any] | None = None,
+        hints: Sequence[str] | None = None,
+        params: ai_cmd.SidecarParams | None = None,
+        action: ai_cmd.Summarize | None = None,
+    ) -> Starting[Sidecar]:
+        """Attach an AI sidecar that listens and advises your webhook (a :class:`Sidecar`)."""
+        cmd = ai_cmd.AISidecar(
+            call_id=self.id, lang=lang, prompt=prompt, model=model, direction=direction,
+            customer_role=customer_role, url=url, swaig=swaig, permissions=permissions,
+            global_data=global_data, hints=hints, params=params, action=action,
+        )  # fmt: skip
+        return self._start("ai_sidecar", Sidecar, cmd)
+
+    def live_transcribe(
+        self,
+        lang: str,
+        direction: Sequence[Direction] = ("remote-caller", "local-caller"),
+        **options: Any,
+    ) -> Starting[LiveTranscription]:
+        """
+        Start live transcription; returns a :class:`LiveTranscription`.
+
+        *options* are the other fields of
+        :class:`~relaycall.commands.LiveTranscribeStart` (``webhook``,
+        ``live_events``, ``ai_summary``, ``speech_engine``...).
+        """
+        start = ai_cmd.LiveTranscribeStart(lang=lang, direction=list(direction), **options)
+        return self._start(
+            "live_transcribe",
+            LiveTranscription,
+            ai_cmd.LiveTranscribe(call_id=self.id, action=start),
+        )
+
+    def live_translate(
+        self,
+        from_lang: str,
+        to_lang: str,
+        direction: Sequence[Direction] = ("remote-caller", "local-caller"),
+        *,
+        status_url: str | None = None,
+        **options: Any,
+    ) -> Starting[LiveTranslation]:
+        """
+        Start live translation; returns a :class:`LiveTranslation`.
+
+        *options* are the other fields of
+        :class:`~relaycall.commands.LiveTranslateStart` (voices, filters, ``webhook``...).
+        """
+        start = ai_cmd.LiveTranslateStart(
+            from_lang=from_lang, to_lang=to_lang, direction=list(direction), **options
+        )
+        cmd = ai_cmd.LiveTranslate(call_id=self.id, action=start, status_url=status_url)
+        return self._start("live_translate", LiveTranslation, cmd)
+
+    # --- fax -------------------------------------------------------------------------------------
+
+    async def send_fax_stop(self, control_id: str) -> Leg:
+        """Stop a fax send started elsewhere (SWML ``send_fax``) by its control id."""
+        cmd = ops_cmd.SendFaxStop(call_id=self.id, control_id=control_id)
+        return await self._command("send_fax_stop", cmd)  # type: ignore[no-any-return]
+
+    async def receive_fax_stop(self, control_id: str) -> Leg:
+        """Stop a fax receive started elsewhere (SWML ``receive_fax``) by its control id."""
+        cmd = ops_cmd.ReceiveFaxStop(call_id=self.id, control_id=control_id)
+        return await self._command("receive_fax_stop", cmd)  # type: ignore[no-any-return]
+
+    # --- handles for operations started elsewhere --------------------------------------------
+
+    def attach(self, kind: type[OpT], control_id: str | None = None) -> OpT:
+        """
+        Return the handle for an operation already running on this call, without a request.
+
+        For an operation started by another process or a SWML script: the
+        handle sends follow-ups with this call's id and *control_id*. If this
+        process already has a handle for it, that same handle is returned.
+
+        Example::
+
+            pb = relay.call(call_id).attach(relaycall.Playback, control_id)
+            await pb.stop()
+        """
+        if not (isinstance(kind, type) and issubclass(kind, Operation)):
+            raise TypeError(f"attach() takes an operation handle class, not {kind!r}")
+        key = control_id or kind.kind
+        from relaycall._commands._base import _control_id_check  # noqa: PLC0415
+
+        _control_id_check(f"{kind.kind}.control_id", key)
+        existing = self._ops.get(key)
+        if isinstance(existing, kind):
+            return existing
+        handle = kind(self, key)
+        if not self._ended:
+            self._ops[key] = handle
+        return handle
+
+    def playback(self, control_id: str) -> Playback:
+        """The :class:`Playback` handle for *control_id* (see :meth:`attach`)."""
+        return self.attach(Playback, control_id)
+
+    def recording(self, control_id: str) -> Recording:
+        """The :class:`Recording` handle for *control_id* (see :meth:`attach`)."""
+        return self.attach(Recording, control_id)
+
+    def collector(self, control_id: str) -> Collector:
+        """The :class:`Collector` handle for *control_id* (see :meth:`attach`)."""
+        return self.attach(Collector, control_id)
+
+    def detector(self, control_id: str) -> Detector:
+        """The :class:`Detector` handle for *control_id* (see :meth:`attach`)."""
+        return self.attach(Detector, control_id)
+
+    def transcription(self, control_id: str) -> Transcription:
+        """The :class:`Transcription` handle for *control_id* (see :meth:`attach`)."""
+        return self.attach(Transcription, control_id)
+
+    # --- awaiting ------------------------------------------------------------------------------
+
+    async def wait(self, timeout: float | None = None) -> CallResult:
+        """Wait until the call ends; same as :meth:`ended`."""
+        return await self._wait(timeout)  # type: ignore[no-any-return]
+
+    async def ended(self, timeout: float | None = None) -> CallResult:
+        """
+        Wait until the call has ended and return how.
+
+        Resolves on the ``ended`` callback, on a successful :meth:`end`, or
+        when the AsyncRelay closes (reason ``session_closed``).
+        """
+        return await self._wait(timeout)  # type: ignore[no-any-return]
+
+    async def wait_for(self, state: str, timeout: float | None = None) -> str:
+        """
+        Wait until the call reaches *state* (or a later one) and return the state reached.
+
+        ``await call.wait_for("answered")`` returns ``"ended"`` if the call
+        ended without being answered: check the result.
+        """
+        if state not in _ORDER:
+            from relaycall._validate import fail  # noqa: PLC0415
+
+            fail("wait_for.state", state, f"is not a call state ({', '.join(_ORDER)})")
+        target = _ORDER[state]
+
+        def reached() -> bool:
+            return _ORDER.get(self._state, -1) >= target or self._state == "ended"
+
+        if reached():
+            return self._state
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        entry: tuple[Operation | None, asyncio.Queue[Any]] = (None, queue)
+        if self._listeners is None:
+            self._listeners = []
+        self._listeners.append(entry)
+
+        async def until() -> None:
+            while not reached():
+                await queue.get()
+
+        try:
+            await asyncio.wait_for(until(), timeout)
+        except asyncio.TimeoutError:
+            raise WaitTimeoutError(f"{self!r} did not reach {state!r} within {timeout} s") from None
+        finally:
+            if self._listeners is not None and entry in self._listeners:
+                self._listeners.remove(entry)
+        return self._state
+
+    def events(self) -> AsyncIterator[Any]:
+        """Iterate over every status event of this call and its operations until it ends."""
+        return self._event_stream(None)
+
+    async def _event_stream(self, op: Operation | None) -> AsyncIterator[Any]:
+        target: Handle = op if op is not None else self
+        if target.done:
+            return
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        if self._listeners is None:
+            self._listeners = []
+        entry = (op, queue)
+        self._listeners.append(entry)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _CLOSE:
+                    return
+                if item is _STATE:
+                    continue
+                yield item
+        finally:
+            if self._listeners is not None and entry in self._listeners:
+                self._listeners.remove(entry)
+
+    def _publish(self, event: Any, op: Operation | None) -> None:
+        """Hand an event to everyone iterating this call, or that operation."""
+        for who, queue in self._listeners or ():
+            if who is None or who is op:
+                queue.put_nowait(event)
+
+    def _notify_state(self) -> None:
+        for who, queue in self._listeners or ():
+            if who is None:
+                queue.put_nowait(_STATE)
+
+    def _close_listeners(self, op: Operation | None = None) -> None:
+        for who, queue in self._listeners or ():
+            if op is None or who is op:
+                queue.put_nowait(_CLOSE)
+
+
+_CLOSE = object()
+_STATE = object()
+
+_DETECT_DEFAULTS: dict[str, Any] = {
+    "machine": ops_cmd.DetectMachine(),
+    "fax": ops_cmd.DetectFax(),
+    "digit": ops_cmd.DetectDigit(),
+}
+
+__all__ = ["Call"]

@@ -1,0 +1,322 @@
+"""
+One handle class per long-running operation, each with its states and follow-ups.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from relaycall._commands import ai as ai_cmd
+from relaycall._commands import media as media_cmd
+from relaycall._commands import operations as ops_cmd
+from relaycall._handles._base import Operation, guarded
+
+if TYPE_CHECKING:
+    from relaycall._models import SidecarAskReply, SidecarStatus
+    from relaycall._results import (
+        CollectResult,
+        DetectResult,
+        LiveResult,
+        PlaybackResult,
+        RecordingResult,
+        StreamResult,
+        TapResult,
+        TranscriptionResult,
+    )
+
+
+class Playback(Operation):
+    """
+    A ``calling.play`` in progress.
+
+    States: ``playing``, ``paused``, ``stopped`` (stop acknowledged, final
+    event pending), and the final ``finished`` and ``error``.
+
+    Example::
+
+        pb = await call.play(relaycall.tts("Welcome"))
+        await pb.pause()
+        await pb.resume()
+        result = await pb.wait()
+    """
+
+    __slots__ = ()
+    kind = "play"
+    RUNNING = "playing"
+    LIVE = frozenset({"playing", "paused"})
+    FINAL = frozenset({"finished", "error"})
+    _stop_command = media_cmd.PlayStop
+
+    @guarded(frozenset({"playing"}))
+    async def pause(self) -> None:
+        """Pause playback (``calling.play.pause``)."""
+        await self._follow_up(
+            media_cmd.PlayPause(call_id=self.call.id, control_id=self.control_id), "paused"
+        )
+
+    @guarded(frozenset({"paused"}))
+    async def resume(self) -> None:
+        """Resume paused playback (``calling.play.resume``)."""
+        await self._follow_up(
+            media_cmd.PlayResume(call_id=self.call.id, control_id=self.control_id), "playing"
+        )
+
+    @guarded(LIVE)
+    async def set_volume(self, db: float) -> None:
+        """Set the volume to *db* decibels, -40 to 40 (``calling.play.volume``)."""
+        cmd = media_cmd.PlayVolume(call_id=self.call.id, control_id=self.control_id, volume=db)
+        await self._follow_up(cmd, None)
+
+    async def wait(self, timeout: float | None = None) -> PlaybackResult:
+        return await self._wait(timeout)  # type: ignore[no-any-return]
+
+
+class Recording(Operation):
+    """
+    A ``calling.record`` in progress.
+
+    States: ``recording``, ``paused``, ``stopped``, and the final
+    ``finished``, ``no_input`` and ``error``. The recording's URL arrives with
+    the ``finished`` callback: ``(await rec.wait()).url``.
+    """
+
+    __slots__ = ()
+    kind = "record"
+    RUNNING = "recording"
+    LIVE = frozenset({"recording", "paused"})
+    FINAL = frozenset({"finished", "no_input", "error"})
+    _stop_command = media_cmd.RecordStop
+
+    @guarded(frozenset({"recording"}))
+    async def pause(self, behavior: Literal["skip", "silence"] | None = None) -> None:
+        """
+        Pause recording (``calling.record.pause``).
+
+        *behavior* ``skip`` (the server's default) leaves the pause out of the
+        file; ``silence`` fills it with silence so timing is kept.
+        """
+        cmd = media_cmd.RecordPause(
+            call_id=self.call.id, control_id=self.control_id, behavior=behavior
+        )
+        await self._follow_up(cmd, "paused")
+
+    @guarded(frozenset({"paused"}))
+    async def resume(self) -> None:
+        """Resume a paused recording (``calling.record.resume``)."""
+        await self._follow_up(
+            media_cmd.RecordResume(call_id=self.call.id, control_id=self.control_id), "recording"
+        )
+
+    async def wait(self, timeout: float | None = None) -> RecordingResult:
+        return await self._wait(timeout)  # type: ignore[no-any-return]
+
+
+class Collector(Operation):
+    """
+    A ``calling.collect`` in progress (digits and/or speech).
+
+    States: ``collecting``, ``stopped``, and the final ``finished``,
+    ``no_input``, ``no_match`` and ``error``. In continuous mode each result
+    arrives as an event and the collector stays ``collecting`` until stopped.
+    """
+
+    __slots__ = ()
+    kind = "collect"
+    RUNNING = "collecting"
+    LIVE = frozenset({"collecting"})
+    FINAL = frozenset({"finished", "no_input", "no_match", "error"})
+    _stop_command = ops_cmd.CollectStop
+
+    @guarded(LIVE)
+    async def start_input_timers(self) -> None:
+        """Start the initial-timeout clock (``calling.collect.start_input_timers``)."""
+        cmd = ops_cmd.CollectStartInputTimers(call_id=self.call.id, control_id=self.control_id)
+        await self._follow_up(cmd, None)
+
+    async def wait(self, timeout: float | None = None) -> CollectResult:
+        return await self._wait(timeout)  # type: ignore[no-any-return]
+
+
+class Detector(Operation):
+    """
+    A ``calling.detect`` in progress (machine, fax tone or digits).
+
+    States: ``detecting``, ``stopped``, and the final ``finished`` and ``error``.
+    """
+
+    __slots__ = ()
+    kind = "detect"
+    RUNNING = "detecting"
+    LIVE = frozenset({"detecting"})
+    FINAL = frozenset({"finished", "error"})
+    _stop_command = ops_cmd.DetectStop
+
+    async def wait(self, timeout: float | None = None) -> DetectResult:
+        return await self._wait(timeout)  # type: ignore[no-any-return]
+
+
+class Tap(Operation):
+    """
+    A ``calling.tap`` in progress, copying audio to an RTP or WebSocket device.
+
+    States: ``tapping``, ``stopped``, and the final ``finished``.
+    """
+
+    __slots__ = ()
+    kind = "tap"
+    RUNNING = "tapping"
+    LIVE = frozenset({"tapping"})
+    FINAL = frozenset({"finished"})
+    _stop_command = ops_cmd.TapStop
+
+    async def wait(self, timeout: float | None = None) -> TapResult:
+        return await self._wait(timeout)  # type: ignore[no-any-return]
+
+
+class Stream(Operation):
+    """
+    A ``calling.stream`` in progress, sending audio to a ``wss://`` endpoint.
+
+    States: ``streaming``, ``stopped``, and the final ``finished``.
+    """
+
+    __slots__ = ()
+    kind = "stream"
+    RUNNING = "streaming"
+    LIVE = frozenset({"streaming"})
+    FINAL = frozenset({"finished"})
+    _stop_command = ops_cmd.StreamStop
+
+    async def wait(self, timeout: float | None = None) -> StreamResult:
+        return await self._wait(timeout)  # type: ignore[no-any-return]
+
+
+class Transcription(Operation):
+    """
+    A ``calling.transcribe`` in progress; its transcript arrives when it ends.
+
+    States: ``transcribing``, ``stopped``, and the final ``finished`` and
+    ``failed``. Only one can run per call.
+    """
+
+    __slots__ = ()
+    kind = "transcribe"
+    RUNNING = "transcribing"
+    LIVE = frozenset({"transcribing"})
+    FINAL = frozenset({"finished", "failed"})
+    _stop_command = ops_cmd.TranscribeStop
+
+    async def wait(self, timeout: float | None = None) -> TranscriptionResult:
+        return await self._wait(timeout)  # type: ignore[no-any-return]
+
+
+class _Singleton(Operation):
+    """
+    An operation the API addresses by call id alone (one per call).
+
+    Its *control_id* is a fixed key naming the kind, so it sits in the same
+    registry as the others. A stop is final as soon as it is acknowledged:
+    the reference documents no final callback for these.
+    """
+
+    __slots__ = ()
+    RUNNING = "running"
+    LIVE = frozenset({"running"})
+    FINAL = frozenset({"stopped"})
+
+    async def _stop_final(self, command: Any) -> None:
+        await self._follow_up(command, None)
+        self._set_final("stopped", reason="stopped")
+
+    async def wait(self, timeout: float | None = None) -> LiveResult:
+        return await self._wait(timeout)  # type: ignore[no-any-return]
+
+
+class LiveTranscription(_Singleton):
+    """Live transcription on a call (``calling.live_transcribe``)."""
+
+    __slots__ = ()
+    kind = "live_transcribe"
+
+    @guarded(_Singleton.LIVE)
+    async def summarize(self, *, webhook: str | None = None, prompt: str | None = None) -> None:
+        """Ask for a summary of the transcription so far, sent to *webhook*."""
+        action = ai_cmd.Summarize(webhook=webhook, prompt=prompt)
+        await self._follow_up(ai_cmd.LiveTranscribe(call_id=self.call.id, action=action), None)
+
+    async def stop(self) -> None:
+        """Stop live transcription (``action: "stop"``)."""
+        self._check("stop", self.LIVE)
+        await self._stop_final(ai_cmd.LiveTranscribe(call_id=self.call.id, action="stop"))
+
+
+class LiveTranslation(_Singleton):
+    """Live translation on a call (``calling.live_translate``)."""
+
+    __slots__ = ()
+    kind = "live_translate"
+
+    @guarded(_Singleton.LIVE)
+    async def summarize(self, *, webhook: str | None = None, prompt: str | None = None) -> None:
+        """Ask for a summary of the conversation so far (in both languages)."""
+        action = ai_cmd.Summarize(webhook=webhook, prompt=prompt)
+        await self._follow_up(ai_cmd.LiveTranslate(call_id=self.call.id, action=action), None)
+
+    @guarded(_Singleton.LIVE)
+    async def inject(
+        self, message: str, direction: Literal["remote-caller", "local-caller"]
+    ) -> None:
+        """Translate *message* and speak it toward one side of the call."""
+        action = ai_cmd.LiveTranslateInject(message=message, direction=direction)
+        await self._follow_up(ai_cmd.LiveTranslate(call_id=self.call.id, action=action), None)
+
+    async def stop(self) -> None:
+        """Stop live translation (``action: "stop"``)."""
+        self._check("stop", self.LIVE)
+        await self._stop_final(ai_cmd.LiveTranslate(call_id=self.call.id, action="stop"))
+
+
+class Sidecar(_Singleton):
+    """An AI sidecar listening to the call (``calling.ai_sidecar``)."""
+
+    __slots__ = ()
+    kind = "ai_sidecar"
+
+    @guarded(_Singleton.LIVE)
+    async def poke(self, text: str) -> None:
+        """Send the sidecar a message it answers right away (``calling.ai_sidecar.poke``)."""
+        await self._follow_up(ai_cmd.AISidecarPoke(call_id=self.call.id, text=text), None)
+
+    @guarded(_Singleton.LIVE)
+    async def ask(self, text: str) -> SidecarAskReply:
+        """Ask a one-off question; the answer arrives as an ``ask_answer`` callback."""
+        return await self.call._relay.send(ai_cmd.AISidecarAsk(call_id=self.call.id, text=text))
+
+    @guarded(_Singleton.LIVE)
+    async def status(self) -> SidecarStatus:
+        """Read the sidecar's counters (``calling.ai_sidecar.status``)."""
+        return await self.call._relay.send(ai_cmd.AISidecarStatus(call_id=self.call.id))
+
+    async def stop(self) -> None:
+        """Detach the sidecar (``calling.ai_sidecar.stop``)."""
+        self._check("stop", self.LIVE)
+        await self._stop_final(ai_cmd.AISidecarStop(call_id=self.call.id))
+
+
+#: Operation classes by the kind string used in events and the registry.
+KINDS: dict[str, type[Operation]] = {
+    cls.kind: cls
+    for cls in (
+        Playback,
+        Recording,
+        Collector,
+        Detector,
+        Tap,
+        Stream,
+        Transcription,
+        LiveTranscription,
+        LiveTranslation,
+        Sidecar,
+    )
+}
+SINGLETON_KINDS = frozenset({"live_transcribe", "live_translate", "ai_sidecar"})
