@@ -188,8 +188,19 @@ def _detect(base: dict[str, Any], p: Mapping[str, Any]) -> DetectResult:
     )
 
 
-def result_for(op: Operation, reason: str, event: Any) -> OperationResult:
-    """Build the result for *op* ending for *reason*, reading fields off *event*."""
+def _detect_done(p: Mapping[str, Any]) -> bool:
+    detect = p.get("detect")
+    dp = detect.get("params") if isinstance(detect, Mapping) else None
+    return isinstance(dp, Mapping) and dp.get("event") in ("finished", "error")
+
+
+def result_for(op: Operation, reason: str, event: Any, last: Any = None) -> OperationResult:
+    """
+    Build the result for *op* ending for *reason*, reading fields off *event*.
+
+    *last* is the latest informative event before it: a detect's verdict or a
+    continuous collect's result, which the final event need not repeat.
+    """
     from relaycall._handles import operations as ops  # noqa: PLC0415 - avoids a cycle
 
     base: dict[str, Any] = {
@@ -200,6 +211,12 @@ def result_for(op: Operation, reason: str, event: Any) -> OperationResult:
         "event": event,
     }
     p = _params(event)
+    if last is not None and (
+        (isinstance(op, ops.Detector) and not isinstance(_params(event).get("detect"), Mapping))
+        or _detect_done(p)
+        or (isinstance(op, ops.Collector) and not isinstance(p.get("result"), Mapping))
+    ):
+        p = _params(last)
     if isinstance(op, ops.Recording):
         return _recording(base, p)
     if isinstance(op, ops.Collector):

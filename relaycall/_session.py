@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
 import aiohttp
+import attrs
 
 from relaycall import _transport
 from relaycall._commands._base import Command, Idempotency
@@ -27,6 +28,7 @@ from relaycall._handles._base import Starting
 from relaycall._handles.call import Call
 from relaycall._limits import RateLimiter
 from relaycall._models import RawResponse
+from relaycall._receiver import STATUS_URL_COMMANDS, EventReceiver
 from relaycall._retry import send_with_retries
 from relaycall._validate import uuid_check
 from relaycall._version import __version__
@@ -42,6 +44,7 @@ from relaycall.errors import (
 R = TypeVar("R")
 
 API_PATH = "/api/calling/calls"
+_ALL_CALL_EVENTS = ("created", "ringing", "answered", "ended")
 _SPACE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
@@ -124,6 +127,9 @@ class AsyncRelay:
         retry: The :class:`RetryPolicy`; None sends each command once.
         limits: Pool size, in-flight and per-second caps (:class:`Limits`).
         user_agent: Appended to relaycall's own ``User-Agent``.
+        events: An :class:`EventReceiver` that routes status callbacks to this
+            session's handles. With its *public_url* set, commands that take a
+            ``status_url`` get one pointing at it unless you give your own.
     """
 
     def __init__(
@@ -138,6 +144,7 @@ class AsyncRelay:
         retry: RetryPolicy | _Default | None = USE_DEFAULT,
         limits: Limits | None = None,
         user_agent: str | None = None,
+        events: EventReceiver | None = None,
         _sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         project_id = project_id or os.environ.get("SIGNALWIRE_PROJECT_ID")
@@ -199,6 +206,9 @@ class AsyncRelay:
         # Ended calls also drop their operations explicitly, so memory does not
         # grow with calls that are over.
         self._calls: weakref.WeakValueDictionary[str, Call] = weakref.WeakValueDictionary()
+        self.events = events
+        if events is not None:
+            events._bind(self)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -312,8 +322,16 @@ class AsyncRelay:
         return Starting(self._dial(cmd))
 
     async def _dial(self, cmd: Dial) -> Call:
+        nonce = None
+        receiver = self.events
+        if receiver is not None and receiver.public_url is not None and cmd.status_url is None:
+            url, nonce = receiver.dial_status_url()
+            cmd = self._with_status_url(cmd, url)  # type: ignore[assignment]
         leg = await self.send(cmd)
-        return self._adopt(leg)
+        call = self._adopt(leg)
+        if nonce is not None and call._nonce is None:
+            call._nonce = nonce
+        return call
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         if (
@@ -355,6 +373,8 @@ class AsyncRelay:
         if not isinstance(command, Command):
             raise UsageError(f"send() takes a command from relaycall.commands, not {command!r}")
         name = command.command_name
+        if self.events is not None and name in STATUS_URL_COMMANDS:
+            command = self._with_status_url(command)
         body = command.to_wire()
         reply, _ = await self._request(name, body, command.idempotency, timeout, retry)
         try:
@@ -363,6 +383,23 @@ class AsyncRelay:
             exc.command = name
             raise
         return result
+
+    def _with_status_url(self, command: Command[R], dial_url: str | None = None) -> Command[R]:
+        """Point an unset status_url at the receiver (and ask a dial for every call state)."""
+        receiver = self.events
+        if receiver is None or receiver.public_url is None:
+            return command
+        if getattr(command, "status_url", None) is not None:
+            return command
+        if isinstance(command, Dial):
+            url = dial_url or receiver.dial_status_url()[0]
+            events: list[Any] = list(command.status_events or _ALL_CALL_EVENTS)
+            return attrs.evolve(command, status_url=url, status_events=events)  # type: ignore[return-value]
+        call_id: str = command.call_id  # type: ignore[attr-defined]
+        updated: Command[R] = attrs.evolve(  # type: ignore[misc]
+            command, status_url=receiver.status_url(call_id)
+        )
+        return updated
 
     async def execute(
         self,

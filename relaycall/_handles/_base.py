@@ -88,7 +88,8 @@ class Handle:
     def __init__(self, state: str) -> None:
         self._state = state
         self._result: Any = None
-        self._waiters: list[asyncio.Future[Any]] | None = None
+        # Futures of wait() calls and on_finished callbacks, made only when asked for.
+        self._waiters: list[Any] | None = None
 
     @property
     def state(self) -> str:
@@ -106,9 +107,27 @@ class Handle:
             return
         self._result = result
         waiters, self._waiters = self._waiters, None
-        for fut in waiters or ():
-            if not fut.done():
-                fut.set_result(result)
+        for w in waiters or ():
+            if isinstance(w, asyncio.Future):
+                if not w.done():
+                    w.set_result(result)
+            else:
+                _run_callback(w, result)
+
+    def on_finished(self, callback: Callable[[Any], Any]) -> None:
+        """
+        Call *callback* with the result when this handle finishes (at once if it has).
+
+        *callback* may be a plain function or a coroutine function; it runs
+        after the event that finished the handle was acknowledged, never
+        inside the webhook request, and its exceptions are logged.
+        """
+        if self._result is not None:
+            _run_callback(callback, self._result)
+            return
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(callback)
 
     async def _wait(self, timeout: float | None) -> Any:
         if self._result is not None:
@@ -128,6 +147,32 @@ class Handle:
         finally:
             if self._waiters is not None and fut in self._waiters:
                 self._waiters.remove(fut)
+
+
+_background: set[asyncio.Task[Any]] = set()
+
+
+def _run_callback(callback: Callable[[Any], Any], arg: Any) -> None:
+    """Run a user callback soon, outside the caller's frame; log what it raises."""
+
+    def run() -> None:
+        try:
+            out = callback(arg)
+        except Exception:
+            logger.exception("relaycall callback %r failed", callback)
+            return
+        if asyncio.iscoroutine(out):
+            task = asyncio.ensure_future(out)
+            _background.add(task)  # held until done: the loop keeps only weak refs
+            task.add_done_callback(_task_done)
+
+    asyncio.get_running_loop().call_soon(run)
+
+
+def _task_done(task: asyncio.Task[Any]) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("relaycall callback task failed", exc_info=task.exception())
 
 
 def guarded(
@@ -165,7 +210,7 @@ class Operation(Handle):
     already ended on the server).
     """
 
-    __slots__ = ("call", "control_id")
+    __slots__ = ("_last", "call", "control_id")
 
     #: The state right after the start command is accepted.
     RUNNING: ClassVar[str] = "running"
@@ -177,6 +222,37 @@ class Operation(Handle):
         super().__init__(state or self.RUNNING)
         self.call = call
         self.control_id = control_id
+        #: The latest event that said something about the outcome (a detect
+        #: result, a partial collect); the final event may not repeat it.
+        self._last: Any = None
+
+    def _started(self, command: Any) -> None:
+        """Hook: the start command was accepted (a collector notes continuous mode)."""
+
+    # --- events --------------------------------------------------------------------
+
+    def _final_state_of(self, event: Any) -> str | None:
+        """The final state *event* puts this operation in, or None if it is not final."""
+        state = event.state
+        return state if state in self.FINAL else None
+
+    def _apply(self, event: Any) -> bool:
+        """
+        Take a status event; return False if the handle was already final (a duplicate).
+
+        Non-final events are remembered and published but do not move the
+        local state, which follows the commands this process sent: a late or
+        reordered callback can then never undo a pause or a stop. Final events
+        end the operation, once.
+        """
+        if self._state in self.FINAL:
+            return False
+        final = self._final_state_of(event)
+        if final is None:
+            self._last = event
+            return True
+        self._set_final(final, reason="finished", event=event)
+        return True
 
     @property
     def call_id(self) -> str:
@@ -254,7 +330,7 @@ class Operation(Handle):
     def _make_result(self, reason: str, event: Any) -> Any:
         from relaycall._results import result_for  # noqa: PLC0415 - results import handles
 
-        return result_for(self, reason, event)
+        return result_for(self, reason, event, self._last)
 
     async def wait(self, timeout: float | None = None) -> Any:
         """

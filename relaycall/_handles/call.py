@@ -79,7 +79,7 @@ class Call(Handle):
         await call.end()
     """
 
-    __slots__ = ("_listeners", "_ops", "_relay", "end_reason", "id", "leg")
+    __slots__ = ("_listeners", "_nonce", "_ops", "_relay", "end_reason", "id", "leg")
 
     FINAL: ClassVar[frozenset[str]] = frozenset({"ended"})
     kind: ClassVar[str] = "call"
@@ -93,6 +93,8 @@ class Call(Handle):
         self.leg: Leg | None = None
         self._ops: dict[str, Operation] = {}
         self._listeners: list[tuple[Operation | None, asyncio.Queue[Any]]] | None = None
+        # The dial's status_url token nonce: callbacks for this call must carry it.
+        self._nonce: str | None = None
 
     def __repr__(self) -> str:
         return f"<Call id={self.id} state={self._state}>"
@@ -168,6 +170,19 @@ class Call(Handle):
         )
         self._close_listeners()
 
+    def _apply(self, event: Any) -> bool:
+        """Take a call-state event; False if the call had already ended (a duplicate)."""
+        if self._state == "ended":
+            if self.end_reason is None:
+                self.end_reason = _end_reason(event)
+            return False
+        state = event.state or event.params.get("call_state")
+        if state == "ended":
+            self._mark_ended(_end_reason(event), reason="finished", event=event)
+        elif isinstance(state, str):
+            self._advance(state)
+        return True
+
     def _forget(self, op: Operation) -> None:
         if self._ops.get(op.control_id) is op:
             del self._ops[op.control_id]
@@ -226,6 +241,7 @@ class Call(Handle):
         except BaseException:
             self._drop_failed(handle)
             raise
+        handle._started(command)
         return handle
 
     def _drop_failed(self, handle: Operation) -> None:
@@ -730,6 +746,11 @@ class Call(Handle):
         for who, queue in self._listeners or ():
             if op is None or who is op:
                 queue.put_nowait(_CLOSE)
+
+
+def _end_reason(event: Any) -> str | None:
+    reason = event.params.get("end_reason")
+    return reason if isinstance(reason, str) else None
 
 
 _CLOSE = object()

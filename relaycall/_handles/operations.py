@@ -4,6 +4,7 @@ One handle class per long-running operation, each with its states and follow-ups
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from relaycall._commands import ai as ai_cmd
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
         TapResult,
         TranscriptionResult,
     )
+
+
+_COLLECT_FINAL = {"digit": "finished", "speech": "finished", "no_input": "no_input",
+                  "no_match": "no_match", "error": "error"}  # fmt: skip
 
 
 class Playback(Operation):
@@ -120,12 +125,31 @@ class Collector(Operation):
     arrives as an event and the collector stays ``collecting`` until stopped.
     """
 
-    __slots__ = ()
+    __slots__ = ("continuous",)
     kind = "collect"
     RUNNING = "collecting"
     LIVE = frozenset({"collecting"})
     FINAL = frozenset({"finished", "no_input", "no_match", "error"})
     _stop_command = ops_cmd.CollectStop
+
+    def __init__(self, call: Any, control_id: str, state: str | None = None) -> None:
+        super().__init__(call, control_id, state)
+        #: Continuous mode: results keep coming until stop; only a final state ends it.
+        self.continuous = False
+
+    def _started(self, command: Any) -> None:
+        self.continuous = bool(getattr(command, "continuous", False))
+
+    def _final_state_of(self, event: Any) -> str | None:
+        params = event.params
+        if self.continuous:
+            return event.state if event.state in ("finished", "error") else None
+        if params.get("final") is False:
+            return None  # a partial result
+        result = params.get("result")
+        kind = result.get("type") if isinstance(result, Mapping) else None
+        mapped = _COLLECT_FINAL.get(kind) if isinstance(kind, str) else None
+        return mapped or (event.state if event.state in self.FINAL else None)
 
     @guarded(LIVE)
     async def start_input_timers(self) -> None:
@@ -150,6 +174,21 @@ class Detector(Operation):
     LIVE = frozenset({"detecting"})
     FINAL = frozenset({"finished", "error"})
     _stop_command = ops_cmd.DetectStop
+
+    def _final_state_of(self, event: Any) -> str | None:
+        what = _detect_event(event)
+        if what in self.FINAL:
+            return what
+        return event.state if event.state in self.FINAL else None
+
+    def _apply(self, event: Any) -> bool:
+        # READY / NOT_READY follow a MACHINE verdict (the greeting ended or not);
+        # the verdict is what the result reports.
+        previous = self._last
+        applied = super()._apply(event)
+        if previous is not None and _detect_event(event) in ("READY", "NOT_READY"):
+            self._last = previous
+        return applied
 
     async def wait(self, timeout: float | None = None) -> DetectResult:
         return await self._wait(timeout)  # type: ignore[no-any-return]
@@ -206,6 +245,14 @@ class Transcription(Operation):
     FINAL = frozenset({"finished", "failed"})
     _stop_command = ops_cmd.TranscribeStop
 
+    def _final_state_of(self, event: Any) -> str | None:
+        # The transcript callback ends it; calling.call.transcribe events only report progress.
+        if event.event_type == "calling.transcript.completed":
+            return "finished"
+        if event.event_type == "calling.transcript.failed":
+            return "failed"
+        return None
+
     async def wait(self, timeout: float | None = None) -> TranscriptionResult:
         return await self._wait(timeout)  # type: ignore[no-any-return]
 
@@ -238,6 +285,9 @@ class LiveTranscription(_Singleton):
     __slots__ = ()
     kind = "live_transcribe"
 
+    def _final_state_of(self, event: Any) -> str | None:
+        return "stopped" if event.state == "stopped" else None
+
     @guarded(_Singleton.LIVE)
     async def summarize(self, *, webhook: str | None = None, prompt: str | None = None) -> None:
         """Ask for a summary of the transcription so far, sent to *webhook*."""
@@ -255,6 +305,9 @@ class LiveTranslation(_Singleton):
 
     __slots__ = ()
     kind = "live_translate"
+
+    def _final_state_of(self, event: Any) -> str | None:
+        return "stopped" if event.state == "stopped" else None
 
     @guarded(_Singleton.LIVE)
     async def summarize(self, *, webhook: str | None = None, prompt: str | None = None) -> None:
@@ -281,6 +334,9 @@ class Sidecar(_Singleton):
 
     __slots__ = ()
     kind = "ai_sidecar"
+
+    def _final_state_of(self, event: Any) -> str | None:
+        return "stopped" if event.params.get("type") in ("stop", "final") else None
 
     @guarded(_Singleton.LIVE)
     async def poke(self, text: str) -> None:
@@ -320,3 +376,10 @@ KINDS: dict[str, type[Operation]] = {
     )
 }
 SINGLETON_KINDS = frozenset({"live_transcribe", "live_translate", "ai_sidecar"})
+
+
+def _detect_event(event: Any) -> str | None:
+    detect = event.params.get("detect")
+    params = detect.get("params") if isinstance(detect, Mapping) else None
+    what = params.get("event") if isinstance(params, Mapping) else None
+    return what if isinstance(what, str) else None

@@ -1,0 +1,462 @@
+"""
+EventReceiver: takes status callbacks over HTTP, checks them, and routes them to handles.
+
+The checks run in order on the raw bytes before anything is parsed: size,
+then signature (when a signing key is set), then JSON, then shape, then the
+URL token relaycall put in every status_url it generated. Routing is two
+dict lookups (call id, then control id), so ingest cost does not grow with
+the number of live calls. Nothing the user registered runs inside the
+request: callbacks are scheduled, so a slow one cannot delay the 200.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+import attrs
+from aiohttp import web
+
+from relaycall._events import (
+    CallStateEvent,
+    Event,
+    EventParseError,
+    LiveEvent,
+    SidecarEvent,
+    TranscriptEvent,
+    parse_event,
+)
+from relaycall._handles._base import _run_callback
+from relaycall.errors import UsageError
+
+if TYPE_CHECKING:
+    from relaycall._handles._base import Operation
+    from relaycall._handles.call import Call
+    from relaycall._session import AsyncRelay
+
+__all__ = ["EventReceiver", "ReceiverStats"]
+
+logger = logging.getLogger("relaycall.events")
+
+#: Commands that take a status_url; the session fills it in when a receiver is set.
+STATUS_URL_COMMANDS = frozenset(
+    {
+        "dial",
+        "calling.play",
+        "calling.record",
+        "calling.collect",
+        "calling.detect",
+        "calling.tap",
+        "calling.stream",
+        "calling.transcribe",
+        "calling.refer",
+        "calling.live_translate",
+    }
+)
+_LIVE_KINDS = {"calling.call.live_transcribe": "live_transcribe",
+               "calling.call.live_translate": "live_translate"}  # fmt: skip
+
+
+@attrs.define
+class ReceiverStats:
+    """Counters of what the receiver has seen since it started."""
+
+    received: int = 0
+    routed: int = 0
+    #: Valid callbacks for calls this process does not hold (acknowledged, not raised).
+    unknown_call: int = 0
+    #: Valid callbacks for a known call but an operation this process does not hold.
+    unknown_operation: int = 0
+    #: Events for a handle that had already finished (duplicates, late arrivals).
+    duplicate: int = 0
+    rejected_auth: int = 0
+    rejected_body: int = 0
+
+
+class EventReceiver:
+    """
+    Receive status callbacks and route them to handles.
+
+    Attach it to a session: ``AsyncRelay(..., events=receiver)``. With a
+    *public_url*, every command that takes a ``status_url`` gets one pointing
+    here, carrying an unguessable token; callbacks without a token this
+    receiver issued are refused (403) even where the platform does not sign.
+
+    Mount it in an aiohttp app (:meth:`add_to_app` / :meth:`handle`), in a
+    FastAPI or Starlette app (:meth:`asgi_app`), or run it on its own
+    (:meth:`start` / ``async with receiver.serve(...)``).
+
+    Example::
+
+        receiver = EventReceiver(public_url="https://app.example.com/relaycall/events",
+                                 signing_key=os.environ["SIGNALWIRE_SIGNING_KEY"])
+        async with AsyncRelay(events=receiver) as relay, receiver.serve(port=8080):
+            call = await relay.dial(...)
+            await call.wait_for("answered")
+
+    Args:
+        public_url: The full URL the platform reaches this receiver at (its
+            path included). Without it no status_url is filled in; it is set
+            by :meth:`start` when unset.
+        path: Where the handler is mounted locally (default: *public_url*'s path).
+        signing_key: The project's signing key. When set, callbacks must carry
+            a valid ``X-SignalWire-Signature`` (and ``X-SignalWire-SHA256-Signature``
+            is checked too when present).
+        require_token: Refuse callbacks without a token from this receiver.
+        max_body_size: Larger bodies are refused (400).
+        signature_url: Maps the URL a request arrived at to the URL the
+            platform signed; default: *public_url* plus the request's query
+            string, which is right behind a proxy that rewrites host or path.
+        secret: Key for the URL tokens (random per receiver by default; give
+            one to let several processes accept each other's tokens).
+    """
+
+    def __init__(
+        self,
+        *,
+        public_url: str | None = None,
+        path: str | None = None,
+        signing_key: str | None = None,
+        require_token: bool = True,
+        max_body_size: int = 256 * 1024,
+        signature_url: Callable[[str], str] | None = None,
+        secret: bytes | None = None,
+    ) -> None:
+        if public_url is not None and not public_url.startswith(("http://", "https://")):
+            raise UsageError(f"public_url must be an http(s) URL, not {public_url!r}")
+        self.public_url = public_url.split("?")[0] if public_url else None
+        self.path = path or (urlsplit(public_url).path if public_url else "") or "/relaycall/events"
+        self._signing_key = signing_key.encode() if signing_key else None
+        self.require_token = require_token
+        self.max_body_size = max_body_size
+        self._signature_url = signature_url
+        self._secret = secret or secrets.token_bytes(32)
+        self.stats = ReceiverStats()
+        self._relay: AsyncRelay | None = None
+        self._listeners: list[Callable[[Event], Any]] = []
+        self._runner: web.AppRunner | None = None
+
+    def __repr__(self) -> str:
+        return f"<EventReceiver public_url={self.public_url!r} path={self.path!r}>"
+
+    # --- wiring -----------------------------------------------------------------------
+
+    def _bind(self, relay: AsyncRelay) -> None:
+        if self._relay is not None and self._relay is not relay:
+            raise UsageError("this EventReceiver already serves another AsyncRelay")
+        self._relay = relay
+
+    def on_event(self, callback: Callable[[Event], Any]) -> None:
+        """
+        Call *callback* with every accepted event, routed or not (inbound calls, say).
+
+        It runs after the request was acknowledged; a coroutine function is
+        run as a task. Exceptions are logged.
+        """
+        self._listeners.append(callback)
+
+    # --- tokens --------------------------------------------------------------------------
+
+    def _mac(self, text: str) -> str:
+        digest = hmac.new(self._secret, text.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:18]).decode()
+
+    def status_url(self, call_id: str) -> str:
+        """The status_url for operations on *call_id*, with its token."""
+        if self.public_url is None:
+            raise UsageError("the receiver has no public_url yet (pass one, or start() it first)")
+        return f"{self.public_url}?t={self._mac('c:' + call_id)}"
+
+    def dial_status_url(self) -> tuple[str, str]:
+        """A status_url for a new call (its id is not known yet), and its nonce."""
+        if self.public_url is None:
+            raise UsageError("the receiver has no public_url yet (pass one, or start() it first)")
+        nonce = secrets.token_urlsafe(12)
+        return f"{self.public_url}?t=d.{nonce}.{self._mac('d:' + nonce)}", nonce
+
+    def _token_ok(self, token: str | None, event: Event, call: Call | None) -> bool:
+        if not token:
+            return False
+        if token.startswith("d."):
+            nonce, _, mac = token[2:].partition(".")
+            if not hmac.compare_digest(mac, self._mac("d:" + nonce)):
+                return False
+            # Bound to the call it was issued for, once that call is known here.
+            bound = getattr(call, "_nonce", None) if call is not None else None
+            return bound is None or hmac.compare_digest(bound, nonce)
+        if event.call_id is None:
+            return False
+        return hmac.compare_digest(token, self._mac("c:" + event.call_id))
+
+    # --- the pipeline ------------------------------------------------------------------------
+
+    def _signature_ok(self, url: str, body: bytes, headers: Mapping[str, str]) -> bool:
+        assert self._signing_key is not None
+        sha1 = _header(headers, "x-signalwire-signature")
+        sha256 = _header(headers, "x-signalwire-sha256-signature")
+        if sha1 is None and sha256 is None:
+            return False
+        signed = url.encode() + body
+        if sha1 is not None:
+            want = hmac.new(self._signing_key, signed, hashlib.sha1).hexdigest()
+            if not hmac.compare_digest(want, sha1.strip().lower()):
+                return False
+        if sha256 is not None:
+            want = hmac.new(self._signing_key, signed, hashlib.sha256).hexdigest()
+            if not hmac.compare_digest(want, sha256.strip().lower()):
+                return False
+        return True
+
+    def _url_to_sign(self, request_url: str, query: str) -> str:
+        if self._signature_url is not None:
+            return self._signature_url(request_url)
+        if self.public_url is not None:
+            return f"{self.public_url}?{query}" if query else self.public_url
+        return request_url
+
+    def ingest(
+        self, body: bytes, *, url: str, query: str, headers: Mapping[str, str]
+    ) -> tuple[int, str]:
+        """
+        Check, parse and route one callback; return the HTTP status and a short text.
+
+        Framework adapters call this with the raw body, the full request URL,
+        its query string and headers. It never raises for bad input.
+        """
+        self.stats.received += 1
+        if len(body) > self.max_body_size:
+            return self._reject_body(
+                f"body of {len(body)} bytes is over the {self.max_body_size} limit"
+            )
+        if self._signing_key is not None and not self._signature_ok(
+            self._url_to_sign(url, query), body, headers
+        ):
+            return self._reject_auth("missing or wrong X-SignalWire-Signature")
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return self._reject_body("body is not JSON")
+        try:
+            event = parse_event(payload)
+        except EventParseError as exc:
+            return self._reject_body(str(exc))
+        relay = self._relay
+        call = relay._calls.get(event.call_id) if relay is not None and event.call_id else None
+        if self.require_token:
+            token = parse_qs(query).get("t", [None])[0]
+            if not self._token_ok(token, event, call):
+                return self._reject_auth("missing or wrong token")
+        self._route(event, call)
+        for listener in self._listeners:
+            _run_callback(listener, event)
+        return 200, "ok"
+
+    def _reject_body(self, why: str) -> tuple[int, str]:
+        self.stats.rejected_body += 1
+        logger.warning("refused a callback: %s", why)
+        return 400, why
+
+    def _reject_auth(self, why: str) -> tuple[int, str]:
+        self.stats.rejected_auth += 1
+        logger.warning("refused a callback: %s", why)
+        return 403, "forbidden"
+
+    def _route(self, event: Event, call: Call | None) -> None:
+        if call is None:
+            self.stats.unknown_call += 1
+            return
+        if isinstance(event, CallStateEvent) or (
+            event.event_type is None and "call_state" in event.params and event.control_id is None
+        ):
+            call._publish(event, None)
+            if not call._apply(event):
+                self.stats.duplicate += 1
+            self.stats.routed += 1
+            return
+        op = self._operation_for(event, call)
+        call._publish(event, op)
+        if op is None:
+            if event.control_id is not None:
+                self.stats.unknown_operation += 1
+            else:
+                self.stats.routed += 1  # call-level news (denoise, refer): published only
+            return
+        if op._apply(event):
+            self.stats.routed += 1
+        else:
+            self.stats.duplicate += 1
+
+    @staticmethod
+    def _operation_for(event: Event, call: Call) -> Operation | None:
+        if event.control_id is not None:
+            return call._ops.get(event.control_id)
+        if isinstance(event, TranscriptEvent):
+            for op in call._ops.values():
+                if op.kind == "transcribe":
+                    return op
+            return None
+        if isinstance(event, SidecarEvent):
+            return call._ops.get("ai_sidecar")
+        if isinstance(event, LiveEvent) and event.event_type in _LIVE_KINDS:
+            return call._ops.get(_LIVE_KINDS[event.event_type])
+        return None
+
+    # --- aiohttp ----------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """An aiohttp handler: ``app.router.add_post(receiver.path, receiver.handle)``."""
+        if request.content_length is not None and request.content_length > self.max_body_size:
+            self.stats.received += 1
+            status, text = self._reject_body("body too large")
+            return web.Response(status=status, text=text)
+        chunks = bytearray()
+        async for chunk in request.content.iter_chunked(65536):
+            chunks += chunk
+            if len(chunks) > self.max_body_size:
+                self.stats.received += 1
+                status, text = self._reject_body("body too large")
+                return web.Response(status=status, text=text)
+        status, text = self.ingest(
+            bytes(chunks), url=str(request.url), query=request.query_string, headers=request.headers
+        )
+        return web.Response(status=status, text=text)
+
+    def add_to_app(self, app: web.Application) -> None:
+        """Mount the handler at :attr:`path` in an aiohttp application."""
+        app.router.add_post(self.path, self.handle)
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """
+        Run the receiver on its own aiohttp server; return the URL it listens at.
+
+        When no *public_url* was given, it becomes that URL (fine for local
+        testing with the emulator; behind NAT give the public one).
+        """
+        if self._runner is not None:
+            raise UsageError("the receiver is already started")
+        app = web.Application(client_max_size=self.max_body_size + 1)
+        self.add_to_app(app)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self._runner = runner
+        addresses = runner.addresses
+        bound = addresses[0][1] if addresses else port
+        url = f"http://{host}:{bound}{self.path}"
+        if self.public_url is None:
+            self.public_url = url
+        return url
+
+    async def stop(self) -> None:
+        """Stop the standalone server."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> _Serving:
+        """``async with receiver.serve(host, port):`` runs :meth:`start` / :meth:`stop`."""
+        return _Serving(self, host, port)
+
+    # --- ASGI (FastAPI, Starlette) -------------------------------------------------------------
+
+    def asgi_app(self) -> Callable[[Any, Any, Any], Awaitable[None]]:
+        """
+        An ASGI application taking the callbacks, for FastAPI and Starlette.
+
+        Example::
+
+            app = FastAPI()
+            app.mount("/relaycall/events", receiver.asgi_app())
+
+        It needs no ASGI library: relaycall does not depend on FastAPI.
+        """
+        return self._asgi
+
+    async def _asgi(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        if scope.get("method") != "POST":
+            await _asgi_reply(send, 405, "method not allowed")
+            return
+        chunks = bytearray()
+        too_big = False
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(chunks) > self.max_body_size:
+                too_big = True
+                chunks.clear()
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        query = scope.get("query_string", b"").decode("latin-1")
+        if too_big:
+            self.stats.received += 1
+            status, text = self._reject_body("body too large")
+        else:
+            status, text = self.ingest(
+                bytes(chunks), url=_asgi_url(scope, headers, query), query=query, headers=headers
+            )
+        await _asgi_reply(send, status, text)
+
+
+class _Serving:
+    def __init__(self, receiver: EventReceiver, host: str, port: int) -> None:
+        self._receiver, self._host, self._port = receiver, host, port
+
+    async def __aenter__(self) -> EventReceiver:
+        await self._receiver.start(self._host, self._port)
+        return self._receiver
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._receiver.stop()
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None:
+        return value
+    for k, v in headers.items():
+        if k.lower() == name:
+            return v
+    return None
+
+
+def _asgi_url(scope: Mapping[str, Any], headers: Mapping[str, str], query: str) -> str:
+    host = headers.get("host") or "{}:{}".format(*scope.get("server") or ("localhost", 80))
+    path = scope.get("root_path", "") + scope.get("path", "")
+    url = f"{scope.get('scheme', 'http')}://{host}{path}"
+    return f"{url}?{query}" if query else url
+
+
+async def _asgi_reply(send: Any, status: int, text: str) -> None:
+    body = text.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
