@@ -184,6 +184,17 @@ def closed_port() -> int:
 
 
 @pytest.fixture(autouse=True)
+async def _loop_errors_fail_the_test() -> AsyncIterator[None]:
+    """A test fails if its event loop saw an exception nobody retrieved (asyncpg's habit)."""
+    loop = asyncio.get_running_loop()
+    seen: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+    yield
+    loop.set_exception_handler(None)
+    assert not seen, f"unretrieved exceptions in the event loop: {seen}"
+
+
+@pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's real SignalWire credentials."""
     for name in ("SIGNALWIRE_PROJECT_ID", "SIGNALWIRE_API_TOKEN", "SIGNALWIRE_SPACE"):
