@@ -1,0 +1,558 @@
+"""
+The Emulator: the state behind the endpoint, the command dispatcher, and the
+Python control API tests drive it with.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import attrs
+from aiohttp import web
+
+from relaycall import commands as c
+from relaycall.emulator._calls import (
+    PRE_ANSWER,
+    EmulatedCall,
+    Refusal,
+    conflict,
+    not_found,
+    refuse,
+)
+from relaycall.emulator._clock import Scheduler
+from relaycall.emulator._config import EmulatorConfig, Scenario
+from relaycall.emulator._journal import Journal, NoteEntry, RequestEntry
+from relaycall.emulator._ops import (
+    Collect,
+    Detect,
+    LiveSession,
+    Operation,
+    Play,
+    Record,
+    Sidecar,
+    Stream,
+    Tap,
+    Transcribe,
+)
+from relaycall.emulator._outbox import DeliveryHook, Outbox
+from relaycall.emulator._wire import WireError, parse_request
+from relaycall.errors import redact
+
+__all__ = ["Emulator", "Reply", "RequestHook"]
+
+logger = logging.getLogger("relaycall.emulator")
+
+#: Runs after authentication and before dispatch, with the request and its decoded
+#: JSON body (None when it was not JSON). Return a response to answer with it instead.
+RequestHook = Callable[[web.Request, Any], Awaitable[web.StreamResponse | None]]
+
+_MAX_RECORDINGS = 100_000
+#: The commands whose bodies can carry a secret (masked in the journal).
+_SECRET_COMMANDS = frozenset({"dial", "calling.refer", "calling.stream", "calling.ai_sidecar"})
+
+
+@attrs.frozen
+class Reply:
+    """What the endpoint answers: a status and a JSON body (or text, for sidecar status)."""
+
+    status: int
+    body: Any
+    content_type: str = "application/json"
+    #: Why a 400 was given (sent as the X-Emulator-Detail header; the body stays as declared).
+    detail: str | None = None
+
+
+class Emulator:
+    """
+    The emulated Calling API. Build it with :func:`relaycall.emulator.create_app`
+    (it is ``app[EMULATOR_KEY]``) or directly, and drive it from tests.
+
+    Attributes:
+        config: The :class:`EmulatorConfig`.
+        scenarios: How each destination behaves, by the dial's ``to``.
+        calls: Every live call, and the last ``keep_ended_calls`` ended ones, by id.
+        journal: Every request, callback and control action.
+        audio_durations: How long an ``audio`` play item at a URL lasts.
+        clock: The scheduler (emulated time: ``clock.now()``, ``clock.advance()``).
+        request_hooks: Run between authentication and dispatch (see :data:`RequestHook`).
+        delivery_hooks: Run before each callback delivery (see ``DeliveryHook``).
+    """
+
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self.clock = Scheduler(self.config.time_scale)
+        self.journal = Journal(self.config.journal_size)
+        self.outbox = Outbox(self.config, self.journal, self.clock)
+        self.scenarios: dict[str, Scenario] = {}
+        self.calls: dict[str, EmulatedCall] = {}
+        self.audio_durations: dict[str, float] = {}
+        self.request_hooks: list[RequestHook] = []
+        #: The base URL recording links use (config.public_url, else each request's Host).
+        self.public_url = self.config.public_url or "http://127.0.0.1"
+        self._recordings: OrderedDict[str, int] = OrderedDict()
+        self._ended: deque[str] = deque()
+        self._handlers: dict[type[Any], Callable[[Any], Reply]] = self._build_handlers()
+
+    def __repr__(self) -> str:
+        live = sum(1 for call in self.calls.values() if call.is_live)
+        return f"<Emulator calls={live} live/{len(self.calls)} journal={len(self.journal)}>"
+
+    @property
+    def delivery_hooks(self) -> list[DeliveryHook]:
+        return self.outbox.hooks
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the callback session (the app does this on startup)."""
+        await self.outbox.start()
+
+    async def close(self) -> None:
+        """Stop every timer and close the callback session."""
+        self.clock.clear()
+        await self.outbox.close()
+
+    async def idle(self) -> None:
+        """Return once every queued callback has been delivered (or has failed)."""
+        await self.outbox.idle()
+
+    def reset(self) -> None:
+        """Forget everything: calls, timers, queued callbacks, scenarios, journal, recordings."""
+        self.clock.clear()
+        self.outbox.clear()
+        self.calls.clear()
+        self._ended.clear()
+        self.scenarios.clear()
+        self.audio_durations.clear()
+        self._recordings.clear()
+        self.journal.clear()
+
+    # --- the Python control API ------------------------------------------------------------------
+
+    def call(self, call_id: str) -> EmulatedCall:
+        """The call with *call_id* (KeyError when unknown)."""
+        try:
+            return self.calls[call_id]
+        except KeyError:
+            raise KeyError(f"the emulator has no call {call_id!r}") from None
+
+    def _live_call(self, call_id: str) -> EmulatedCall:
+        call = self.call(call_id)
+        if not call.is_live:
+            raise KeyError(f"call {call_id} has ended")
+        return call
+
+    def press(self, call_id: str, digits: str) -> bool:
+        """
+        The caller presses *digits* on *call_id*. Delivered at once to whatever listens
+        (returns True); with nothing listening, kept for the next input operation.
+        """
+        self.note(call_id, "press", digits)
+        return self._live_call(call_id).press(digits)
+
+    def say(self, call_id: str, text: str) -> bool:
+        """The caller says *text* on *call_id* (like :meth:`press`, for speech)."""
+        self.note(call_id, "say", text)
+        return self._live_call(call_id).say(text)
+
+    def answer_as(self, call_id: str, kind: Literal["human", "machine"]) -> None:
+        """
+        Answer *call_id* now as a ``human`` or a ``machine``; on an answered call,
+        change what machine detection finds from now on.
+        """
+        if kind not in ("human", "machine"):
+            raise ValueError("answer_as takes 'human' or 'machine'")
+        self.note(call_id, "answer_as", kind)
+        call = self._live_call(call_id)
+        call.detect_override = "MACHINE" if kind == "machine" else "HUMAN"
+        if call.is_answered:
+            call.answered_as = kind
+        else:
+            call.answer(kind)
+
+    def hangup(self, call_id: str, reason: str = "hangup") -> None:
+        """The far end hangs up *call_id*."""
+        self.note(call_id, "hangup", reason)
+        self._live_call(call_id).end(reason)
+
+    def start_fax(self, call_id: str, kind: Literal["send", "receive"], control_id: str) -> None:
+        """Mark a fax operation as running on *call_id* (as SWML would start one)."""
+        if kind not in ("send", "receive"):
+            raise ValueError("start_fax takes 'send' or 'receive'")
+        self._live_call(call_id).faxes[kind] = control_id
+
+    def note(self, call_id: str | None, what: str, data: Any = None) -> None:
+        """Add a note to the journal."""
+        self.journal.add(
+            NoteEntry(
+                seq=self.journal.next_seq(),
+                time=self.clock.wall(),
+                call_id=call_id,
+                what=what,
+                data=data,
+            )
+        )
+
+    # --- recordings ---------------------------------------------------------------------------
+
+    def store_recording(self, recording_id: str, frames: int) -> None:
+        self._recordings[recording_id] = frames
+        while len(self._recordings) > _MAX_RECORDINGS:
+            self._recordings.popitem(last=False)
+
+    def recording_frames(self, recording_id: str) -> int | None:
+        """How many 8 kHz frames recording *recording_id* holds (None when unknown)."""
+        return self._recordings.get(recording_id)
+
+    def _call_ended(self, call: EmulatedCall) -> None:
+        self._ended.append(call.id)
+        while len(self._ended) > self.config.keep_ended_calls:
+            self.calls.pop(self._ended.popleft(), None)
+
+    # --- requests ------------------------------------------------------------------------------
+
+    def handle(self, body: Any) -> Reply:
+        """Answer one decoded request body, and journal it."""
+        command = body.get("command") if isinstance(body, dict) else None
+        try:
+            cmd = parse_request(body)
+            reply = self.execute(cmd)
+        except WireError as exc:
+            reply = Reply(exc.status, exc.body(), detail=exc.text if exc.status == 400 else None)
+            if exc.status == 400:
+                logger.info("emulator: 400 %s", exc.text)
+        call_id = None
+        if isinstance(body, dict):
+            params = body.get("params")
+            call_id = body.get("id") or (params.get("id") if isinstance(params, dict) else None)
+            if reply.status == 200 and command == "dial" and isinstance(reply.body, dict):
+                call_id = reply.body.get("id")
+        self.log_request(command, call_id, reply.status, body, reply.body)
+        return reply
+
+    def log_request(
+        self, command: Any, call_id: Any, status: int, body: Any, response: Any
+    ) -> None:
+        self.journal.add(
+            RequestEntry(
+                seq=self.journal.next_seq(),
+                time=self.clock.wall(),
+                command=command if isinstance(command, str) else None,
+                call_id=call_id if isinstance(call_id, str) else None,
+                status=status,
+                body=redact(body) if command in _SECRET_COMMANDS or command is None else body,
+                response=response,
+            )
+        )
+
+    def execute(self, cmd: c.Command[Any]) -> Reply:
+        """Carry out a parsed command."""
+        handler = self._handlers[type(cmd)]
+        try:
+            return handler(cmd)
+        except Refusal as exc:
+            return Reply(exc.status, exc.body)
+
+    def _build_handlers(self) -> dict[type[Any], Callable[[Any], Reply]]:
+        return {
+            c.Dial: self._dial,
+            c.Update: self._update,
+            c.End: self._end,
+            c.Transfer: self._transfer,
+            c.Disconnect: self._disconnect,
+            c.Refer: self._refer,
+            c.UserEvent: self._user_event,
+            c.Play: self._play,
+            c.PlayPause: lambda cmd: self._follow(cmd, "play", lambda op: op.pause()),
+            c.PlayResume: lambda cmd: self._follow(cmd, "play", lambda op: op.resume()),
+            c.PlayStop: lambda cmd: self._follow(cmd, "play", lambda op: op.stop()),
+            c.PlayVolume: lambda cmd: self._follow(
+                cmd, "play", lambda op: op.set_volume(cmd.volume)
+            ),
+            c.Record: lambda cmd: self._start(cmd, Record),
+            c.RecordPause: lambda cmd: self._follow(
+                cmd, "record", lambda op: op.pause(cmd.behavior)
+            ),
+            c.RecordResume: lambda cmd: self._follow(cmd, "record", lambda op: op.resume()),
+            c.RecordStop: lambda cmd: self._follow(cmd, "record", lambda op: op.stop()),
+            c.Collect: lambda cmd: self._start(cmd, Collect),
+            c.CollectStop: lambda cmd: self._follow(cmd, "collect", lambda op: op.stop()),
+            c.CollectStartInputTimers: lambda cmd: self._follow(
+                cmd, "collect", lambda op: op.start_input_timers()
+            ),
+            c.Detect: lambda cmd: self._start(cmd, Detect),
+            c.DetectStop: lambda cmd: self._follow(cmd, "detect", lambda op: op.stop()),
+            c.Tap: lambda cmd: self._start(cmd, Tap),
+            c.TapStop: lambda cmd: self._follow(cmd, "tap", lambda op: op.stop()),
+            c.Stream: lambda cmd: self._start(cmd, Stream),
+            c.StreamStop: lambda cmd: self._follow(cmd, "stream", lambda op: op.stop()),
+            c.Transcribe: self._transcribe,
+            c.TranscribeStop: lambda cmd: self._follow(cmd, "transcribe", lambda op: op.stop()),
+            c.Denoise: lambda cmd: self._denoise(cmd, on=True),
+            c.DenoiseStop: lambda cmd: self._denoise(cmd, on=False),
+            c.AIHold: self._ai_hold,
+            c.AIUnhold: self._ai_unhold,
+            c.AIMessage: self._ai_message,
+            c.AIStop: self._ai_stop,
+            c.AISidecar: self._sidecar,
+            c.AISidecarPoke: lambda cmd: self._sidecar_follow(cmd, lambda s: s.poke(cmd.text)),
+            c.AISidecarAsk: self._sidecar_ask,
+            c.AISidecarStop: lambda cmd: self._sidecar_follow(cmd, lambda s: s.stop()),
+            c.AISidecarStatus: self._sidecar_status,
+            c.LiveTranscribe: lambda cmd: self._live_action(cmd, "live_transcribe", None),
+            c.LiveTranslate: lambda cmd: self._live_action(cmd, "live_translate", cmd.status_url),
+            c.SendFaxStop: lambda cmd: self._fax_stop(cmd, "send"),
+            c.ReceiveFaxStop: lambda cmd: self._fax_stop(cmd, "receive"),
+        }
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _target(self, call_id: str) -> EmulatedCall:
+        """The live call a command names, else 404."""
+        call = self.calls.get(call_id)
+        if call is None or not call.is_live:
+            raise not_found()
+        return call
+
+    def _answered(self, call_id: str) -> EmulatedCall:
+        """The live, answered call a media command names: 404 if unknown, 409 if not answered."""
+        call = self._target(call_id)
+        if not call.is_answered:
+            raise conflict()
+        return call
+
+    def _leg(self, call: EmulatedCall) -> Reply:
+        return Reply(200, call.leg())
+
+    def _start(self, cmd: Any, kind: Callable[[EmulatedCall, Any], Operation]) -> Reply:
+        call = self._answered(cmd.call_id)
+        op = kind(call, cmd)
+        key = (op.kind, op.control_id)
+        if key in call.ops:
+            raise conflict()
+        call.ops[key] = op
+        op.begin()
+        return self._leg(call)
+
+    def _follow(self, cmd: Any, kind: str, action: Callable[[Any], None]) -> Reply:
+        call = self._target(cmd.call_id)
+        op = call.ops.get((kind, cmd.control_id))
+        if op is None or op.done:
+            raise not_found()
+        action(op)
+        return self._leg(call)
+
+    # --- the call itself -----------------------------------------------------------------------
+
+    def _dial(self, cmd: c.Dial) -> Reply:
+        scenario = self.scenarios.get(cmd.to or "", self.config.default_scenario)
+        call = EmulatedCall(self, cmd, scenario)
+        self.calls[call.id] = call
+        call.start()
+        return self._leg(call)
+
+    def _update(self, cmd: c.Update) -> Reply:
+        call = self._target(cmd.call_id)
+        if cmd.status == "canceled" and call.status not in PRE_ANSWER:
+            raise refuse(
+                "status",
+                f"'canceled' applies only to a queued or ringing call; this one is {call.status}",
+            )
+        if cmd.status == "completed" and not call.is_answered:
+            raise refuse(
+                "status", f"'completed' applies only to an answered call; this one is {call.status}"
+            )
+        if cmd.status is None and not call.is_answered:
+            raise refuse(
+                "status",
+                f"a call can be redirected (url or swml) only once answered; this one is "
+                f"{call.status}",
+            )
+        if cmd.status_url is not None:
+            call.status_url = cmd.status_url
+        if cmd.status == "canceled":
+            call.end("cancel", status="canceled")
+        elif cmd.status == "completed":
+            call.end("hangup", status="completed")
+        else:
+            call.redirects.append(cmd.url if cmd.url is not None else cmd.swml)
+            if cmd.url is not None:
+                call.url = cmd.url
+        return self._leg(call)
+
+    def _end(self, cmd: c.End) -> Reply:
+        call = self._target(cmd.call_id)
+        call.end(cmd.reason or "hangup", status="completed" if call.is_answered else "canceled")
+        return self._leg(call)
+
+    def _transfer(self, cmd: c.Transfer) -> Reply:
+        call = self._answered(cmd.call_id)
+        call.transfers.append(cmd.dest)
+        call.bridged_to = cmd.dest
+        self.note(call.id, "transfer", cmd.dest)
+        return self._leg(call)
+
+    def _disconnect(self, cmd: c.Disconnect) -> Reply:
+        call = self._answered(cmd.call_id)
+        call.bridged_to = None
+        self.note(call.id, "disconnect")
+        return self._leg(call)
+
+    def _refer(self, cmd: c.Refer) -> Reply:
+        call = self._answered(cmd.call_id)
+        to = cmd.device.to
+        url = cmd.status_url
+
+        def progress(state: str, notify: str | None) -> None:
+            if not call.is_live:
+                return
+            call.emit(
+                url,
+                "calling.call.refer",
+                {"state": state, "sip_refer_to": to, "sip_refer_response_code": "202",
+                 "sip_notify_response_code": notify},
+            )  # fmt: skip
+            if state == "success":
+                call.end("hangup")
+
+        progress("inProgress", None)
+        self.clock.after(1.0, progress, "success", "200")
+        return self._leg(call)
+
+    def _user_event(self, cmd: c.UserEvent) -> Reply:
+        call = self._target(cmd.call_id)
+        call.user_events.append(cmd.event)
+        self.note(call.id, "user_event", cmd.event)
+        return self._leg(call)
+
+    # --- operations without a generic shape ------------------------------------------------------
+
+    def _play(self, cmd: c.Play) -> Reply:
+        return self._start(cmd, Play)
+
+    def _transcribe(self, cmd: c.Transcribe) -> Reply:
+        call = self._answered(cmd.call_id)
+        if any(kind == "transcribe" for kind, _ in call.ops):
+            raise conflict()
+        return self._start(cmd, Transcribe)
+
+    def _denoise(self, cmd: c.Denoise | c.DenoiseStop, *, on: bool) -> Reply:
+        call = self._answered(cmd.call_id)
+        call.denoised = on
+        call.emit(None, "calling.call.denoise", {"denoised": on})
+        return self._leg(call)
+
+    def _ai_hold(self, cmd: c.AIHold) -> Reply:
+        call = self._answered(cmd.call_id)
+        call.ai_held = True
+        call.ai_hold_timeout = cmd.timeout
+        self.note(call.id, "ai_hold", {"timeout": cmd.timeout, "prompt": cmd.prompt})
+        return self._leg(call)
+
+    def _ai_unhold(self, cmd: c.AIUnhold) -> Reply:
+        call = self._answered(cmd.call_id)
+        call.ai_held = False
+        self.note(call.id, "ai_unhold")
+        return self._leg(call)
+
+    def _ai_message(self, cmd: c.AIMessage) -> Reply:
+        call = self._answered(cmd.call_id)
+        if cmd.reset is not None:
+            call.ai_messages.clear()
+        if cmd.message_text is not None:
+            call.ai_messages.append({"role": cmd.role or "system", "text": cmd.message_text})
+        if cmd.global_data:
+            call.ai_global_data.update(cmd.global_data)
+        self.note(call.id, "ai_message", {"role": cmd.role, "message_text": cmd.message_text})
+        return self._leg(call)
+
+    def _ai_stop(self, cmd: c.AIStop) -> Reply:
+        call = self._answered(cmd.call_id)
+        call.ai_stopped = True
+        self.note(call.id, "ai.stop")
+        return self._leg(call)
+
+    def _sidecar(self, cmd: c.AISidecar) -> Reply:
+        call = self._answered(cmd.call_id)
+        if cmd.action is not None:
+            # A one-off summary: nothing attaches; the summary goes to the action's webhook.
+            once = Sidecar(call, cmd)
+            text = call.scenario.transcript or ""
+            once.send(
+                "insight",
+                {"raw": f"Summary: {text}", "iter": 1, "total_iters": 1},
+                url=cmd.action.webhook,
+            )
+            return self._leg(call)
+        if call.sidecar is not None:
+            raise conflict()
+        call.sidecar = Sidecar(call, cmd)
+        call.sidecar.begin()
+        return self._leg(call)
+
+    def _sidecar_of(self, call_id: str) -> tuple[EmulatedCall, Sidecar]:
+        call = self._target(call_id)
+        if call.sidecar is None:
+            raise not_found()
+        sidecar: Sidecar = call.sidecar
+        return call, sidecar
+
+    def _sidecar_follow(self, cmd: Any, action: Callable[[Sidecar], Any]) -> Reply:
+        call, sidecar = self._sidecar_of(cmd.call_id)
+        action(sidecar)
+        return self._leg(call)
+
+    def _sidecar_ask(self, cmd: c.AISidecarAsk) -> Reply:
+        call, sidecar = self._sidecar_of(cmd.call_id)
+        ask_id = sidecar.ask(cmd.text)
+        body = call.leg()
+        if self.config.sidecar_ask_id_in_reply:
+            body["ask_id"] = ask_id
+        return Reply(200, body)
+
+    def _sidecar_status(self, cmd: c.AISidecarStatus) -> Reply:
+        _, sidecar = self._sidecar_of(cmd.call_id)
+        return Reply(200, sidecar.status_line(), "text/plain")
+
+    def _live_action(
+        self, cmd: c.LiveTranscribe | c.LiveTranslate, kind: str, status_url: str | None
+    ) -> Reply:
+        call = self._answered(cmd.call_id)
+        action = cmd.action
+        session: LiveSession | None = call.live.get(kind)
+        if isinstance(action, c.LiveTranscribeStart | c.LiveTranslateStart):
+            if session is not None:
+                raise conflict()
+            session = LiveSession(call, kind, action, status_url)
+            call.live[kind] = session
+            session.begin()
+            return self._leg(call)
+        if session is None:
+            raise not_found()
+        if status_url is not None:
+            session.status_url = status_url
+        if action == "stop":
+            session.stop()
+        elif isinstance(action, c.Summarize):
+            session.summarize(action)
+        elif isinstance(action, c.LiveTranslateInject):
+            session.inject(action)
+        return self._leg(call)
+
+    def _fax_stop(self, cmd: c.SendFaxStop | c.ReceiveFaxStop, kind: str) -> Reply:
+        call = self._target(cmd.call_id)
+        if call.faxes.get(kind) != cmd.control_id:
+            raise not_found()
+        del call.faxes[kind]
+        call.emit(
+            None,
+            "calling.call.fax",
+            {"control_id": cmd.control_id,
+             "fax": {"type": "finished", "params": {"direction": kind, "success": False,
+                                                    "result": "stopped"}}},
+            control_id=cmd.control_id,
+        )  # fmt: skip
+        return self._leg(call)

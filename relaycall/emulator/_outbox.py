@@ -1,0 +1,246 @@
+"""
+Callback delivery: one shared aiohttp session, signed bodies, journaled outcomes.
+
+Callbacks about one call go through the same worker, so they arrive in the
+order they were produced (an operation's final event before the call's
+``ended``); different calls are delivered in parallel by a fixed pool of
+workers. A failure is logged and journaled, never raised: the emulator keeps
+running whatever the receiver does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import inspect
+import ipaddress
+import json
+import logging
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import attrs
+
+from relaycall._version import __version__
+from relaycall.emulator._clock import Scheduler
+from relaycall.emulator._config import EmulatorConfig
+from relaycall.emulator._journal import CallbackEntry, Journal, Outcome
+
+__all__ = ["Delivery", "DeliveryHook", "Outbox", "is_loopback", "sign"]
+
+logger = logging.getLogger("relaycall.emulator")
+
+
+@attrs.define(kw_only=True)
+class Delivery:
+    """One callback on its way out. A delivery hook may change *url*, *body* or *headers*."""
+
+    url: str
+    payload: Any
+    call_id: str | None
+    event_type: str | None
+    control_id: str | None
+    headers: dict[str, str] = attrs.field(factory=dict)
+
+
+#: Runs before each delivery; return False to drop the callback (journaled as ``dropped``).
+DeliveryHook = Callable[[Delivery], "Awaitable[bool | None] | bool | None"]
+
+
+def sign(key: str, url: str, body: bytes) -> dict[str, str]:
+    """The signature headers for a callback of *body* posted to *url*."""
+    signed = url.encode() + body
+    return {
+        "X-SignalWire-Signature": hmac.new(key.encode(), signed, hashlib.sha1).hexdigest(),
+        "X-SignalWire-SHA256-Signature": hmac.new(key.encode(), signed, hashlib.sha256).hexdigest(),
+    }
+
+
+def is_loopback(url: str) -> bool:
+    """Whether *url* points at this machine (127.0.0.0/8, ::1 or localhost)."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    if host in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Outbox:
+    """Posts callbacks; see the module docstring."""
+
+    def __init__(self, config: EmulatorConfig, journal: Journal, clock: Scheduler) -> None:
+        self._config = config
+        self._journal = journal
+        self._clock = clock
+        self._queues: list[asyncio.Queue[Delivery]] = [
+            asyncio.Queue() for _ in range(max(1, config.callback_workers))
+        ]
+        self._workers: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._pending = 0
+        self._idle: asyncio.Event | None = None
+        self.hooks: list[DeliveryHook] = []
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._config.callback_timeout),
+                headers={"User-Agent": f"relaycall-emulator/{__version__}"},
+            )
+        if not self._workers:
+            self._workers = [asyncio.create_task(self._work(q)) for q in self._queues]
+
+    async def close(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._workers = []
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def clear(self) -> None:
+        """Drop every callback not yet sent."""
+        for q in self._queues:
+            while not q.empty():
+                q.get_nowait()
+                self._done()
+
+    @property
+    def pending(self) -> int:
+        """Callbacks queued or being delivered."""
+        return self._pending
+
+    async def idle(self) -> None:
+        """Return once no callback is queued or in flight."""
+        while self._pending:
+            if self._idle is None:
+                self._idle = asyncio.Event()
+            await self._idle.wait()
+
+    # --- sending -------------------------------------------------------------------------
+
+    def post(
+        self,
+        url: str | None,
+        payload: Any,
+        *,
+        call_id: str | None,
+        event_type: str | None,
+        control_id: str | None = None,
+    ) -> None:
+        """Queue *payload* for *url*; journal it at once when it cannot be sent."""
+        if url is None:
+            self._record(url, payload, call_id, event_type, control_id, "no_url")
+            return
+        if not self._config.allow_external_callbacks and not is_loopback(url):
+            self._record(
+                url, payload, call_id, event_type, control_id, "blocked",
+                error="not a loopback host (EmulatorConfig.allow_external_callbacks is off)",
+            )  # fmt: skip
+            return
+        d = Delivery(
+            url=url, payload=payload, call_id=call_id, event_type=event_type, control_id=control_id
+        )
+        index = zlib.crc32((call_id or url).encode()) % len(self._queues)
+        self._pending += 1
+        if self._idle is not None:
+            self._idle.clear()
+        self._queues[index].put_nowait(d)
+
+    def _done(self) -> None:
+        self._pending -= 1
+        if self._pending == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def _work(self, queue: asyncio.Queue[Delivery]) -> None:
+        while True:
+            d = await queue.get()
+            try:
+                await self._deliver(d)
+            except Exception as exc:  # noqa: BLE001 - a bad hook must not stop the worker
+                logger.warning("emulator: callback to %s failed: %r", d.url, exc)
+                self._record(
+                    d.url, d.payload, d.call_id, d.event_type, d.control_id, "failed",
+                    error=repr(exc),
+                )  # fmt: skip
+            finally:
+                self._done()
+
+    async def _deliver(self, d: Delivery) -> None:
+        for hook in self.hooks:
+            verdict = hook(d)
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
+            if verdict is False:
+                self._record(d.url, d.payload, d.call_id, d.event_type, d.control_id, "dropped")
+                return
+        body = json.dumps(d.payload, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json", **d.headers}
+        if self._config.signing_key is not None:
+            headers.update(sign(self._config.signing_key, d.url, body))
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        status: int | None = None
+        error: str | None = None
+        try:
+            async with self._session.post(
+                d.url, data=body, headers=headers, allow_redirects=False
+            ) as resp:
+                status = resp.status
+                await resp.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        outcome: Outcome = "delivered" if status is not None and 200 <= status < 300 else "failed"
+        if outcome == "failed":
+            logger.warning(
+                "emulator: callback %s to %s failed (%s)", d.event_type, d.url, error or status
+            )
+        self._record(
+            d.url, d.payload, d.call_id, d.event_type, d.control_id, outcome,
+            status=status, error=error,
+        )  # fmt: skip
+
+    def _record(  # noqa: PLR0917 - private
+        self,
+        url: str | None,
+        payload: Any,
+        call_id: str | None,
+        event_type: str | None,
+        control_id: str | None,
+        outcome: Outcome,
+        *,
+        status: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        self._journal.add(
+            CallbackEntry(
+                seq=self._journal.next_seq(),
+                time=self._clock.wall(),
+                url=url,
+                event_type=event_type,
+                call_id=call_id,
+                control_id=control_id,
+                outcome=outcome,
+                status=status,
+                error=error,
+                body=payload,
+            )
+        )

@@ -1,0 +1,213 @@
+"""
+Test your call flows offline: the emulator, an EventReceiver and a ready AsyncRelay in one.
+
+Example::
+
+    from relaycall.testing import Emulator, Scenario
+
+    async def test_menu():
+        async with Emulator(time_scale=50) as emu:
+            emu.scenarios["+15557650000"] = Scenario(dtmf="2")
+            call = await emu.relay.dial(from_="+15551230000", to="+15557650000",
+                                        url="https://example.test/ivr")
+            await call.wait_for("answered", timeout=5)
+            col = await call.collect(digits=commands.CollectDigits(max=1),
+                                     start_input_timers=True)
+            assert (await col.wait(timeout=5)).digits == "2"
+            assert [e.command for e in emu.requests] == ["dial", "calling.collect"]
+
+With pytest, the ``relay_emulator`` fixture (from the plugin relaycall
+installs) yields a started :class:`Emulator`; ``emulated_relay`` yields its
+AsyncRelay. Set ``relaycall_time_scale`` in your pytest ini options to change
+the default speed-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+from aiohttp import web
+
+from relaycall._receiver import EventReceiver
+from relaycall._session import AsyncRelay
+from relaycall.emulator import Emulator as _Core
+from relaycall.emulator import EmulatorConfig, Scenario, create_app
+from relaycall.emulator._journal import CallbackEntry, RequestEntry
+
+if TYPE_CHECKING:
+    from relaycall._handles.call import Call
+    from relaycall.emulator import EmulatedCall, Journal
+
+__all__ = ["Emulator", "EmulatorConfig", "Scenario"]
+
+DEFAULT_PROJECT = "test-project"
+DEFAULT_TOKEN = "test-token"  # noqa: S105 - the emulator's well-known test credential
+DEFAULT_SIGNING_KEY = "relaycall-testing-signing-key"
+
+
+def _call_id(call: Call | str) -> str:
+    return call if isinstance(call, str) else call.id
+
+
+class Emulator:
+    """
+    A running emulator on 127.0.0.1, a receiver for its callbacks, and an AsyncRelay.
+
+    Everything listens on loopback ports chosen by the OS; callbacks are
+    signed and verified end to end. Leaving the ``async with`` block closes
+    the relay (resolving pending waits) and both servers.
+
+    Args:
+        time_scale: How much faster than real time the emulated clock runs.
+        scenarios: Destination -> :class:`Scenario`, how each far end behaves.
+        default_scenario: For destinations without one (answers as a human
+            after a 1 s ring unless told otherwise).
+        signing_key: Signs the callbacks (None: unsigned, and unchecked).
+        config: A full :class:`EmulatorConfig` (overrides the above).
+        relay_options: Extra keyword arguments for the :class:`AsyncRelay`.
+    """
+
+    def __init__(
+        self,
+        *,
+        time_scale: float = 10.0,
+        scenarios: Mapping[str, Scenario] | None = None,
+        default_scenario: Scenario | None = None,
+        signing_key: str | None = DEFAULT_SIGNING_KEY,
+        config: EmulatorConfig | None = None,
+        **relay_options: Any,
+    ) -> None:
+        if config is None:
+            options: dict[str, Any] = {
+                "project_id": DEFAULT_PROJECT,
+                "token": DEFAULT_TOKEN,
+                "time_scale": time_scale,
+                "signing_key": signing_key,
+            }
+            if default_scenario is not None:
+                options["default_scenario"] = default_scenario
+            config = EmulatorConfig(**options)
+        self.config = config
+        self.core = _Core(config)
+        self.core.scenarios.update(scenarios or {})
+        self._relay_options = relay_options
+        self._runner: web.AppRunner | None = None
+        self._base_url: str | None = None
+        self._receiver: EventReceiver | None = None
+        self._relay: AsyncRelay | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Start the emulator, the receiver and the relay."""
+        runner = web.AppRunner(create_app(emulator=self.core), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self._runner = runner
+        port = runner.addresses[0][1]
+        self._base_url = f"http://127.0.0.1:{port}"
+        self._receiver = EventReceiver(signing_key=self.config.signing_key)
+        await self._receiver.start("127.0.0.1", 0)
+        self._relay = AsyncRelay(
+            self.config.project_id,
+            self.config.token,
+            base_url=self._base_url,
+            events=self._receiver,
+            **self._relay_options,
+        )
+        await self._relay.__aenter__()
+
+    async def close(self) -> None:
+        """Close the relay, then the receiver and the emulator. Idempotent."""
+        if self._relay is not None:
+            await self._relay.close()
+        if self._receiver is not None:
+            await self._receiver.stop()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    # --- what tests use -------------------------------------------------------------------------
+
+    @property
+    def relay(self) -> AsyncRelay:
+        """An AsyncRelay wired to the emulator, with the receiver attached."""
+        if self._relay is None:
+            raise RuntimeError("the Emulator is not started: use 'async with Emulator() as emu'")
+        return self._relay
+
+    @property
+    def receiver(self) -> EventReceiver:
+        if self._receiver is None:
+            raise RuntimeError("the Emulator is not started")
+        return self._receiver
+
+    @property
+    def base_url(self) -> str:
+        """The emulator's URL, for an AsyncRelay(base_url=...) of your own."""
+        if self._base_url is None:
+            raise RuntimeError("the Emulator is not started")
+        return self._base_url
+
+    @property
+    def scenarios(self) -> dict[str, Scenario]:
+        """Destination -> Scenario; set entries before dialling."""
+        return self.core.scenarios
+
+    @property
+    def journal(self) -> Journal:
+        """Every request the emulator answered and callback it sent, in order."""
+        return self.core.journal
+
+    @property
+    def requests(self) -> list[RequestEntry]:
+        """The journal's request entries (``.command``, ``.status``, ``.body``...)."""
+        return [e for e in self.core.journal if isinstance(e, RequestEntry)]
+
+    @property
+    def callbacks(self) -> list[CallbackEntry]:
+        """The journal's callback entries."""
+        return [e for e in self.core.journal if isinstance(e, CallbackEntry)]
+
+    def call(self, call: Call | str) -> EmulatedCall:
+        """The emulator's own view of a call (state, operations)."""
+        return self.core.call(_call_id(call))
+
+    def press(self, call: Call | str, digits: str) -> bool:
+        """The caller presses *digits* (kept for the next input operation if none listens)."""
+        return self.core.press(_call_id(call), digits)
+
+    def say(self, call: Call | str, text: str) -> bool:
+        """The caller says *text*."""
+        return self.core.say(_call_id(call), text)
+
+    def answer_as(self, call: Call | str, kind: Literal["human", "machine"]) -> None:
+        """Answer now as a human or a machine (or change what detection finds)."""
+        self.core.answer_as(_call_id(call), kind)
+
+    def hangup(self, call: Call | str, reason: str = "hangup") -> None:
+        """The far end hangs up."""
+        self.core.hangup(_call_id(call), reason)
+
+    async def idle(self) -> None:
+        """Wait until every queued callback has been delivered."""
+        await self.core.idle()
+
+    def reset(self) -> None:
+        """Forget calls, scenarios and the journal (between tests sharing one emulator)."""
+        self.core.reset()
