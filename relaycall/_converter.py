@@ -10,7 +10,7 @@ one generated function call per nested object.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
 import attrs
@@ -22,7 +22,19 @@ T = TypeVar("T")
 converter = cattrs.Converter(omit_if_default=True)
 
 
-def _passthrough(value: Any) -> Any:
+def _plain_json(value: Any) -> Any:
+    """
+    Free-form JSON as plain dicts and lists, copied.
+
+    A caller may give tuples or read-only mappings (the validators accept any
+    Mapping and list or tuple); the body must be JSON arrays and objects, and it
+    must not share (mutable) containers with the caller. Validation has already
+    bounded the depth.
+    """
+    if isinstance(value, Mapping):
+        return {k: _plain_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain_json(v) for v in value]
     return value
 
 
@@ -47,7 +59,7 @@ def register_model(cls: type[T]) -> type[T]:
         if wire is not None or raw or factory:
             overrides[a.name] = override(
                 rename=wire,
-                unstruct_hook=_passthrough if raw else None,
+                unstruct_hook=_plain_json if raw else None,
                 omit_if_default=False if factory else None,
             )
     fn: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(

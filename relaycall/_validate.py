@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -55,12 +56,24 @@ def field_validator(check: Check) -> Validator:
 # --- checks on plain values -------------------------------------------------------
 
 
+#: The API's integers are int32 unless a field states its own range (reference, "Conventions").
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+# JSON numbers are doubles to the server; an int past this is no number it can read
+# (and past 4300 digits json.dumps refuses it outright).
+_FLOAT_MAX = sys.float_info.max
+
+
 def is_number(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and (not isinstance(value, float) or math.isfinite(value))
-    )
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -_FLOAT_MAX <= value <= _FLOAT_MAX
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _too_big(value: Any) -> bool:
+    """An int too large for a JSON number (a double)."""
+    return isinstance(value, int) and not -_FLOAT_MAX <= value <= _FLOAT_MAX
 
 
 def _range_text(lo: float | None, hi: float | None, *, lo_open: bool) -> str:
@@ -80,7 +93,11 @@ def number_check(
 ) -> Check:
     def check(path: str, value: Any) -> None:
         if not is_number(value):
-            fail(path, value, "must be a number")
+            fail(
+                path,
+                value,
+                "is too large for a JSON number" if _too_big(value) else "must be a number",
+            )
         if (lo is not None and (value <= lo if lo_open else value < lo)) or (
             hi is not None and value > hi
         ):
@@ -89,14 +106,31 @@ def number_check(
     return check
 
 
-def integer_check(lo: int | None = None, hi: int | None = None) -> Check:
+def integer_check(lo: int | None = None, hi: int | None = None, *, int32: bool = True) -> Check:
+    """An integer in lo..hi; also within int32 (the API's integer) unless *int32* is false."""
+
     def check(path: str, value: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool):
             fail(path, value, "must be an integer")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             fail(path, value, _range_text(lo, hi, lo_open=False))
+        if int32 and not INT32_MIN <= value <= INT32_MAX:
+            fail(path, value, "is outside the 32-bit integer range the API uses")
+        if _too_big(value):
+            fail(path, value, "is too large for a JSON number")
 
     return check
+
+
+def text_check(path: str, value: str, *, secret: bool = False) -> None:
+    """A str that is real Unicode text: a lone surrogate cannot be sent as UTF-8 JSON."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            fail(
+                path, value, "is not valid Unicode text (it holds a lone surrogate)", secret=secret
+            )
 
 
 def bool_check(path: str, value: Any) -> None:
@@ -121,6 +155,7 @@ def string_check(
     def check(path: str, value: Any) -> None:
         if not isinstance(value, str):
             fail(path, value, "must be a string", secret=secret)
+        text_check(path, value, secret=secret)
         if min_len is not None and len(value) < min_len:
             fail(path, value, "must not be empty" if min_len == 1 else f"needs >= {min_len} chars")
         if rx is not None and rx.search(value) is None:
@@ -162,6 +197,7 @@ _HTTP_URL = re.compile(r"https?://[^\s/?#]+\S*")
 def http_url_check(path: str, value: Any) -> None:
     if not isinstance(value, str):
         fail(path, value, "must be a string")
+    text_check(path, value)
     if _HTTP_URL.fullmatch(value) is None:
         fail(path, value, "must be an http:// or https:// URL")
 
@@ -172,6 +208,7 @@ _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:\S+")
 def uri_check(path: str, value: Any) -> None:
     if not isinstance(value, str):
         fail(path, value, "must be a string")
+    text_check(path, value)
     if _URI.fullmatch(value) is None:
         fail(path, value, "must be an absolute URI")
 
@@ -183,6 +220,7 @@ def scheme_url_check(schemes: Sequence[str], rule: str | None = None) -> Check:
     def check(path: str, value: Any) -> None:
         if not isinstance(value, str):
             fail(path, value, "must be a string")
+        text_check(path, value)
         if rx.fullmatch(value) is None:
             fail(path, value, rule)
 
@@ -234,7 +272,14 @@ def json_object_check(path: str, value: Any) -> None:
 def _json_value(path: str, value: Any, depth: int) -> None:
     if depth > 64:
         fail(path, "…", "is nested too deeply")
-    if value is None or isinstance(value, str | bool | int):
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        text_check(path, value)
+        return
+    if isinstance(value, int):
+        if _too_big(value):
+            fail(path, value, "is too large for a JSON number")
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -244,6 +289,7 @@ def _json_value(path: str, value: Any, depth: int) -> None:
         for k, v in value.items():
             if not isinstance(k, str):
                 fail(path, k, "has a key that is not a string")
+            text_check(path, k)
             _json_value(f"{path}.{k}", v, depth + 1)
         return
     if isinstance(value, list | tuple):
@@ -264,10 +310,12 @@ def str_map_check(
         for k, v in obj.items():
             if not isinstance(k, str):
                 fail(path, k, "has a key that is not a string")
+            text_check(path, k)
             if key is not None:
                 key(f"{path}.{k}", k)
             if not isinstance(v, str):
                 fail(f"{path}.{k}", v, "must be a string")
+            text_check(f"{path}.{k}", v)
             if value is not None:
                 value(f"{path}.{k}", v)
 
@@ -289,6 +337,8 @@ def closed_mapping(
         if k not in value:
             fail_rule(f"{path}.{k}", "is required")
     for k, v in value.items():
+        if not isinstance(k, str):
+            fail(path, k, "has a key that is not a string")
         c = fields.get(k)
         if c is None:
             allowed = ", ".join(sorted(fields))

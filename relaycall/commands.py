@@ -16,7 +16,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any
+import typing as _typing  # private alias: keeps typing's names out of this namespace
 
 from relaycall._commands._base import Command, Idempotency, Model, new_control_id
 from relaycall._commands.ai import (
@@ -160,7 +160,7 @@ __all__ = [
     "new_control_id",
 ]
 
-_ALL_COMMANDS: tuple[type[Command[Any]], ...] = (
+_ALL_COMMANDS: tuple[type[Command[_typing.Any]], ...] = (
     Dial, Update, End, Transfer, Disconnect,
     Play, PlayPause, PlayResume, PlayStop, PlayVolume,
     Record, RecordPause, RecordResume, RecordStop,
@@ -173,4 +173,4 @@ _ALL_COMMANDS: tuple[type[Command[Any]], ...] = (
 )  # fmt: skip
 
 #: Every typed command class by its wire name (``"calling.play"`` -> :class:`Play`).
-BY_NAME: dict[str, type[Command[Any]]] = {c.command_name: c for c in _ALL_COMMANDS}
+BY_NAME: dict[str, type[Command[_typing.Any]]] = {c.command_name: c for c in _ALL_COMMANDS}

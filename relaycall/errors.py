@@ -495,9 +495,12 @@ class ValidationError(UsageError, ValueError):
 def _show(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return repr(value)
-    if isinstance(value, int | float):
-        return str(value)
-    text = repr(value)
+    try:
+        text = str(value) if isinstance(value, int | float) else repr(value)
+    except (ValueError, RecursionError):
+        # An int past Python's str() digit limit (or one nested inside the value), or
+        # a structure too deep to repr: the message must still be built.
+        return f"<{type(value).__name__} too large to show>"
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -157,6 +157,7 @@ def _control_id_check(path: str, value: Any) -> None:
         v.fail(path, value, "must be a string")
     if not value:
         v.fail(path, value, "must not be empty")
+    v.text_check(path, value)
     if len(value) > 256:
         v.fail(path, value, "is longer than 256 characters")
 
@@ -170,7 +171,7 @@ def _field(validator: v.Validator, wire: str | None, raw: bool, secret: bool, **
     if wire is not None:
         meta["wire"] = wire
     if raw:
-        # Free-form JSON (SWML, custom data) goes out as given, not walked by cattrs.
+        # Free-form JSON (SWML, custom data) goes out as plain JSON, not walked by cattrs.
         meta["raw"] = True
     return attrs.field(validator=validator, metadata=meta, repr=_redacted if secret else True, **kw)
 

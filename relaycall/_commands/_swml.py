@@ -31,6 +31,8 @@ def swml_check(path: str, value: Any) -> None:
     if not isinstance(value, Mapping):
         v.fail(path, value, "must be a SWML object (a dict with 'sections')")
     for key in value:
+        if not isinstance(key, str):
+            v.fail(path, key, "has a key that is not a string")
         if key not in ("version", "sections"):
             v.fail(f"{path}.{key}", value[key], "is not allowed in a SWML document")
     if "version" in value and value["version"] != "1.0.0":
@@ -41,6 +43,8 @@ def swml_check(path: str, value: Any) -> None:
     if "main" not in sections:
         v.fail_rule(f"{path}.sections.main", "is required")
     for name, steps in sections.items():
+        if not isinstance(name, str):
+            v.fail(f"{path}.sections", name, "has a section name that is not a string")
         where = f"{path}.sections.{name}"
         if not isinstance(steps, list | tuple):
             v.fail(where, steps, "must be a list of steps")

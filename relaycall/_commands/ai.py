@@ -66,7 +66,10 @@ def _seconds_to_str(value: int | str | None) -> Any:
     # Python spelling; anything else is left alone for the validator to reject
     # with the value the caller actually gave.
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:  # past Python's int-to-str digit limit: let the validator refuse it
+            return value
     return value
 
 
@@ -199,6 +202,7 @@ _PROMPT_FORMS: Mapping[str, v.Check] = {"text": _str, "file": _str, "pom": _pom_
 
 def _sidecar_prompt_check(path: str, value: Any) -> None:
     if isinstance(value, str):
+        _str(path, value)
         return
     if not isinstance(value, Mapping):
         v.fail(path, value, "must be a string or a dict with one key: text, file or pom")
@@ -208,7 +212,8 @@ def _sidecar_prompt_check(path: str, value: Any) -> None:
 
 
 _PARAM_TYPES = ("string", "integer", "number", "boolean", "array", "object")
-_int = v.integer_check()
+# Values inside the caller's own tool schemas, not API integers: no int32 limit.
+_int = v.integer_check(int32=False)
 _num = v.number_check()
 
 
@@ -254,6 +259,7 @@ def _param_map_check(path: str, value: Any, depth: int = 0) -> None:
     for name, prop in value.items():
         if not isinstance(name, str):
             v.fail(path, name, "has a parameter name that is not a string")
+        v.text_check(path, name)
         _param_property_check(f"{path}.{name}", prop, depth)
 
 

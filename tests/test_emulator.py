@@ -1,0 +1,1119 @@
+"""
+The emulator core: relaycall.emulator driven over HTTP by relaycall itself (and
+by raw posts for malformed input), with callbacks caught by a small receiver.
+
+No test sleeps to wait for an event: callbacks are awaited with a timeout, and
+stretches of emulated time are skipped with ``emu.clock.advance()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import hashlib
+import hmac
+import io
+import json
+import time
+import uuid
+import wave
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import attrs
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+import relaycall
+from relaycall import commands as c
+from relaycall.emulator import (
+    EMULATOR_KEY,
+    Emulator,
+    EmulatorConfig,
+    Scenario,
+    create_app,
+)
+from relaycall.emulator._wire import WireError, parse_request
+from tests._command_examples import DELETE, EXAMPLES, INVALID
+
+PROJECT = "emu-project"
+TOKEN = "emu-token"
+SCALE = 50.0
+ALL_EVENTS = ["created", "ringing", "answered", "ended"]
+CID = "6f1c1c1e-1111-4222-8333-944444444444"  # a well-formed call id no call has
+
+
+# --- the callback receiver ------------------------------------------------------------------------
+
+
+@attrs.define
+class Hit:
+    url: str
+    headers: dict[str, str]
+    raw: bytes
+    body: Any
+    at: float  # time.monotonic() on arrival
+
+    @property
+    def event_type(self) -> str | None:
+        if "sidecar_event" in self.body:
+            return "calling.ai.sidecar"
+        return self.body.get("event_type")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        if "sidecar_event" in self.body:
+            return self.body["sidecar_event"]
+        return self.body.get("params", {})
+
+
+class Receiver:
+    """Records every callback; tests await the next one matching a filter."""
+
+    def __init__(self) -> None:
+        self.hits: list[Hit] = []
+        self._taken: set[int] = set()
+        self._arrived = asyncio.Condition()
+        self.status = 200
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._handle)
+        self._server = TestServer(app, host="127.0.0.1", port=0)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        hit = Hit(str(request.url), dict(request.headers), raw, json.loads(raw), time.monotonic())
+        async with self._arrived:
+            self.hits.append(hit)
+            self._arrived.notify_all()
+        return web.Response(status=self.status)
+
+    def url(self, path: str = "/cb") -> str:
+        return str(self._server.make_url(path))
+
+    async def next(
+        self,
+        event_type: str | None = None,
+        *,
+        where: Callable[[Hit], bool] | None = None,
+        timeout: float = 5.0,
+        **params: Any,
+    ) -> Hit:
+        """The first callback not yet taken matching *event_type*, *params* and *where*."""
+
+        def fits(h: Hit) -> bool:
+            if event_type is not None and h.event_type != event_type:
+                return False
+            if any(h.params.get(k) != v for k, v in params.items()):
+                return False
+            return where is None or where(h)
+
+        async def find() -> Hit:
+            async with self._arrived:
+                while True:
+                    for i, h in enumerate(self.hits):
+                        if i not in self._taken and fits(h):
+                            self._taken.add(i)
+                            return h
+                    await self._arrived.wait()
+
+        return await asyncio.wait_for(find(), timeout)
+
+    def of(self, call_id: str) -> list[Hit]:
+        return [h for h in self.hits if h.params.get("call_id") == call_id]
+
+    async def start(self) -> None:
+        await self._server.start_server()
+
+    async def close(self) -> None:
+        await self._server.close()
+
+
+# --- fixtures -------------------------------------------------------------------------------------
+
+
+@attrs.define
+class Env:
+    emu: Emulator
+    base_url: str
+    relay: relaycall.AsyncRelay
+    rx: Receiver
+    http: aiohttp.ClientSession
+
+    @property
+    def cb(self) -> str:
+        return self.rx.url()
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return _basic(self.emu.config.project_id, self.emu.config.token)
+
+    async def post(
+        self, body: Any, *, raw: bytes | None = None, auth: dict[str, str] | None = None
+    ) -> Any:
+        data = raw if raw is not None else json.dumps(body).encode()
+        async with self.http.post(
+            self.base_url + "/api/calling/calls",
+            data=data,
+            headers={"Content-Type": "application/json", **(self.auth if auth is None else auth)},
+        ) as resp:
+            return resp.status, await resp.json()
+
+    async def dial(self, to: str = "+15557650000", **kw: Any) -> str:
+        kw.setdefault("status_url", self.cb)
+        kw.setdefault("status_events", ALL_EVENTS)
+        leg = await self.relay.send(
+            c.Dial(from_="+15551230000", to=to, url="https://x.test/swml", **kw)
+        )
+        assert leg.status == "queued"
+        return leg.id
+
+    async def answered(self, to: str = "+15557650000", **kw: Any) -> str:
+        call_id = await self.dial(to, **kw)
+        await self.rx.next("calling.call.state", call_id=call_id, call_state="answered")
+        return call_id
+
+
+async def _env(config: EmulatorConfig) -> AsyncIterator[Env]:
+    rx = Receiver()
+    await rx.start()
+    app = create_app(config)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    base = str(server.make_url("")).rstrip("/")
+    relay = relaycall.AsyncRelay(config.project_id, config.token, base_url=base, retry=None)
+    async with relay, aiohttp.ClientSession() as http:
+        yield Env(app[EMULATOR_KEY], base, relay, rx, http)
+    await server.close()
+    await rx.close()
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[Env]:
+    async for e in _env(EmulatorConfig(project_id=PROJECT, token=TOKEN, time_scale=SCALE)):
+        yield e
+
+
+@pytest.fixture
+async def signed_env() -> AsyncIterator[Env]:
+    config = EmulatorConfig(project_id=PROJECT, token=TOKEN, time_scale=SCALE, signing_key="k3y")
+    async for e in _env(config):
+        yield e
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def _attribute(exc: relaycall.UnprocessableEntityError) -> str | None:
+    assert len(exc.errors) == 1
+    return exc.errors[0].attribute
+
+
+# --- auth and malformed requests ------------------------------------------------------------------
+
+
+async def test_wrong_credentials_get_401(env: Env) -> None:
+    body = {"command": "calling.end", "id": str(uuid.uuid4()), "params": {}}
+    assert await env.post(body, auth=_basic(PROJECT, "nope")) == (401, {"error": "Unauthorized"})
+    assert await env.post(body, auth={}) == (401, {"error": "Unauthorized"})
+    async with relaycall.AsyncRelay(PROJECT, "wrong", base_url=env.base_url, retry=None) as bad:
+        with pytest.raises(relaycall.AuthenticationError):
+            await bad.send(c.End(call_id=str(uuid.uuid4())))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"[1, 2]",
+        b'"dial"',
+        b'{"params": {}}',
+        b'{"command": "calling.dance", "id": "6f1c1c1e-1111-4222-8333-944444444444", "params": {}}',
+        b'{"command": 7, "params": {}}',
+    ],
+)
+async def test_malformed_bodies_get_400(env: Env, raw: bytes) -> None:
+    assert await env.post(None, raw=raw) == (400, {"error": "Bad Request"})
+
+
+async def test_400_says_why_in_a_header(env: Env) -> None:
+    body = {"command": "calling.dance\n", "id": CID, "params": {}}
+    async with env.http.post(
+        env.base_url + "/api/calling/calls", json=body, headers=env.auth
+    ) as resp:
+        assert resp.status == 400
+        assert await resp.json() == {"error": "Bad Request"}
+        assert "calling.dance" in resp.headers["X-Emulator-Detail"]
+
+
+async def test_collect_with_neither_digits_nor_speech_is_400(env: Env) -> None:
+    body = {"command": "calling.collect", "id": str(uuid.uuid4()), "params": {"control_id": "c"}}
+    assert await env.post(body) == (400, {"error": "Bad Request"})
+
+
+# --- 422: one rule per command family -------------------------------------------------------------
+
+SWML = {"sections": {"main": [{"hangup": {}}]}}
+
+
+@pytest.mark.parametrize(
+    ("body", "attribute", "code"),
+    [
+        ({"command": "dial",
+          "params": {"from": "+1", "to": "+2", "url": "https://a", "swml": SWML}},
+         "url", "invalid_parameter"),
+        ({"command": "dial", "id": CID, "params": {"from": "+1", "to": "+2", "url": "https://a"}},
+         "id", "invalid_parameter"),
+        ({"command": "dial", "params": {"to": "+2", "url": "https://a"}},
+         "from", "missing_required_parameter"),
+        ({"command": "update", "params": {"id": CID, "status": "canceled"}},
+         "url", "missing_required_parameter"),
+        ({"command": "calling.end", "params": {}}, "id", "missing_required_parameter"),
+        ({"command": "calling.end", "id": "nope", "params": {}}, "id", "invalid_parameter"),
+        ({"command": "calling.end", "id": CID}, "params", "missing_required_parameter"),
+        ({"command": "calling.end", "id": CID, "params": {"reason": "noanswer"}},
+         "reason", "invalid_parameter"),
+        ({"command": "calling.end", "id": CID, "params": {}, "extra": 1},
+         "extra", "invalid_parameter"),
+        ({"command": "calling.play", "id": CID,
+          "params": {"control_id": "p", "play": [{"type": "tts", "params": {"text": "hi"}}],
+                     "volume": 99}},
+         "volume", "invalid_parameter"),
+        ({"command": "calling.play", "id": CID,
+          "params": {"play": [{"type": "tts", "params": {"text": "hi"}}]}},
+         "control_id", "missing_required_parameter"),
+        ({"command": "calling.play", "id": CID,
+          "params": {"control_id": "p", "play": [{"type": "tts", "text": "hi"}]}},
+         "play[0].text", "invalid_parameter"),
+        ({"command": "calling.play", "id": CID,
+          "params": {"control_id": "p", "play": [{"type": "silence", "params": {"duration": 0}}]}},
+         "play[0].params.duration", "invalid_parameter"),
+        ({"command": "calling.play.volume", "id": CID, "params": {"control_id": "p"}},
+         "volume", "missing_required_parameter"),
+        ({"command": "calling.record", "id": CID,
+          "params": {"control_id": "r", "record": {"audio": {"format": "ogg"}}}},
+         "record.audio.format", "invalid_parameter"),
+        ({"command": "calling.record", "id": CID, "params": {"control_id": "r"}},
+         "record", "missing_required_parameter"),
+        ({"command": "calling.collect", "id": CID,
+          "params": {"control_id": "c", "digits": {"max": 0}}},
+         "digits.max", "invalid_parameter"),
+        ({"command": "calling.collect", "id": CID,
+          "params": {"control_id": "c", "digits": {"max": 2}, "initial_timeout": None}},
+         "initial_timeout", "invalid_parameter"),
+        ({"command": "calling.detect", "id": CID,
+          "params": {"control_id": "d", "detect": {"type": "fax", "params": {"tone": "x"}}}},
+         "detect.params.tone", "invalid_parameter"),
+        ({"command": "calling.tap", "id": CID,
+          "params": {"control_id": "t", "tap": {"type": "audio", "params": {"direction": "in"}},
+                     "device": {"type": "ws", "params": {"uri": "wss://t.example"}}}},
+         "tap.params.direction", "invalid_parameter"),
+        ({"command": "calling.tap", "id": CID,
+          "params": {"control_id": "t", "tap": {"type": "audio", "params": {"direction": "both"}},
+                     "device": {"type": "rtp", "params": {"addr": "10.0.0.1", "port": 5000}}}},
+         "device.params.addr", "invalid_parameter"),
+        ({"command": "calling.stream", "id": CID,
+          "params": {"control_id": "s", "url": "ws://plain.example"}},
+         "url", "invalid_parameter"),
+        ({"command": "calling.transcribe", "id": CID, "params": {"control_id": 5}},
+         "control_id", "invalid_parameter"),
+        ({"command": "calling.ai_hold", "id": CID, "params": {"timeout": 300}},
+         "timeout", "invalid_parameter"),
+        ({"command": "calling.ai_message", "id": CID, "params": {"role": "tool"}},
+         "role", "invalid_parameter"),
+        ({"command": "calling.ai_sidecar", "id": CID,
+          "params": {"lang": "en", "direction": ["remote-caller"]}},
+         "direction", "invalid_parameter"),
+        ({"command": "calling.ai_sidecar", "id": CID,
+          "params": {"lang": "en", "SWAIG": {"functions": [{"description": "x"}]}}},
+         "SWAIG.functions[0].function", "missing_required_parameter"),
+        ({"command": "calling.live_transcribe", "id": CID, "params": {"action": "summarize"}},
+         "action", "invalid_parameter"),
+        ({"command": "calling.live_translate", "id": CID,
+          "params": {"action": {"start": {"from_lang": "en", "direction": ["local-caller"]}}}},
+         "action.start.to_lang", "missing_required_parameter"),
+        ({"command": "calling.refer", "id": CID,
+          "params": {"device": {"type": "sip", "params": {"to": "tel:+1"}}}},
+         "device.params.to", "invalid_parameter"),
+        ({"command": "calling.user_event", "id": CID, "params": {"event": "checkout"}},
+         "event", "invalid_parameter"),
+        ({"command": "calling.send_fax.stop", "id": CID, "params": {}},
+         "control_id", "missing_required_parameter"),
+    ],
+)  # fmt: skip
+async def test_rule_violations_get_422_naming_the_attribute(
+    env: Env, body: dict[str, Any], attribute: str, code: str
+) -> None:
+    status, reply = await env.post(body)
+    assert status == 422, reply
+    (item,) = reply["errors"]
+    assert item["type"] == "validation_error"
+    assert item["code"] == code
+    assert item["attribute"] == attribute
+    assert item["url"] == "https://signalwire.com/docs/apis/error-codes"
+    assert set(item) == {"type", "code", "message", "attribute", "url"}
+    assert attribute in item["message"]
+
+
+async def test_422_reaches_relaycall_as_unprocessable_entity(env: Env) -> None:
+    with pytest.raises(relaycall.UnprocessableEntityError) as info:
+        await env.relay.execute(
+            "calling.play.volume", call_id=CID, params={"control_id": "p", "volume": 41}
+        )
+    assert _attribute(info.value) == "volume"
+
+
+def test_every_valid_example_structures_back_to_the_same_command() -> None:
+    for ex in EXAMPLES:
+        assert parse_request(ex.wire).to_wire() == ex.wire, ex.id
+
+
+def test_every_invalid_body_the_client_refuses_is_refused_by_the_emulator() -> None:
+    checked = 0
+    for bad in INVALID:
+        if bad.mutation is None:
+            continue
+        example_id, path, value = bad.mutation
+        body = copy.deepcopy(next(e.wire for e in EXAMPLES if e.id == example_id))
+        at: Any = body
+        for key in path[:-1]:
+            at = at[key]
+        if value is DELETE:
+            del at[path[-1]]
+        elif isinstance(at, list) and path[-1] == len(at):
+            at.append(value)
+        else:
+            at[path[-1]] = value
+        with pytest.raises(WireError) as info:
+            parse_request(body)
+        assert info.value.status in (400, 422), bad.id
+        checked += 1
+    assert checked > 200
+
+
+# --- 404 and 409 ----------------------------------------------------------------------------------
+
+
+async def test_unknown_call_and_unknown_operation_are_404(env: Env) -> None:
+    with pytest.raises(relaycall.NotFoundError) as info:
+        await env.relay.send(c.End(call_id=str(uuid.uuid4())))
+    assert info.value.body == {"error": "Not Found"}
+    call_id = await env.answered()
+    with pytest.raises(relaycall.NotFoundError):
+        await env.relay.send(c.PlayStop(call_id=call_id, control_id="never-started"))
+    with pytest.raises(relaycall.NotFoundError):
+        await env.relay.send(c.SendFaxStop(call_id=call_id, control_id="fax-1"))
+    with pytest.raises(relaycall.NotFoundError):
+        await env.relay.send(c.AISidecarStatus(call_id=call_id))
+
+
+async def test_duplicate_control_id_and_second_transcription_are_409(env: Env) -> None:
+    call_id = await env.answered()
+    forever = [relaycall.ringtone("us")]
+    await env.relay.send(c.Play(call_id=call_id, control_id="p1", play=forever))
+    with pytest.raises(relaycall.ConflictError) as info:
+        await env.relay.send(c.Play(call_id=call_id, control_id="p1", play=forever))
+    assert info.value.body == {"error": "Conflict"}
+    # Another kind may use the same control id.
+    await env.relay.send(c.Record(call_id=call_id, control_id="p1"))
+    await env.relay.send(c.Transcribe(call_id=call_id, control_id="t1"))
+    with pytest.raises(relaycall.ConflictError):
+        await env.relay.send(c.Transcribe(call_id=call_id, control_id="t2"))
+    # Once stopped, the control id is free again; a finished one is 404.
+    await env.relay.send(c.PlayStop(call_id=call_id, control_id="p1"))
+    with pytest.raises(relaycall.NotFoundError):
+        await env.relay.send(c.PlayPause(call_id=call_id, control_id="p1"))
+    await env.relay.send(c.Play(call_id=call_id, control_id="p1", play=forever))
+
+
+async def test_media_on_an_unanswered_call_is_409(env: Env) -> None:
+    env.emu.scenarios["+1999"] = Scenario(ring_seconds=600)
+    call_id = await env.dial("+1999")
+    with pytest.raises(relaycall.ConflictError):
+        await env.relay.send(c.Play(call_id=call_id, play=[relaycall.tts("hi")]))
+
+
+# --- the call lifecycle ---------------------------------------------------------------------------
+
+
+LEG_KEYS = {
+    "id", "from", "to", "direction", "source", "url", "charge", "created_at", "charge_details",
+    "status", "duration", "duration_ms", "billing_ms", "type", "parent_id",
+}  # fmt: skip
+
+
+async def test_answered_call_reports_each_state_then_ends(env: Env) -> None:
+    call_id = await env.dial()
+    states = []
+    for state in ("created", "ringing", "answered"):
+        hit = await env.rx.next("calling.call.state", call_id=call_id, call_state=state)
+        states.append(hit.params["call_state"])
+        assert hit.body["event_channel"] == f"swml:{call_id}"
+        assert hit.params["direction"] == "outbound"
+        assert hit.params["device"]["type"] == "phone"
+    assert "end_reason" not in hit.params
+    env.emu.clock.advance(3.0)
+    leg = await env.relay.send(c.End(call_id=call_id, reason="hangup"))
+    assert leg.status == "completed"
+    assert set(leg.raw) == LEG_KEYS
+    assert (leg.duration or 0) >= 3
+    assert (leg.duration_ms or 0) >= 3000
+    ended = await env.rx.next("calling.call.state", call_id=call_id, call_state="ended")
+    assert ended.params["end_reason"] == "hangup"
+    with pytest.raises(relaycall.NotFoundError):
+        await env.relay.send(c.End(call_id=call_id))
+
+
+async def test_dial_reply_is_a_complete_queued_leg(env: Env) -> None:
+    status, leg = await env.post(
+        {"command": "dial", "params": {"from": "+15551230000", "to": "sip:bob@example.com",
+                                       "url": "https://x.test/swml"}}
+    )  # fmt: skip
+    assert status == 200
+    assert set(leg) == LEG_KEYS
+    assert leg["status"] == "queued"
+    assert leg["type"] == "relay_sip_call"
+    assert leg["source"] == "realtime_api"
+    assert leg["duration"] is leg["duration_ms"] is leg["billing_ms"] is leg["parent_id"] is None
+
+
+async def test_default_status_events_is_only_ended(env: Env) -> None:
+    call_id = await env.dial(status_events=None)
+    await env.relay.send(c.End(call_id=call_id))
+    hit = await env.rx.next("calling.call.state", call_id=call_id)
+    assert hit.params["call_state"] == "ended"
+    assert hit.params["end_reason"] == "hangup"
+    assert [h.params["call_state"] for h in env.rx.of(call_id)] == ["ended"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "end_reason"),
+    [("busy", "busy"), ("no-answer", "noAnswer"), ("declined", "decline"), ("failed", "error")],
+)
+async def test_unanswered_scenarios_end_the_call(env: Env, answer: Any, end_reason: str) -> None:
+    env.emu.scenarios["+1666"] = Scenario(answer=answer, ring_seconds=2)
+    call_id = await env.dial("+1666")
+    ended = await env.rx.next("calling.call.state", call_id=call_id, call_state="ended")
+    assert ended.params["end_reason"] == end_reason
+    seen = [h.params["call_state"] for h in env.rx.of(call_id)]
+    assert "answered" not in seen
+    assert env.emu.calls[call_id].status == ("failed" if answer == "failed" else "ended")
+    with pytest.raises(relaycall.NotFoundError):
+        await env.relay.send(c.Play(call_id=call_id, play=[relaycall.tts("hi")]))
+
+
+async def test_dial_timeout_shorter_than_the_ring_is_no_answer(env: Env) -> None:
+    env.emu.scenarios["+1777"] = Scenario(ring_seconds=30)
+    call_id = await env.dial("+1777", timeout=2)
+    ringing = await env.rx.next("calling.call.state", call_id=call_id, call_state="ringing")
+    ended = await env.rx.next("calling.call.state", call_id=call_id, call_state="ended")
+    assert ended.params["end_reason"] == "noAnswer"
+    assert ended.body["timestamp"] - ringing.body["timestamp"] == pytest.approx(2.0, abs=0.3)
+
+
+async def test_scenario_hangup_after(env: Env) -> None:
+    env.emu.scenarios["+1888"] = Scenario(ring_seconds=0.5, hangup_after=4)
+    call_id = await env.dial("+1888")
+    answered = await env.rx.next("calling.call.state", call_id=call_id, call_state="answered")
+    ended = await env.rx.next("calling.call.state", call_id=call_id, call_state="ended")
+    assert ended.params["end_reason"] == "hangup"
+    assert ended.body["timestamp"] - answered.body["timestamp"] == pytest.approx(4.0, abs=0.3)
+
+
+async def test_update_follows_the_state_rules(env: Env) -> None:
+    env.emu.scenarios["+1999"] = Scenario(ring_seconds=600)
+    ringing_id = await env.dial("+1999")
+    await env.rx.next("calling.call.state", call_id=ringing_id, call_state="ringing")
+    url = "https://x.test/next"
+    for status in ("completed", None):
+        with pytest.raises(relaycall.UnprocessableEntityError) as info:
+            await env.relay.send(c.Update(call_id=ringing_id, url=url, status=status))
+        assert _attribute(info.value) == "status"
+    leg = await env.relay.send(c.Update(call_id=ringing_id, url=url, status="canceled"))
+    assert leg.status == "canceled"
+    ended = await env.rx.next("calling.call.state", call_id=ringing_id, call_state="ended")
+    assert ended.params["end_reason"] == "cancel"
+
+    call_id = await env.answered()
+    with pytest.raises(relaycall.UnprocessableEntityError) as info:
+        await env.relay.send(c.Update(call_id=call_id, url=url, status="canceled"))
+    assert _attribute(info.value) == "status"
+    leg = await env.relay.send(c.Update(call_id=call_id, url=url))  # a redirect
+    assert leg.status == "answered"
+    assert leg.url == url
+    leg = await env.relay.send(c.Update(call_id=call_id, url=url, status="completed"))
+    assert leg.status == "completed"
+    with pytest.raises(relaycall.NotFoundError):
+        await env.relay.send(c.Update(call_id=call_id, url=url))
+
+
+# --- play -----------------------------------------------------------------------------------------
+
+
+async def test_play_finishes_after_its_duration(env: Env) -> None:
+    call_id = await env.answered()
+    items = [relaycall.silence(1.5), relaycall.tts("x" * 20)]  # 1.5 s + 1.5 s of TTS
+    await env.relay.send(
+        c.Play(call_id=call_id, control_id="p", play=items, loop=2, status_url=env.cb)
+    )
+    playing = await env.rx.next("calling.call.play", control_id="p", state="playing")
+    finished = await env.rx.next("calling.call.play", control_id="p", state="finished")
+    assert finished.body["timestamp"] - playing.body["timestamp"] == pytest.approx(6.0, abs=0.3)
+    assert finished.params["call_id"] == call_id
+    assert set(finished.params) == {"call_id", "node_id", "control_id", "state"}
+
+
+async def test_pause_and_resume_move_the_finish_time(env: Env) -> None:
+    call_id = await env.answered()
+    await env.relay.send(
+        c.Play(call_id=call_id, control_id="p", play=[relaycall.silence(3)], status_url=env.cb)
+    )
+    started = await env.rx.next("calling.call.play", control_id="p", state="playing")
+    await env.relay.send(c.PlayPause(call_id=call_id, control_id="p"))
+    await env.rx.next("calling.call.play", control_id="p", state="paused")
+    env.emu.clock.advance(10.0)  # ten emulated seconds pass while paused
+    await env.relay.send(c.PlayVolume(call_id=call_id, control_id="p", volume=-6))
+    await env.relay.send(c.PlayResume(call_id=call_id, control_id="p"))
+    await env.rx.next("calling.call.play", control_id="p", state="playing")
+    finished = await env.rx.next("calling.call.play", control_id="p", state="finished")
+    took = finished.body["timestamp"] - started.body["timestamp"]
+    assert 13.0 <= took < 15.0  # 3 s of audio + 10 s paused (+ the requests' own time)
+
+
+async def test_ringtone_without_duration_plays_until_stopped(env: Env) -> None:
+    call_id = await env.answered()
+    await env.relay.send(
+        c.Play(call_id=call_id, control_id="r", play=[relaycall.ringtone("uk")], status_url=env.cb)
+    )
+    await env.rx.next("calling.call.play", control_id="r", state="playing")
+    env.emu.clock.advance(3600)
+    await env.relay.send(c.PlayStop(call_id=call_id, control_id="r"))
+    await env.rx.next("calling.call.play", control_id="r", state="finished")
+
+
+async def test_time_scale_runs_the_clock_faster(env: Env) -> None:
+    call_id = await env.answered()
+    started = time.monotonic()
+    await env.relay.send(
+        c.Play(call_id=call_id, control_id="p", play=[relaycall.silence(10)], status_url=env.cb)
+    )
+    finished = await env.rx.next("calling.call.play", control_id="p", state="finished")
+    real = finished.at - started
+    assert 10 / SCALE * 0.9 <= real < 10 / SCALE + 0.5  # 0.2 s of real time for 10 s
+
+
+# --- record ---------------------------------------------------------------------------------------
+
+
+async def _wav(env: Env, url: str) -> tuple[int, float]:
+    async with env.http.get(url) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "audio/wav"
+        data = await resp.read()
+    with wave.open(io.BytesIO(data)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 8000)
+        assert w.readframes(w.getnframes()) == bytes(w.getnframes() * 2)  # silence
+        return len(data), w.getnframes() / w.getframerate()
+
+
+async def test_record_finishes_with_a_wav_url_of_the_recorded_length(env: Env) -> None:
+    env.emu.scenarios["+1555"] = Scenario(speech="leave a message please", input_delay=0.5)
+    call_id = await env.answered("+1555")
+    audio = c.RecordAudio(format="wav", end_silence_timeout=1.0)
+    await env.relay.send(c.Record(call_id=call_id, control_id="r", audio=audio, status_url=env.cb))
+    await env.rx.next("calling.call.record", control_id="r", state="recording")
+    done = await env.rx.next("calling.call.record", control_id="r", state="finished")
+    p = done.params
+    # 0.5 s before speaking, 4 words at 0.3 s, then 1 s of trailing silence.
+    assert p["duration"] == pytest.approx(2.7, abs=0.2)
+    assert p["record"] == {"audio": {"format": "wav", "end_silence_timeout": 1.0}}
+    size, seconds = await _wav(env, p["url"])
+    assert size == p["size"]
+    assert seconds == pytest.approx(p["duration"], abs=1e-9)
+
+
+async def test_record_pause_skip_and_silence_and_max_length(env: Env) -> None:
+    call_id = await env.answered()
+    audio = c.RecordAudio(initial_timeout=0, end_silence_timeout=0)
+    for cid in ("skip", "silence"):
+        await env.relay.send(
+            c.Record(call_id=call_id, control_id=cid, audio=audio, status_url=env.cb)
+        )
+        await env.rx.next("calling.call.record", control_id=cid, state="recording")
+    env.emu.clock.advance(2.0)
+    await env.relay.send(c.RecordPause(call_id=call_id, control_id="skip"))
+    await env.relay.send(c.RecordPause(call_id=call_id, control_id="silence", behavior="silence"))
+    await env.rx.next("calling.call.record", control_id="skip", state="paused")
+    env.emu.clock.advance(5.0)
+    for cid in ("skip", "silence"):
+        await env.relay.send(c.RecordResume(call_id=call_id, control_id=cid))
+        await env.relay.send(c.RecordStop(call_id=call_id, control_id=cid))
+    skip = await env.rx.next("calling.call.record", control_id="skip", state="finished")
+    silence = await env.rx.next("calling.call.record", control_id="silence", state="finished")
+    assert 2.0 <= skip.params["duration"] < 3.0
+    assert 7.0 <= silence.params["duration"] < 8.0
+    assert (await _wav(env, silence.params["url"]))[1] == silence.params["duration"]
+
+    capped = c.RecordAudio(initial_timeout=0, end_silence_timeout=0, max_length=3)
+    await env.relay.send(
+        c.Record(call_id=call_id, control_id="cap", audio=capped, status_url=env.cb)
+    )
+    done = await env.rx.next("calling.call.record", control_id="cap", state="finished")
+    assert done.params["duration"] == pytest.approx(3.0, abs=0.01)
+
+
+async def test_record_terminator_and_no_input(env: Env) -> None:
+    env.emu.scenarios["+1444"] = Scenario(dtmf="5#")
+    call_id = await env.answered("+1444")
+    await env.relay.send(c.Record(call_id=call_id, control_id="t", status_url=env.cb))
+    done = await env.rx.next("calling.call.record", control_id="t", state="finished")
+    assert done.params["duration"] == pytest.approx(0.7, abs=0.2)  # 0.5 s delay + one key gap
+
+    await env.relay.send(
+        c.Record(call_id=call_id, control_id="quiet", status_url=env.cb,
+                 audio=c.RecordAudio(initial_timeout=2))
+    )  # fmt: skip
+    quiet = await env.rx.next("calling.call.record", control_id="quiet", state="no_input")
+    assert "url" not in quiet.params
+
+
+# --- collect --------------------------------------------------------------------------------------
+
+
+def _collect(call_id: str, cb: str, cid: str = "k", **kw: Any) -> c.Collect:
+    kw.setdefault("start_input_timers", True)
+    return c.Collect(call_id=call_id, control_id=cid, status_url=cb, **kw)
+
+
+async def test_collect_scripted_dtmf_terminator_and_max(env: Env) -> None:
+    env.emu.scenarios["+1333"] = Scenario(dtmf=("12#", "987654"))
+    call_id = await env.answered("+1333")
+    digits = c.CollectDigits(max=4, terminators="#")
+    await env.relay.send(_collect(call_id, env.cb, "a", digits=digits))
+    a = await env.rx.next("calling.call.collect", control_id="a")
+    assert a.params["result"] == {"type": "digit", "params": {"digits": "12", "terminator": "#"}}
+    assert "final" not in a.params
+    assert "state" not in a.params
+    await env.relay.send(_collect(call_id, env.cb, "b", digits=digits))
+    b = await env.rx.next("calling.call.collect", control_id="b")
+    assert b.params["result"] == {"type": "digit", "params": {"digits": "9876", "terminator": ""}}
+
+
+async def test_collect_digit_timeout_and_no_input(env: Env) -> None:
+    env.emu.scenarios["+1222"] = Scenario(dtmf="42")
+    call_id = await env.answered("+1222")
+    digits = c.CollectDigits(max=6, digit_timeout=2)
+    await env.relay.send(_collect(call_id, env.cb, "a", digits=digits))
+    a = await env.rx.next("calling.call.collect", control_id="a")
+    assert a.params["result"]["params"]["digits"] == "42"
+
+    await env.relay.send(_collect(call_id, env.cb, "b", digits=digits, initial_timeout=1.5))
+    b = await env.rx.next("calling.call.collect", control_id="b")
+    assert b.params["result"]["type"] == "no_input"
+
+
+async def test_collect_waits_for_start_input_timers_by_default(env: Env) -> None:
+    call_id = await env.answered()
+    await env.relay.send(
+        c.Collect(call_id=call_id, control_id="k", status_url=env.cb, initial_timeout=2,
+                  digits=c.CollectDigits(max=2))
+    )  # fmt: skip
+    env.emu.clock.advance(60.0)
+    await env.emu.idle()
+    assert not [h for h in env.rx.of(call_id) if h.event_type == "calling.call.collect"]
+    await env.relay.send(c.CollectStartInputTimers(call_id=call_id, control_id="k"))
+    hit = await env.rx.next("calling.call.collect", control_id="k")
+    assert hit.params["result"]["type"] == "no_input"
+
+
+async def test_collect_speech_with_partial_results(env: Env) -> None:
+    env.emu.scenarios["+1111"] = Scenario(speech="yes please thanks", confidence=0.8)
+    call_id = await env.answered("+1111")
+    await env.relay.send(
+        _collect(call_id, env.cb, speech=c.CollectSpeech(end_silence_timeout=0.5),
+                 partial_results=True, send_start_of_input=True)
+    )  # fmt: skip
+    start = await env.rx.next("calling.call.collect", control_id="k")
+    assert start.params["result"]["type"] == "start_of_input"
+    partials = [await env.rx.next("calling.call.collect", control_id="k") for _ in range(2)]
+    assert [p.params["result"]["params"]["text"] for p in partials] == ["yes", "yes please"]
+    assert all(p.params["final"] is False for p in partials)
+    final = await env.rx.next("calling.call.collect", control_id="k")
+    assert final.params["final"] is True
+    assert final.params["result"] == {
+        "type": "speech",
+        "params": {"text": "yes please thanks", "confidence": 0.8},
+    }
+
+
+async def test_collect_continuous_mode(env: Env) -> None:
+    call_id = await env.answered()
+    await env.relay.send(
+        _collect(call_id, env.cb, digits=c.CollectDigits(max=1), continuous=True,
+                 initial_timeout=1000)
+    )  # fmt: skip
+    assert env.emu.press(call_id, "7")
+    first = await env.rx.next("calling.call.collect", control_id="k")
+    assert first.params["state"] == "collecting"
+    assert first.params["result"]["params"]["digits"] == "7"
+    env.emu.press(call_id, "8")
+    second = await env.rx.next("calling.call.collect", control_id="k")
+    assert second.params["result"]["params"]["digits"] == "8"
+    await env.relay.send(c.CollectStop(call_id=call_id, control_id="k"))
+    last = await env.rx.next("calling.call.collect", control_id="k")
+    assert last.params["state"] == "finished"
+
+
+async def test_collect_no_match_on_a_bare_terminator(env: Env) -> None:
+    call_id = await env.answered()
+    await env.relay.send(_collect(call_id, env.cb, digits=c.CollectDigits(max=3, terminators="#")))
+    env.emu.press(call_id, "#")
+    hit = await env.rx.next("calling.call.collect", control_id="k")
+    assert hit.params["result"]["type"] == "no_match"
+
+
+async def test_press_before_the_collect_is_kept_for_it(env: Env) -> None:
+    call_id = await env.answered()
+    assert env.emu.press(call_id, "55") is False
+    await env.relay.send(_collect(call_id, env.cb, digits=c.CollectDigits(max=2)))
+    hit = await env.rx.next("calling.call.collect", control_id="k")
+    assert hit.params["result"]["params"]["digits"] == "55"
+
+
+# --- detect ---------------------------------------------------------------------------------------
+
+
+async def test_detect_machine_then_ready_then_finished(env: Env) -> None:
+    env.emu.scenarios["+1600"] = Scenario(answer="machine", detect_seconds=1, greeting_seconds=2)
+    call_id = await env.answered("+1600")
+    await env.relay.send(
+        c.Detect(call_id=call_id, control_id="d", detect=c.DetectMachine(), status_url=env.cb)
+    )
+    events = [await env.rx.next("calling.call.detect", control_id="d") for _ in range(3)]
+    assert [e.params["detect"] for e in events] == [
+        {"type": "machine", "params": {"event": e}} for e in ("MACHINE", "READY", "finished")
+    ]
+    assert events[2].body["timestamp"] - events[1].body["timestamp"] < 0.2
+
+
+async def test_detect_human_and_answer_as(env: Env) -> None:
+    call_id = await env.answered()
+    await env.relay.send(
+        c.Detect(call_id=call_id, control_id="d", detect=c.DetectMachine(), status_url=env.cb)
+    )
+    first = await env.rx.next("calling.call.detect", control_id="d")
+    assert first.params["detect"]["params"]["event"] == "HUMAN"
+    last = await env.rx.next("calling.call.detect", control_id="d")
+    assert last.params["detect"]["params"]["event"] == "finished"
+
+    env.emu.answer_as(call_id, "machine")
+    await env.relay.send(
+        c.Detect(call_id=call_id, control_id="d2", status_url=env.cb,
+                 detect=c.DetectMachine(detect_message_end=False))
+    )  # fmt: skip
+    verdict = await env.rx.next("calling.call.detect", control_id="d2")
+    assert verdict.params["detect"]["params"]["event"] == "MACHINE"
+    done = await env.rx.next("calling.call.detect", control_id="d2")
+    assert done.params["detect"]["params"]["event"] == "finished"
+
+
+async def test_detect_fax_digits_and_timeout(env: Env) -> None:
+    env.emu.scenarios["+1700"] = Scenario(fax_tone="CED", dtmf="1")
+    call_id = await env.answered("+1700")
+    await env.relay.send(
+        c.Detect(call_id=call_id, control_id="f", detect=c.DetectFax(), status_url=env.cb)
+    )
+    tone = await env.rx.next("calling.call.detect", control_id="f")
+    assert tone.params["detect"] == {"type": "fax", "params": {"event": "CED"}}
+    await env.relay.send(
+        c.Detect(call_id=call_id, control_id="g", detect=c.DetectDigit(), timeout=5,
+                 status_url=env.cb)
+    )  # fmt: skip
+    digit = await env.rx.next("calling.call.detect", control_id="g")
+    assert digit.params["detect"] == {"type": "digit", "params": {"event": "1"}}
+    done = await env.rx.next("calling.call.detect", control_id="g")
+    assert done.params["detect"]["params"]["event"] == "finished"
+    assert done.body["timestamp"] - digit.body["timestamp"] == pytest.approx(4.5, abs=0.3)
+
+
+# --- ending a call ends its operations first ------------------------------------------------------
+
+
+async def test_ending_a_call_finishes_every_operation_before_ended(env: Env) -> None:
+    call_id = await env.answered()
+    cb = env.cb
+    send = env.relay.send
+    await send(
+        c.Play(call_id=call_id, control_id="p", play=[relaycall.ringtone("us")], status_url=cb)
+    )
+    await send(c.Record(call_id=call_id, control_id="r", status_url=cb,
+                        audio=c.RecordAudio(initial_timeout=0)))  # fmt: skip
+    await send(_collect(call_id, cb, "k", digits=c.CollectDigits(max=4), initial_timeout=100))
+    await send(c.Detect(call_id=call_id, control_id="d", detect=c.DetectDigit(), status_url=cb))
+    await send(c.Tap(call_id=call_id, control_id="t", direction="both", status_url=cb,
+                     device=c.WsDevice(uri="wss://tap.example")))  # fmt: skip
+    await send(c.Stream(call_id=call_id, control_id="s", url="wss://s.example", name="n",
+                        status_url=cb))  # fmt: skip
+    await send(c.Transcribe(call_id=call_id, control_id="x", status_url=cb))
+    await env.relay.send(c.LiveTranslate(
+        call_id=call_id, status_url=cb,
+        action=c.LiveTranslateStart(from_lang="en", to_lang="es", direction=["remote-caller"]),
+    ))  # fmt: skip
+    await env.rx.next("calling.call.tap", control_id="t", state="tapping")
+    await env.rx.next("calling.call.stream", control_id="s", state="streaming")
+    await env.rx.next("calling.call.transcribe", control_id="x", state="transcribing")
+    env.emu.clock.advance(4.0)
+    env.emu.hangup(call_id)  # the far end hangs up
+    ended = await env.rx.next("calling.call.state", call_id=call_id, call_state="ended")
+    await env.emu.idle()
+    order = env.rx.hits
+    last = order.index(ended)
+    finals = {
+        "play": await env.rx.next("calling.call.play", control_id="p", state="finished"),
+        "record": await env.rx.next("calling.call.record", control_id="r", state="finished"),
+        "collect": await env.rx.next("calling.call.collect", control_id="k"),
+        "detect": await env.rx.next(
+            "calling.call.detect",
+            control_id="d",
+            where=lambda h: h.params["detect"]["params"]["event"] == "finished",
+        ),
+        "tap": await env.rx.next("calling.call.tap", control_id="t", state="finished"),
+        "stream": await env.rx.next("calling.call.stream", control_id="s", state="finished"),
+        "transcribe": await env.rx.next(
+            "calling.call.transcribe", control_id="x", state="finished"
+        ),
+        "transcript": await env.rx.next("calling.transcript.completed"),
+        "live": await env.rx.next("calling.call.live_translate", state="stopped"),
+    }
+    for kind, hit in finals.items():
+        assert order.index(hit) < last, kind
+    assert finals["collect"].params["result"]["type"] == "no_input"
+    assert 4.0 <= finals["record"].params["duration"] < 5.5
+    assert finals["record"].params["url"].endswith(".wav")
+    transcript = finals["transcript"].body
+    assert set(transcript) == {"event_type", "timestamp", "project_id", "space_id", "params"}
+    assert set(transcript["params"]) == {"id", "call_id", "segment_id", "text"}
+    stream = finals["stream"].params
+    assert set(stream) == {"call_id", "node_id", "segment_id", "control_id", "state", "url", "name"}
+    tap = finals["tap"].params
+    assert tap["tap"] == {"type": "audio", "params": {"direction": "both"}}
+    assert tap["device"] == {"type": "ws", "params": {"uri": "wss://tap.example"}}
+    assert env.emu.calls[call_id].ops == {}
+
+
+# --- the rest of the commands ---------------------------------------------------------------------
+
+
+async def test_other_commands_keep_state(env: Env) -> None:
+    env.emu.scenarios["+1800"] = Scenario(send_fax="fax-1")
+    call_id = await env.answered("+1800")
+    send = env.relay.send
+    call = env.emu.calls[call_id]
+    await send(c.Denoise(call_id=call_id))
+    assert call.denoised
+    await send(c.DenoiseStop(call_id=call_id))
+    assert not call.denoised
+    await send(c.AIHold(call_id=call_id, timeout=30, prompt="one moment"))
+    assert call.ai_held
+    assert call.ai_hold_timeout == "30"
+    await send(c.AIUnhold(call_id=call_id))
+    await send(c.AIMessage(call_id=call_id, role="system", message_text="be brief",
+                           global_data={"tier": "gold"}))  # fmt: skip
+    assert call.ai_global_data == {"tier": "gold"}
+    await send(c.AIStop(call_id=call_id))
+    await send(c.UserEvent(call_id=call_id, event={"step": 1}))
+    assert call.user_events == [{"step": 1}]
+    await send(c.Transfer(call_id=call_id, dest="sip:agent@example.com"))
+    await send(c.Disconnect(call_id=call_id))
+    await send(c.SendFaxStop(call_id=call_id, control_id="fax-1"))
+    with pytest.raises(relaycall.NotFoundError):
+        await send(c.SendFaxStop(call_id=call_id, control_id="fax-1"))
+    await send(c.LiveTranscribe(call_id=call_id, action=c.LiveTranscribeStart(
+        lang="en", direction=["remote-caller"], webhook=env.rx.url("/live"))))  # fmt: skip
+    with pytest.raises(relaycall.ConflictError):
+        await send(c.LiveTranscribe(call_id=call_id, action=c.LiveTranscribeStart(
+            lang="en", direction=["remote-caller"])))  # fmt: skip
+    await send(c.LiveTranscribe(call_id=call_id, action=c.Summarize(prompt="short")))
+    await send(c.LiveTranscribe(call_id=call_id, action="stop"))
+    with pytest.raises(relaycall.NotFoundError):
+        await send(c.LiveTranscribe(call_id=call_id, action="stop"))
+    states = [(await env.rx.next("calling.call.live_transcribe")).params["state"] for _ in range(3)]
+    assert states == ["started", "summarized", "stopped"]
+
+
+async def test_sidecar(env: Env) -> None:
+    call_id = await env.answered()
+    side_url = env.rx.url("/sidecar")
+    await env.relay.send(c.AISidecar(call_id=call_id, lang="en-US", url=side_url))
+    with pytest.raises(relaycall.ConflictError):
+        await env.relay.send(c.AISidecar(call_id=call_id, lang="en-US"))
+    start = await env.rx.next("calling.ai.sidecar", type="start")
+    assert start.body["call_info"]["call_id"] == call_id
+    await env.relay.send(c.AISidecarPoke(call_id=call_id, text="customer sounds upset"))
+    await env.relay.send(c.AISidecarAsk(call_id=call_id, text="what now?"))
+    answer = await env.rx.next("calling.ai.sidecar", type="ask_answer")
+    assert answer.params["triggered_by"] == "ask"
+    status = await env.relay.send(c.AISidecarStatus(call_id=call_id))
+    assert status.ok
+    assert status.running
+    assert status["ticks"] == 2
+    assert status["insights"] == 1
+    await env.relay.send(c.AISidecarStop(call_id=call_id))
+    await env.rx.next("calling.ai.sidecar", type="stop")
+    with pytest.raises(relaycall.NotFoundError):
+        await env.relay.send(c.AISidecarPoke(call_id=call_id, text="hi"))
+
+
+async def test_refer_moves_the_call_on(env: Env) -> None:
+    call_id = await env.answered()
+    await env.relay.send(
+        c.Refer(call_id=call_id, device=c.SipReferDevice(to="sip:bob@example.com"),
+                status_url=env.cb)
+    )  # fmt: skip
+    first = await env.rx.next("calling.call.refer")
+    assert first.params["state"] == "inProgress"
+    assert first.params["sip_refer_to"] == "sip:bob@example.com"
+    second = await env.rx.next("calling.call.refer")
+    assert second.params["state"] == "success"
+    ended = await env.rx.next("calling.call.state", call_id=call_id, call_state="ended")
+    assert ended.params["end_reason"] == "hangup"
+
+
+# --- signatures, delivery failures, journal, control API ------------------------------------------
+
+
+async def test_signed_callbacks_verify(signed_env: Env) -> None:
+    env = signed_env
+    call_id = await env.answered()
+    await env.relay.send(
+        c.Play(call_id=call_id, control_id="p", play=[relaycall.silence(0.5)],
+               status_url=env.cb + "?token=abc&x=1")
+    )  # fmt: skip
+    hit = await env.rx.next("calling.call.play", control_id="p", state="finished")
+    assert hit.url.endswith("?token=abc&x=1")
+    signed = hit.url.encode() + hit.raw
+    assert (
+        hit.headers["X-SignalWire-Signature"] == hmac.new(b"k3y", signed, hashlib.sha1).hexdigest()
+    )
+    assert (
+        hit.headers["X-SignalWire-SHA256-Signature"]
+        == hmac.new(b"k3y", signed, hashlib.sha256).hexdigest()
+    )
+
+
+async def test_delivery_failures_and_foreign_hosts_are_journaled(env: Env) -> None:
+    env.rx.status = 500
+    call_id = await env.dial(status_url=env.cb, status_events=["created"])
+    await env.rx.next("calling.call.state", call_id=call_id, call_state="created")
+    await env.relay.send(c.End(call_id=call_id))
+    other = await env.dial(status_url="https://hooks.example.com/cb", status_events=["ended"])
+    env.emu.hangup(other)
+    await env.emu.idle()
+    outcomes = {(e.call_id, e.outcome, e.status) for e in env.emu.journal.callbacks}
+    assert (call_id, "failed", 500) in outcomes
+    assert (other, "blocked", None) in outcomes
+
+
+async def test_journal_jsonl(env: Env) -> None:
+    call_id = await env.answered()
+    await env.post({"command": "calling.end", "id": call_id, "params": {"reason": "bad"}})
+    await env.relay.send(c.End(call_id=call_id))
+    await env.emu.idle()
+    async with env.http.get(env.base_url + "/__emulator/journal.jsonl") as resp:
+        assert resp.status == 401
+    async with env.http.get(env.base_url + "/__emulator/journal.jsonl", headers=env.auth) as resp:
+        assert resp.status == 200
+        lines = [json.loads(line) for line in (await resp.text()).splitlines()]
+    requests = [(e["command"], e["status"]) for e in lines if e["kind"] == "request"]
+    assert requests == [("dial", 200), ("calling.end", 422), ("calling.end", 200)]
+    delivered = [e for e in lines if e["kind"] == "callback" and e["outcome"] == "delivered"]
+    assert {e["body"]["params"]["call_state"] for e in delivered} == set(ALL_EVENTS)
+    assert [e.kind for e in env.emu.journal][:1] == ["request"]
+
+
+async def test_control_api_press_say_and_calls(env: Env) -> None:
+    call_id = await env.answered()
+    base = f"{env.base_url}/__emulator/calls/{call_id}"
+    async with env.http.post(base + "/press", json={"digits": "12"}) as resp:
+        assert resp.status == 401
+    await env.relay.send(_collect(call_id, env.cb, "k", digits=c.CollectDigits(max=2)))
+    async with env.http.post(base + "/press", json={"digits": "12"}, headers=env.auth) as resp:
+        assert resp.status == 200
+        assert (await resp.json())["result"] is True
+    hit = await env.rx.next("calling.call.collect", control_id="k")
+    assert hit.params["result"]["params"]["digits"] == "12"
+
+    await env.relay.send(_collect(call_id, env.cb, "s", speech=c.CollectSpeech()))
+    async with env.http.post(base + "/say", json={"text": "hello"}, headers=env.auth) as resp:
+        assert resp.status == 200
+    hit = await env.rx.next("calling.call.collect", control_id="s")
+    assert hit.params["result"]["params"]["text"] == "hello"
+
+    async with env.http.get(f"{env.base_url}/__emulator/calls", headers=env.auth) as resp:
+        calls = await resp.json()
+    assert [call["id"] for call in calls] == [call_id]
+    assert calls[0]["status"] == "answered"
+    async with env.http.post(
+        f"{env.base_url}/__emulator/calls/{uuid.uuid4()}/press", json={"digits": "1"},
+        headers=env.auth,
+    ) as resp:  # fmt: skip
+        assert resp.status == 404
+    async with env.http.put(
+        f"{env.base_url}/__emulator/scenarios/+1900", json={"answer": "busy"}, headers=env.auth
+    ) as resp:
+        assert resp.status == 200
+    assert env.emu.scenarios["+1900"].answer == "busy"
+    async with env.http.post(f"{env.base_url}/__emulator/reset", headers=env.auth) as resp:
+        assert resp.status == 200
+    assert env.emu.calls == {}
+    assert env.emu.scenarios == {}
+    assert len(env.emu.journal) == 0
+
+
+# --- capacity -------------------------------------------------------------------------------------
+
+
+async def test_ten_thousand_concurrent_calls_with_running_operations() -> None:
+    emu = Emulator(
+        EmulatorConfig(
+            time_scale=1.0, setup_seconds=0.0, default_scenario=Scenario(ring_seconds=0.0)
+        )
+    )
+    await emu.start()
+    try:
+        n = 10_000
+        ids = []
+        for i in range(n):
+            reply = emu.handle(
+                {"command": "dial",
+                 "params": {"from": "+1", "to": f"+1555{i:07d}", "url": "https://x.test/s"}}
+            )  # fmt: skip
+            ids.append(reply.body["id"])
+        emu.clock.advance(0)  # the lifecycle steps due now run
+        assert all(call.is_answered for call in emu.calls.values())
+        for call_id in ids:
+            play = {"control_id": "p", "play": [{"type": "silence", "params": {"duration": 600}}]}
+            assert (
+                emu.handle({"command": "calling.play", "id": call_id, "params": play}).status == 200
+            )
+            collect = {"control_id": "k", "digits": {"max": 4}, "start_input_timers": True,
+                       "initial_timeout": 600}  # fmt: skip
+            assert (
+                emu.handle({"command": "calling.collect", "id": call_id, "params": collect}).status
+                == 200
+            )
+        assert sum(len(call.ops) for call in emu.calls.values()) == 2 * n
+        assert len(emu.clock) == 2 * n  # one timer per operation, none for the calls
+        cpu = time.process_time()
+        await asyncio.sleep(0.2)
+        assert time.process_time() - cpu < 0.1  # nothing spins while they all run
+        for call_id in ids:
+            emu.handle({"command": "calling.end", "id": call_id, "params": {}})
+        assert len(emu.clock) == 0
+        assert all(not call.ops for call in emu.calls.values())
+    finally:
+        await emu.close()

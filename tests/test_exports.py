@@ -1,0 +1,104 @@
+"""
+The public namespaces: ``__all__`` is sorted, complete, and every name in it resolves.
+
+Both lists follow ruff's RUF022 "isort-style" order, which is what ``ruff check``
+keeps them in: SCREAMING_CASE constants first, then CamelCase classes, then
+everything else, each group in natural order. (A plain ``sorted()`` would put
+``BY_NAME`` between ``AIUnhold`` and ``Collect``.)
+"""
+
+from __future__ import annotations
+
+import re
+import types
+from typing import Any
+
+import pytest
+
+import relaycall
+from relaycall import commands
+
+# Names that are public on purpose though the generic rule below would skip them.
+INTENDED_EXTRAS = {
+    relaycall: {"__version__", "commands"},  # a dunder, and a submodule
+    commands: set(),
+}
+
+
+def isort_key(name: str) -> tuple[int, list[Any]]:
+    """RUF022's order: constants, then classes, then the rest; natural order within each."""
+    if len(name) > 1 and name.isupper():
+        group = 0
+    elif name[:1].isupper():
+        group = 1
+    else:
+        group = 2
+    natural = [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+    return group, natural
+
+
+def public_names(module: types.ModuleType) -> set[str]:
+    """Names a reader sees on the module: no _private, no submodule, no __future__ flag."""
+    return {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and not isinstance(value, types.ModuleType)
+        and name != "annotations"
+    }
+
+
+MODULES = pytest.mark.parametrize("module", [relaycall, commands], ids=lambda m: m.__name__)
+
+
+@MODULES
+def test_all_is_sorted(module: types.ModuleType) -> None:
+    assert module.__all__ == sorted(module.__all__, key=isort_key)
+
+
+def test_plain_sorted_is_not_the_order_used() -> None:
+    """Documents the choice of key: BY_NAME leads, which plain sorted() would not allow."""
+    assert commands.__all__[0] == "BY_NAME"
+    assert sorted(commands.__all__) != commands.__all__
+    assert relaycall.__all__[0] == "USE_DEFAULT"
+
+
+@MODULES
+def test_all_has_no_duplicates(module: types.ModuleType) -> None:
+    assert len(module.__all__) == len(set(module.__all__))
+
+
+@MODULES
+def test_all_equals_the_public_names(module: types.ModuleType) -> None:
+    exported = set(module.__all__)
+    extras = INTENDED_EXTRAS[module]
+    assert extras <= exported
+    assert exported - extras == public_names(module)
+
+
+@MODULES
+def test_every_name_in_all_resolves(module: types.ModuleType) -> None:
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+
+
+@MODULES
+def test_star_import_gives_exactly_all(module: types.ModuleType) -> None:
+    namespace: dict[str, Any] = {}
+    exec(f"from {module.__name__} import *", namespace)
+    namespace.pop("__builtins__")
+    assert set(namespace) == set(module.__all__)
+
+
+def test_commands_submodule_is_the_exported_one() -> None:
+    assert relaycall.commands is commands
+    assert isinstance(relaycall.__version__, str)
+
+
+def test_every_command_class_and_model_is_exported() -> None:
+    """What BY_NAME maps to, and the models commands hold, are all importable by name."""
+    for name, cls in commands.BY_NAME.items():
+        assert getattr(commands, cls.__name__) is cls, name
+    for obj in vars(commands).values():
+        if isinstance(obj, type) and issubclass(obj, commands.Model):
+            assert obj.__name__ in commands.__all__
