@@ -16,6 +16,13 @@ Example::
             assert (await col.wait(timeout=5)).digits == "2"
             assert [e.command for e in emu.requests] == ["dial", "calling.collect"]
 
+Failures on demand and rate limits (docs/emulator.md)::
+
+    emu.faults.fail(503, command="calling.play")    # the next play is refused once
+    emu.faults.drop_connection(command="dial")      # placed, then never answered
+    emu.faults.drop_callbacks(event_type="calling.call.collect")
+    emu.set_rate_limits(enforce_post_limit=True, post_limit=5, post_window=1)
+
 With pytest, the ``relay_emulator`` fixture (from the plugin relaycall
 installs) yields a started :class:`Emulator`; ``emulated_relay`` yields its
 AsyncRelay. Set ``relaycall_time_scale`` in your pytest ini options to change
@@ -33,14 +40,16 @@ from aiohttp import web
 from relaycall._receiver import EventReceiver
 from relaycall._session import AsyncRelay
 from relaycall.emulator import Emulator as _Core
-from relaycall.emulator import EmulatorConfig, Scenario, create_app
-from relaycall.emulator._journal import CallbackEntry, RequestEntry
+from relaycall.emulator import EmulatorConfig, Faults, RateLimits, Scenario, create_app
+from relaycall.emulator._journal import CallbackEntry, NoteEntry, RequestEntry
 
 if TYPE_CHECKING:
     from relaycall._handles.call import Call
     from relaycall.emulator import EmulatedCall, Journal
 
-__all__ = ["Emulator", "EmulatorConfig", "Scenario"]
+__all__ = ["Emulator", "EmulatorConfig", "Faults", "RateLimits", "Scenario"]
+
+_SAME_KEY: Any = object()
 
 DEFAULT_PROJECT = "test-project"
 DEFAULT_TOKEN = "test-token"  # noqa: S105 - the emulator's well-known test credential
@@ -65,8 +74,13 @@ class Emulator:
         default_scenario: For destinations without one (answers as a human
             after a 1 s ring unless told otherwise).
         signing_key: Signs the callbacks (None: unsigned, and unchecked).
+        receiver_signing_key: The key the receiver verifies with; by default
+            the same as the emulator's. Give another to see every callback
+            refused (403), as with a misconfigured signing key.
+        rate_limits: The emulator's :class:`RateLimits` (default: headers only).
         config: A full :class:`EmulatorConfig` (overrides the above).
-        relay_options: Extra keyword arguments for the :class:`AsyncRelay`.
+        relay_options: Extra keyword arguments for the :class:`AsyncRelay`
+            (``retry=RetryPolicy(...)``, ``limits=Limits(...)``...).
     """
 
     def __init__(
@@ -76,6 +90,8 @@ class Emulator:
         scenarios: Mapping[str, Scenario] | None = None,
         default_scenario: Scenario | None = None,
         signing_key: str | None = DEFAULT_SIGNING_KEY,
+        receiver_signing_key: str | None = _SAME_KEY,
+        rate_limits: RateLimits | None = None,
         config: EmulatorConfig | None = None,
         **relay_options: Any,
     ) -> None:
@@ -88,10 +104,15 @@ class Emulator:
             }
             if default_scenario is not None:
                 options["default_scenario"] = default_scenario
+            if rate_limits is not None:
+                options["rate_limits"] = rate_limits
             config = EmulatorConfig(**options)
         self.config = config
         self.core = _Core(config)
         self.core.scenarios.update(scenarios or {})
+        self._receiver_key = (
+            config.signing_key if receiver_signing_key is _SAME_KEY else receiver_signing_key
+        )
         self._relay_options = relay_options
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
@@ -121,7 +142,7 @@ class Emulator:
         self._runner = runner
         port = runner.addresses[0][1]
         self._base_url = f"http://127.0.0.1:{port}"
-        self._receiver = EventReceiver(signing_key=self.config.signing_key)
+        self._receiver = EventReceiver(signing_key=self._receiver_key)
         await self._receiver.start("127.0.0.1", 0)
         self._relay = AsyncRelay(
             self.config.project_id,
@@ -184,6 +205,29 @@ class Emulator:
         """The journal's callback entries."""
         return [e for e in self.core.journal if isinstance(e, CallbackEntry)]
 
+    @property
+    def notes(self) -> list[NoteEntry]:
+        """The journal's notes (key presses, transfers, ``media.*`` WebSocket events...)."""
+        return [e for e in self.core.journal if isinstance(e, NoteEntry)]
+
+    @property
+    def faults(self) -> Faults:
+        """Failures on demand: ``emu.faults.fail(503)``, ``.drop_callbacks()``... (Faults)."""
+        return self.core.faults
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        """The rate limits in force."""
+        return self.core.rate_limits
+
+    def set_rate_limits(self, limits: RateLimits | None = None, **changes: Any) -> RateLimits:
+        """Change the rate limits (``enforce_post_limit=True, post_limit=5``...)."""
+        return self.core.set_rate_limits(limits, **changes)
+
+    def advance(self, seconds: float) -> None:
+        """Skip *seconds* of emulated time, running every timer due on the way."""
+        self.core.clock.advance(seconds)
+
     def call(self, call: Call | str) -> EmulatedCall:
         """The emulator's own view of a call (state, operations)."""
         return self.core.call(_call_id(call))
@@ -209,5 +253,8 @@ class Emulator:
         await self.core.idle()
 
     def reset(self) -> None:
-        """Forget calls, scenarios and the journal (between tests sharing one emulator)."""
+        """
+        Forget calls, scenarios, faults and the journal, and restore the configured
+        rate limits (between tests sharing one emulator).
+        """
         self.core.reset()

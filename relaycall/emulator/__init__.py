@@ -23,6 +23,9 @@ or in-process::
                                         base_url=str(server.make_url(""))) as relay:
             ...
 
+Failures on demand (``emu.faults``), rate limits (``emu.set_rate_limits``) and
+WebSocket audio for streams and taps are described there too.
+
 The choices made where the API reference is silent are listed in docs/emulator.md.
 """
 
@@ -33,8 +36,11 @@ from relaycall.emulator._calls import EmulatedCall
 from relaycall.emulator._clock import Scheduler
 from relaycall.emulator._config import EmulatorConfig, Scenario
 from relaycall.emulator._core import Emulator, Reply, RequestHook
+from relaycall.emulator._faults import Fault, Faults
 from relaycall.emulator._journal import CallbackEntry, Entry, Journal, NoteEntry, RequestEntry
+from relaycall.emulator._media import MediaLink
 from relaycall.emulator._outbox import Delivery, DeliveryHook, sign
+from relaycall.emulator._ratelimit import RateLimits
 
 __all__ = [
     "API_PATH",
@@ -46,8 +52,12 @@ __all__ = [
     "Emulator",
     "EmulatorConfig",
     "Entry",
+    "Fault",
+    "Faults",
     "Journal",
+    "MediaLink",
     "NoteEntry",
+    "RateLimits",
     "Reply",
     "RequestEntry",
     "RequestHook",

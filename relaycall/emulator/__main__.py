@@ -15,6 +15,7 @@ from aiohttp import web
 
 from relaycall.emulator._app import API_PATH, create_app
 from relaycall.emulator._config import EmulatorConfig
+from relaycall.emulator._ratelimit import RateLimits
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +37,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="deliver callbacks to non-loopback hosts too",
     )
     p.add_argument("--journal-size", type=int, default=d.journal_size)
+    r = d.rate_limits
+    p.add_argument(
+        "--post-limit", type=int, default=r.post_limit,
+        help="POSTs per --post-window in the rate-limit bucket (default %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--post-window", type=float, default=r.post_window,
+        help="seconds the bucket takes to refill (default %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--enforce-post-limit", action="store_true",
+        help="answer 429 with Retry-After when the bucket is empty (off: headers only)",
+    )  # fmt: skip
+    p.add_argument(
+        "--calls-per-second", type=float, default=None,
+        help="queue new calls: created at this rate (emulated seconds; default: no queue)",
+    )  # fmt: skip
+    p.add_argument(
+        "--call-queue-size", type=int, default=None,
+        help="dials that may wait in the call queue before 429 (default: no bound)",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-rate-limit-headers", action="store_true", help="leave out X-RateLimit-* headers"
+    )
+    p.add_argument(
+        "--no-media", action="store_true",
+        help="do not connect to stream and tap WebSocket URLs",
+    )  # fmt: skip
     return p
 
 
@@ -48,6 +77,15 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
         time_scale=args.time_scale,
         allow_external_callbacks=args.allow_external_callbacks,
         journal_size=args.journal_size,
+        rate_limits=RateLimits(
+            post_limit=args.post_limit,
+            post_window=args.post_window,
+            enforce_post_limit=args.enforce_post_limit,
+            headers=not args.no_rate_limit_headers,
+            calls_per_second=args.calls_per_second,
+            call_queue_size=args.call_queue_size,
+        ),
+        media_websockets=not args.no_media,
     )
 
 
@@ -73,6 +111,13 @@ async def serve(config: EmulatorConfig, host: str, port: int) -> None:
         out.write(f"  token    : {config.token}\n")
         out.write(f"  time x   : {config.time_scale:g}\n")
         out.write(f"  signing  : {'on' if config.signing_key else 'off'}\n")
+        limits = config.rate_limits
+        enforced = "enforced" if limits.enforce_post_limit else "headers only"
+        out.write(
+            f"  limits   : {limits.post_limit} POSTs per {limits.post_window:g} s ({enforced})"
+            + (f", {limits.calls_per_second:g} new calls/s" if limits.calls_per_second else "")
+            + "\n"
+        )
         out.write(f"  control  : http://{shown}:{bound}/__emulator/ (same credentials)\n")
         out.flush()
         stop = asyncio.Event()

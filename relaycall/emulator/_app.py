@@ -5,6 +5,7 @@ The aiohttp application: the Calling API endpoint, the recordings, and the
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -17,7 +18,8 @@ import attrs
 from aiohttp import web
 
 from relaycall.emulator._config import EmulatorConfig, Scenario
-from relaycall.emulator._core import Emulator, Reply
+from relaycall.emulator._core import Emulator, Reply, request_call_id
+from relaycall.emulator._ratelimit import RateLimits
 from relaycall.emulator._wav import HEADER_SIZE, wav_header, wav_size
 
 __all__ = ["API_PATH", "EMULATOR_KEY", "create_app"]
@@ -28,6 +30,7 @@ EMULATOR_KEY = web.AppKey("relaycall_emulator", Emulator)
 _UNAUTHORIZED = {"error": "Unauthorized"}
 _BAD_REQUEST = {"error": "Bad Request"}
 _NOT_FOUND = {"error": "Not Found"}
+_TOO_MANY = {"error": "Too Many Requests"}
 _RECORDING = re.compile(r"([0-9a-f-]{36})\.wav")
 _CHUNK = 64 * 1024
 
@@ -61,6 +64,12 @@ def create_app(
         ("POST", "/__emulator/reset", _reset),
         ("POST", "/__emulator/advance", _advance),
         ("GET", "/__emulator/journal.jsonl", _journal),
+        ("GET", "/__emulator/faults", _list_faults),
+        ("POST", "/__emulator/faults", _add_fault),
+        ("DELETE", "/__emulator/faults", _clear_faults),
+        ("DELETE", "/__emulator/faults/{fault_id}", _delete_fault),
+        ("GET", "/__emulator/rate_limits", _get_rate_limits),
+        ("PUT", "/__emulator/rate_limits", _put_rate_limits),
     ]
     for method, path, handler in control:
         app.router.add_route(method, path, _protected(handler))
@@ -111,8 +120,12 @@ def _protected(handler: Handler) -> Handler:
     return guarded
 
 
-def _respond(reply: Reply) -> web.Response:
-    headers = {"X-Emulator-Detail": _header_safe(reply.detail)} if reply.detail else None
+def _respond(reply: Reply, extra: dict[str, str] | None = None) -> web.Response:
+    headers = dict(extra or {})
+    if reply.headers:
+        headers.update(reply.headers)
+    if reply.detail:
+        headers["X-Emulator-Detail"] = _header_safe(reply.detail)
     if reply.content_type == "text/plain":
         return web.Response(
             status=reply.status, text=str(reply.body), content_type="text/plain", headers=headers
@@ -124,31 +137,72 @@ def _respond(reply: Reply) -> web.Response:
 
 
 async def _api(request: web.Request) -> web.StreamResponse:
+    """
+    The endpoint: authentication, the POST rate limit, request hooks, request
+    faults, then dispatch. Every reply carries the ``X-RateLimit-*`` headers.
+    """
     emu = request.app[EMULATOR_KEY]
     if emu.config.public_url is None:
         emu.public_url = str(request.url.origin())
     raw = await request.read()
     if not _authorized(request, emu.config):
         emu.log_request(None, None, 401, _text(raw), _UNAUTHORIZED)
-        return _unauthorized()
+        response = _unauthorized()
+        response.headers.update(emu.post_bucket.headers())
+        return response
+    allowed, limit_headers = emu.post_bucket.take()
     try:
         body: Any = json.loads(raw)
         is_json = True
     except (ValueError, UnicodeDecodeError):
         body, is_json = None, False
+    command = _command(body)
+    if not allowed:
+        emu.log_request(
+            command, request_call_id(body), 429, body if is_json else _text(raw), _TOO_MANY,
+            fault="rate_limit",
+        )  # fmt: skip
+        return web.json_response(_TOO_MANY, status=429, headers=limit_headers)
     for hook in emu.request_hooks:
         answer = await hook(request, body)
         if answer is not None:
             status = answer.status
-            emu.log_request(_command(body), None, status, body, f"(request hook: {status})")
+            emu.log_request(command, None, status, body, f"(request hook: {status})")
+            if not answer.prepared:
+                answer.headers.update(limit_headers)
             return answer
-    if not is_json:
-        emu.log_request(None, None, 400, _text(raw), _BAD_REQUEST)
-        return web.json_response(
-            _BAD_REQUEST, status=400, headers={"X-Emulator-Detail": "the body is not JSON"}
-        )
-    reply = emu.handle(body)
-    return _respond(reply)
+    fault, late = emu.faults.for_request(command)
+    delay = late.seconds if late is not None else None
+    error = (
+        Reply(fault.status or 500, fault.reply_body(), headers=fault.reply_headers())
+        if fault is not None and fault.kind == "fail"
+        else None
+    )
+    dropping = fault is not None and fault.kind == "drop_connection"
+    if error is not None and fault is not None and not fault.processed:
+        reply = error
+        emu.log_request(
+            command, request_call_id(body), reply.status, body if is_json else _text(raw),
+            reply.body, fault="fail", delay=delay,
+        )  # fmt: skip
+    elif not is_json:
+        reply = error or Reply(400, _BAD_REQUEST, detail="the body is not JSON")
+        kind = "drop_connection" if dropping else "fail_after_processing" if error else None
+        emu.log_request(None, None, reply.status, _text(raw), reply.body, fault=kind, delay=delay)
+    elif error is not None:
+        reply = emu.handle(body, fault="fail_after_processing", answer=error, delay=delay)
+    elif dropping:
+        reply = emu.handle(body, fault="drop_connection", delay=delay)
+    else:
+        reply = emu.handle(body, delay=delay)
+    if delay:
+        await asyncio.sleep(delay)
+    if dropping:  # carried out, never answered
+        transport = request.transport
+        if transport is not None:
+            transport.close()
+        return web.Response(status=204)
+    return _respond(reply, limit_headers)
 
 
 def _header_safe(text: str) -> str:
@@ -315,3 +369,47 @@ async def _advance(request: web.Request) -> web.StreamResponse:
 async def _journal(request: web.Request) -> web.StreamResponse:
     emu = request.app[EMULATOR_KEY]
     return web.Response(text=emu.journal.to_jsonl(), content_type="application/x-ndjson")
+
+
+async def _list_faults(request: web.Request) -> web.StreamResponse:
+    emu = request.app[EMULATOR_KEY]
+    return web.json_response([f.to_json() for f in emu.faults.rules])
+
+
+async def _add_fault(request: web.Request) -> web.StreamResponse:
+    emu = request.app[EMULATOR_KEY]
+    body = await _json_body(request)
+    try:
+        fault = emu.faults.add(body)
+    except (TypeError, ValueError) as exc:
+        return _bad(str(exc))
+    return web.json_response(fault.to_json(), status=201)
+
+
+async def _clear_faults(request: web.Request) -> web.StreamResponse:
+    request.app[EMULATOR_KEY].faults.clear()
+    return web.json_response({"ok": True})
+
+
+async def _delete_fault(request: web.Request) -> web.StreamResponse:
+    if not request.app[EMULATOR_KEY].faults.remove(request.match_info["fault_id"]):
+        return web.json_response(_NOT_FOUND, status=404)
+    return web.json_response({"ok": True})
+
+
+async def _get_rate_limits(request: web.Request) -> web.StreamResponse:
+    return web.json_response(request.app[EMULATOR_KEY].rate_limits.to_json())
+
+
+async def _put_rate_limits(request: web.Request) -> web.StreamResponse:
+    emu = request.app[EMULATOR_KEY]
+    body = await _json_body(request)
+    known = set(attrs.fields_dict(RateLimits))
+    unknown = sorted(set(body) - known)
+    if unknown:
+        return _bad(f"unknown rate limit fields {unknown}; the fields are {sorted(known)}")
+    try:
+        limits = emu.set_rate_limits(**body)
+    except (TypeError, ValueError) as exc:
+        return _bad(str(exc))
+    return web.json_response(limits.to_json())

@@ -100,6 +100,8 @@ class EmulatedCall:
         self.status_url = dial.status_url
         self.status_events = frozenset(dial.status_events or ("ended",))
         self.created_at = emu.clock.now()
+        #: When the call left the new-call queue (emulated seconds; see ``start``).
+        self.queued_until = self.created_at
         self.answered_at: float | None = None
         self.ended_at: float | None = None
         self.end_reason: str | None = None
@@ -173,6 +175,7 @@ class EmulatedCall:
             **self.leg(),
             "end_reason": self.end_reason,
             "answered_as": self.answered_as,
+            "queued_seconds": round(self.queued_until - self.created_at, 6),
             "operations": [
                 {"kind": kind, "control_id": cid, "state": op.state}
                 for (kind, cid), op in self.ops.items()
@@ -262,9 +265,15 @@ class EmulatedCall:
         self.emu.clock.cancel(self._timer)
         self._timer = self.emu.clock.after(delay, fn, *args)
 
-    def start(self) -> None:
-        """Begin the scripted lifecycle: created, ringing, then the scenario's outcome."""
-        self._later(self.emu.config.setup_seconds, self._created)
+    def start(self, queued: float = 0.0) -> None:
+        """
+        Begin the scripted lifecycle: created, ringing, then the scenario's outcome.
+
+        *queued* is the emulated seconds the call waits in the new-call queue
+        (``RateLimits.calls_per_second``) before it is set up.
+        """
+        self.queued_until = self.emu.clock.now() + queued
+        self._later(queued + self.emu.config.setup_seconds, self._created)
 
     def _created(self) -> None:
         self.status = "created"

@@ -9,7 +9,9 @@ from typing import Literal
 
 import attrs
 
-__all__ = ["AnswerAs", "EmulatorConfig", "Scenario"]
+from relaycall.emulator._ratelimit import RateLimits
+
+__all__ = ["AnswerAs", "EmulatorConfig", "RateLimits", "Scenario"]
 
 AnswerAs = Literal["human", "machine", "busy", "no-answer", "failed", "declined"]
 ANSWERS = ("human", "machine", "busy", "no-answer", "failed", "declined")
@@ -142,6 +144,11 @@ class EmulatorConfig:
             request's Host (right for a direct connection).
         sidecar_ask_id_in_reply: Add ``ask_id`` to the ``calling.ai_sidecar.ask``
             reply (the prose promises one; the declared body has none).
+        rate_limits: The POST token bucket, its ``X-RateLimit-*`` headers and
+            the new-call queue (:class:`RateLimits`; only the headers are on
+            by default). Change them at run time with ``emu.set_rate_limits()``.
+        media_websockets: Connect to loopback ``calling.stream`` URLs and ``ws``
+            tap devices and send them audio frames (docs/emulator.md).
     """
 
     project_id: str = "test-project"
@@ -165,3 +172,7 @@ class EmulatorConfig:
     keep_ended_calls: int = 10_000
     public_url: str | None = None
     sidecar_ask_id_in_reply: bool = False
+    rate_limits: RateLimits = attrs.field(
+        factory=RateLimits, validator=attrs.validators.instance_of(RateLimits)
+    )
+    media_websockets: bool = True

@@ -6,8 +6,9 @@ Python control API tests drive it with.
 from __future__ import annotations
 
 import logging
+import math
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 import attrs
@@ -24,7 +25,9 @@ from relaycall.emulator._calls import (
 )
 from relaycall.emulator._clock import Scheduler
 from relaycall.emulator._config import EmulatorConfig, Scenario
+from relaycall.emulator._faults import Faults, format_seconds
 from relaycall.emulator._journal import Journal, NoteEntry, RequestEntry
+from relaycall.emulator._media import MediaHub
 from relaycall.emulator._ops import (
     Collect,
     Detect,
@@ -38,20 +41,31 @@ from relaycall.emulator._ops import (
     Transcribe,
 )
 from relaycall.emulator._outbox import DeliveryHook, Outbox
+from relaycall.emulator._ratelimit import CallQueue, PostBucket, RateLimits
 from relaycall.emulator._wire import WireError, parse_request
 from relaycall.errors import redact
 
-__all__ = ["Emulator", "Reply", "RequestHook"]
+__all__ = ["Emulator", "Reply", "RequestHook", "request_call_id"]
 
 logger = logging.getLogger("relaycall.emulator")
 
-#: Runs after authentication and before dispatch, with the request and its decoded
-#: JSON body (None when it was not JSON). Return a response to answer with it instead.
+#: Runs after authentication and the POST rate limit, before request faults and dispatch,
+#: with the request and its decoded JSON body (None when it was not JSON). Return a
+#: response to answer with it instead.
 RequestHook = Callable[[web.Request, Any], Awaitable[web.StreamResponse | None]]
 
 _MAX_RECORDINGS = 100_000
 #: The commands whose bodies can carry a secret (masked in the journal).
 _SECRET_COMMANDS = frozenset({"dial", "calling.refer", "calling.stream", "calling.ai_sidecar"})
+
+
+def request_call_id(body: Any) -> str | None:
+    """The call a request body names (``id``, or ``params.id`` for ``update``)."""
+    if not isinstance(body, dict):
+        return None
+    params = body.get("params")
+    call_id = body.get("id") or (params.get("id") if isinstance(params, dict) else None)
+    return call_id if isinstance(call_id, str) else None
 
 
 @attrs.frozen
@@ -63,6 +77,10 @@ class Reply:
     content_type: str = "application/json"
     #: Why a 400 was given (sent as the X-Emulator-Detail header; the body stays as declared).
     detail: str | None = None
+    #: Extra reply headers (``Retry-After``).
+    headers: Mapping[str, str] | None = None
+    #: Journaled as the request entry's ``fault`` (``call_queue_full``).
+    fault: str | None = None
 
 
 class Emulator:
@@ -79,13 +97,21 @@ class Emulator:
         clock: The scheduler (emulated time: ``clock.now()``, ``clock.advance()``).
         request_hooks: Run between authentication and dispatch (see :data:`RequestHook`).
         delivery_hooks: Run before each callback delivery (see ``DeliveryHook``).
+        faults: Failures on demand for requests and callbacks (:class:`Faults`).
+        rate_limits: The limits in force (:class:`RateLimits`; see :meth:`set_rate_limits`).
+        media: The WebSocket audio connections of streams and taps.
     """
 
     def __init__(self, config: EmulatorConfig | None = None) -> None:
         self.config = config or EmulatorConfig()
         self.clock = Scheduler(self.config.time_scale)
         self.journal = Journal(self.config.journal_size)
-        self.outbox = Outbox(self.config, self.journal, self.clock)
+        self.faults = Faults()
+        self.outbox = Outbox(self.config, self.journal, self.clock, self.faults)
+        self.rate_limits: RateLimits = self.config.rate_limits
+        self.post_bucket = PostBucket(self.rate_limits)
+        self.call_queue = CallQueue()
+        self.media = MediaHub(self)
         self.scenarios: dict[str, Scenario] = {}
         self.calls: dict[str, EmulatedCall] = {}
         self.audio_durations: dict[str, float] = {}
@@ -111,8 +137,9 @@ class Emulator:
         await self.outbox.start()
 
     async def close(self) -> None:
-        """Stop every timer and close the callback session."""
+        """Stop every timer, close the WebSocket connections and the callback session."""
         self.clock.clear()
+        await self.media.close()
         await self.outbox.close()
 
     async def idle(self) -> None:
@@ -120,15 +147,34 @@ class Emulator:
         await self.outbox.idle()
 
     def reset(self) -> None:
-        """Forget everything: calls, timers, queued callbacks, scenarios, journal, recordings."""
+        """
+        Forget everything: calls, timers, queued callbacks, WebSocket connections,
+        scenarios, faults, journal, recordings; the rate limits go back to the config's.
+        """
         self.clock.clear()
         self.outbox.clear()
+        self.media.clear()
         self.calls.clear()
         self._ended.clear()
         self.scenarios.clear()
         self.audio_durations.clear()
         self._recordings.clear()
         self.journal.clear()
+        self.faults.clear()
+        self.set_rate_limits(self.config.rate_limits)
+
+    def set_rate_limits(self, limits: RateLimits | None = None, **changes: Any) -> RateLimits:
+        """
+        Change the rate limits in force: give a whole :class:`RateLimits`, or
+        fields to change (``emu.set_rate_limits(enforce_post_limit=True, post_limit=5)``).
+        The POST bucket starts full and the call queue empty. Returns the new limits.
+        """
+        base = limits if limits is not None else self.rate_limits
+        new = attrs.evolve(base, **changes) if changes else base
+        self.rate_limits = new
+        self.post_bucket.configure(new)
+        self.call_queue.clear()
+        return new
 
     # --- the Python control API ------------------------------------------------------------------
 
@@ -214,8 +260,21 @@ class Emulator:
 
     # --- requests ------------------------------------------------------------------------------
 
-    def handle(self, body: Any) -> Reply:
-        """Answer one decoded request body, and journal it."""
+    def handle(
+        self,
+        body: Any,
+        *,
+        fault: str | None = None,
+        answer: Reply | None = None,
+        delay: float | None = None,
+    ) -> Reply:
+        """
+        Answer one decoded request body, and journal it.
+
+        The endpoint passes *fault* (journaled) and, for a fault that answers
+        an error after carrying the command out, the *answer* sent instead of
+        the real reply (which is then returned).
+        """
         command = body.get("command") if isinstance(body, dict) else None
         try:
             cmd = parse_request(body)
@@ -224,17 +283,25 @@ class Emulator:
             reply = Reply(exc.status, exc.body(), detail=exc.text if exc.status == 400 else None)
             if exc.status == 400:
                 logger.info("emulator: 400 %s", exc.text)
-        call_id = None
-        if isinstance(body, dict):
-            params = body.get("params")
-            call_id = body.get("id") or (params.get("id") if isinstance(params, dict) else None)
-            if reply.status == 200 and command == "dial" and isinstance(reply.body, dict):
-                call_id = reply.body.get("id")
-        self.log_request(command, call_id, reply.status, body, reply.body)
-        return reply
+        call_id = request_call_id(body)
+        if reply.status == 200 and command == "dial" and isinstance(reply.body, dict):
+            call_id = reply.body.get("id")
+        sent = answer or reply
+        self.log_request(
+            command, call_id, sent.status, body, sent.body, fault=fault or reply.fault, delay=delay
+        )
+        return sent
 
     def log_request(
-        self, command: Any, call_id: Any, status: int, body: Any, response: Any
+        self,
+        command: Any,
+        call_id: Any,
+        status: int,
+        body: Any,
+        response: Any,
+        *,
+        fault: str | None = None,
+        delay: float | None = None,
     ) -> None:
         self.journal.add(
             RequestEntry(
@@ -245,6 +312,8 @@ class Emulator:
                 status=status,
                 body=redact(body) if command in _SECRET_COMMANDS or command is None else body,
                 response=response,
+                fault=fault,
+                delay=delay,
             )
         )
 
@@ -348,10 +417,22 @@ class Emulator:
     # --- the call itself -----------------------------------------------------------------------
 
     def _dial(self, cmd: c.Dial) -> Reply:
+        now = self.clock.now()
+        limits = self.rate_limits
+        wait = self.call_queue.admit(now, limits)
+        if wait is None:
+            emulated = self.call_queue.retry_after(now, limits)
+            real = max(1, math.ceil(emulated / self.clock.time_scale))
+            return Reply(
+                429,
+                {"error": "Too Many Requests"},
+                headers={"Retry-After": format_seconds(real)},
+                fault="call_queue_full",
+            )
         scenario = self.scenarios.get(cmd.to or "", self.config.default_scenario)
         call = EmulatedCall(self, cmd, scenario)
         self.calls[call.id] = call
-        call.start()
+        call.start(wait)
         return self._leg(call)
 
     def _update(self, cmd: c.Update) -> Reply:

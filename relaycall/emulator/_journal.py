@@ -23,7 +23,21 @@ Outcome = Literal["delivered", "failed", "blocked", "dropped", "no_url"]
 
 @attrs.frozen(kw_only=True)
 class RequestEntry:
-    """One request to the API endpoint and the answer it got."""
+    """
+    One request to the API endpoint and the answer it got.
+
+    *fault* says when the answer was not the plain one (see docs/emulator.md):
+
+    - ``rate_limit``: 429 from the enforced POST limit; not carried out.
+    - ``call_queue_full``: 429 for a ``dial`` the full call queue refused.
+    - ``fail``: an injected error status; not carried out.
+    - ``fail_after_processing``: carried out, then answered with the injected
+      error status (*response* is the error body).
+    - ``drop_connection``: carried out, then the connection was closed
+      without an answer; *status* and *response* are what would have been sent.
+
+    *delay* is the real seconds a ``latency`` fault held the reply.
+    """
 
     seq: int
     time: float
@@ -32,6 +46,8 @@ class RequestEntry:
     status: int
     body: Any
     response: Any
+    fault: str | None = None
+    delay: float | None = None
     kind: Literal["request"] = "request"
 
 
@@ -42,8 +58,12 @@ class CallbackEntry:
 
     *outcome* is ``delivered`` (the receiver answered 2xx), ``failed`` (another
     status or a network error, see *error*), ``blocked`` (not a loopback host
-    and external callbacks are off), ``dropped`` (a delivery hook dropped it)
-    or ``no_url`` (the operation had no URL to send it to).
+    and external callbacks are off), ``dropped`` (a delivery hook or a
+    ``drop_callbacks`` fault dropped it) or ``no_url`` (the operation had no
+    URL to send it to).
+
+    *fault* names the callback fault applied: ``drop``, ``duplicate`` (the
+    second copy), ``delayed`` or ``reordered``.
     """
 
     seq: int
@@ -56,12 +76,17 @@ class CallbackEntry:
     status: int | None
     error: str | None
     body: Any
+    fault: str | None = None
     kind: Literal["callback"] = "callback"
 
 
 @attrs.frozen(kw_only=True)
 class NoteEntry:
-    """Something else worth recording: a key press, a user event, a reset."""
+    """
+    Something else worth recording: a key press, a user event, a transfer, and the
+    WebSocket audio connections (``media.connected``, ``media.closed``,
+    ``media.failed``, ``media.skipped``).
+    """
 
     seq: int
     time: float

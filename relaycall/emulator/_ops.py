@@ -17,6 +17,7 @@ from relaycall.emulator._wav import RATE, frames_for, wav_size
 
 if TYPE_CHECKING:
     from relaycall.emulator._calls import EmulatedCall
+    from relaycall.emulator._media import MediaLink
 
 __all__ = [
     "Collect",
@@ -600,16 +601,28 @@ class Detect(Operation):
 # --- tap, stream, transcribe -----------------------------------------------------------------
 
 
+#: Which media tracks a tap direction or a stream track sends (inbound: the far end).
+TAP_TRACKS = {"speak": ("inbound",), "listen": ("outbound",), "both": ("inbound", "outbound")}
+STREAM_TRACKS = {
+    "inbound_track": ("inbound",),
+    "outbound_track": ("outbound",),
+    "both_tracks": ("inbound", "outbound"),
+}
+
+
 class Tap(Operation):
-    """``tapping`` -> ``finished``."""
+    """``tapping`` -> ``finished``; audio frames to a loopback ``ws`` device."""
 
     kind = "tap"
     event_type = "calling.call.tap"
 
     def __init__(self, call: EmulatedCall, cmd: c.Tap) -> None:
         super().__init__(call, cmd.control_id, cmd.status_url)
+        self.direction = cmd.direction
         self.tap = {"type": "audio", "params": {"direction": cmd.direction}}
         self.device = unstructure(cmd.device)
+        self.uri = cmd.device.uri if isinstance(cmd.device, c.WsDevice) else None
+        self.media: MediaLink | None = None
 
     def _event(self, state: str) -> None:
         self.state = state
@@ -617,15 +630,24 @@ class Tap(Operation):
 
     def begin(self) -> None:
         self._event("tapping")
+        if self.uri is not None:
+            self.media = self.call.emu.media.open(
+                self.call, "tap", self.control_id, self.uri, TAP_TRACKS[self.direction]
+            )
 
     def stop(self) -> None:
         if not self.done:
+            if self.media is not None:
+                self.media.stop()
             self._event("finished")
             self.finish()
 
 
 class Stream(Operation):
-    """``streaming`` -> ``finished``, in the shape the reference types (§9.3)."""
+    """
+    ``streaming`` -> ``finished``, in the shape the reference types (§9.3); audio
+    frames to a loopback URL.
+    """
 
     kind = "stream"
     event_type = "calling.call.stream"
@@ -634,6 +656,14 @@ class Stream(Operation):
         super().__init__(call, cmd.control_id, cmd.status_url)
         self.url = cmd.url
         self.name = cmd.name
+        self.tracks = STREAM_TRACKS[cmd.track or "inbound_track"]
+        self.headers = (
+            {"Authorization": f"Bearer {cmd.authorization_bearer_token}"}
+            if cmd.authorization_bearer_token
+            else {}
+        )
+        self.custom_parameters = dict(cmd.custom_parameters or {})
+        self.media: MediaLink | None = None
 
     def emit(self, params: dict[str, Any]) -> None:
         full = {"segment_id": self.call.segment_id, "control_id": self.control_id, **params}
@@ -648,9 +678,15 @@ class Stream(Operation):
 
     def begin(self) -> None:
         self._event("streaming")
+        self.media = self.call.emu.media.open(
+            self.call, "stream", self.control_id, self.url, self.tracks,
+            headers=self.headers, custom_parameters=self.custom_parameters,
+        )  # fmt: skip
 
     def stop(self) -> None:
         if not self.done:
+            if self.media is not None:
+                self.media.stop()
             self._event("finished")
             self.finish()
 

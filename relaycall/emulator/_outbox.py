@@ -6,6 +6,11 @@ order they were produced (an operation's final event before the call's
 ``ended``); different calls are delivered in parallel by a fixed pool of
 workers. A failure is logged and journaled, never raised: the emulator keeps
 running whatever the receiver does.
+
+Callback faults (``emu.faults``) are applied when a callback is produced:
+a dropped one is journaled and never queued, a duplicated one is queued twice,
+a delayed one is queued after a scheduler timer, and a reordered one is held
+until the next callback about the same call has been queued.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ import aiohttp
 import attrs
 
 from relaycall._version import __version__
-from relaycall.emulator._clock import Scheduler
+from relaycall.emulator._clock import Scheduler, Timer
 from relaycall.emulator._config import EmulatorConfig
+from relaycall.emulator._faults import Faults
 from relaycall.emulator._journal import CallbackEntry, Journal, Outcome
 
 __all__ = ["Delivery", "DeliveryHook", "Outbox", "is_loopback", "sign"]
@@ -46,6 +52,8 @@ class Delivery:
     event_type: str | None
     control_id: str | None
     headers: dict[str, str] = attrs.field(factory=dict)
+    #: The callback fault applied to it: ``duplicate``, ``delayed`` or ``reordered``.
+    fault: str | None = None
 
 
 #: Runs before each delivery; return False to drop the callback (journaled as ``dropped``).
@@ -80,10 +88,20 @@ def is_loopback(url: str) -> bool:
 class Outbox:
     """Posts callbacks; see the module docstring."""
 
-    def __init__(self, config: EmulatorConfig, journal: Journal, clock: Scheduler) -> None:
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        journal: Journal,
+        clock: Scheduler,
+        faults: Faults | None = None,
+    ) -> None:
         self._config = config
         self._journal = journal
         self._clock = clock
+        self.faults = faults if faults is not None else Faults()
+        #: Callbacks held back by a fault: delayed ones, and reordered ones by call.
+        self._delayed: dict[int, tuple[Delivery, Timer]] = {}
+        self._held: dict[str, tuple[Delivery, Timer]] = {}
         self._queues: list[asyncio.Queue[Delivery]] = [
             asyncio.Queue() for _ in range(max(1, config.callback_workers))
         ]
@@ -116,11 +134,16 @@ class Outbox:
             self._session = None
 
     def clear(self) -> None:
-        """Drop every callback not yet sent."""
+        """Drop every callback not yet sent (also those a fault holds back)."""
         for q in self._queues:
             while not q.empty():
                 q.get_nowait()
                 self._done()
+        for _, timer in [*self._delayed.values(), *self._held.values()]:
+            self._clock.cancel(timer)
+            self._done()
+        self._delayed.clear()
+        self._held.clear()
 
     @property
     def pending(self) -> int:
@@ -158,11 +181,63 @@ class Outbox:
         d = Delivery(
             url=url, payload=payload, call_id=call_id, event_type=event_type, control_id=control_id
         )
-        index = zlib.crc32((call_id or url).encode()) % len(self._queues)
-        self._pending += 1
+        fault = self.faults.for_callback(event_type, call_id)
+        if fault is None:
+            self._accept()
+            self._queue(d)
+            return
+        kind = fault.kind
+        if kind == "drop_callbacks":
+            self._record(url, payload, call_id, event_type, control_id, "dropped", fault="drop")
+            return
+        if kind == "duplicate_callbacks":
+            self._accept(2)
+            self._queue(d)
+            self._queue(attrs.evolve(d, headers={}, fault="duplicate"))
+            return
+        assert fault.seconds is not None
+        if kind == "delay_callbacks":
+            d.fault = "delayed"
+            self._accept()
+            timer = self._clock.after(fault.seconds, self._release_delayed, id(d))
+            self._delayed[id(d)] = (d, timer)
+            return
+        # reorder_callbacks: hold it until the next one about the same call is queued.
+        d.fault = "reordered"
+        self._accept()
+        key = self._key(d)
+        if key in self._held:
+            self._queue(d)  # two held in a row: this one goes first, swapping them
+            return
+        self._held[key] = (d, self._clock.after(fault.seconds, self._release_held, key))
+
+    @staticmethod
+    def _key(d: Delivery) -> str:
+        return d.call_id or d.url
+
+    def _accept(self, n: int = 1) -> None:
+        self._pending += n
         if self._idle is not None:
             self._idle.clear()
-        self._queues[index].put_nowait(d)
+
+    def _queue(self, d: Delivery) -> None:
+        """Put an accepted delivery on its worker's queue; a held one about its call follows."""
+        key = self._key(d)
+        self._queues[zlib.crc32(key.encode()) % len(self._queues)].put_nowait(d)
+        held = self._held.pop(key, None)
+        if held is not None:
+            self._clock.cancel(held[1])
+            self._queues[zlib.crc32(key.encode()) % len(self._queues)].put_nowait(held[0])
+
+    def _release_delayed(self, ident: int) -> None:
+        entry = self._delayed.pop(ident, None)
+        if entry is not None:
+            self._queue(entry[0])
+
+    def _release_held(self, key: str) -> None:
+        entry = self._held.pop(key, None)
+        if entry is not None:
+            self._queue(entry[0])
 
     def _done(self) -> None:
         self._pending -= 1
@@ -178,7 +253,7 @@ class Outbox:
                 logger.warning("emulator: callback to %s failed: %r", d.url, exc)
                 self._record(
                     d.url, d.payload, d.call_id, d.event_type, d.control_id, "failed",
-                    error=repr(exc),
+                    error=repr(exc), fault=d.fault,
                 )  # fmt: skip
             finally:
                 self._done()
@@ -189,7 +264,10 @@ class Outbox:
             if inspect.isawaitable(verdict):
                 verdict = await verdict
             if verdict is False:
-                self._record(d.url, d.payload, d.call_id, d.event_type, d.control_id, "dropped")
+                self._record(
+                    d.url, d.payload, d.call_id, d.event_type, d.control_id, "dropped",
+                    fault=d.fault,
+                )  # fmt: skip
                 return
         body = json.dumps(d.payload, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", **d.headers}
@@ -215,7 +293,7 @@ class Outbox:
             )
         self._record(
             d.url, d.payload, d.call_id, d.event_type, d.control_id, outcome,
-            status=status, error=error,
+            status=status, error=error, fault=d.fault,
         )  # fmt: skip
 
     def _record(  # noqa: PLR0917 - private
@@ -229,6 +307,7 @@ class Outbox:
         *,
         status: int | None = None,
         error: str | None = None,
+        fault: str | None = None,
     ) -> None:
         self._journal.add(
             CallbackEntry(
@@ -242,5 +321,6 @@ class Outbox:
                 status=status,
                 error=error,
                 body=payload,
+                fault=fault,
             )
         )
