@@ -590,3 +590,42 @@ def test_handles_are_slotted():
     pb = call.playback("x")
     assert not hasattr(call, "__dict__")
     assert not hasattr(pb, "__dict__")
+
+
+async def test_end_reports_ended_here_even_when_leg_says_completed(relay, server):
+    """end()'s own reason wins over the terminal status in the reply's leg."""
+    call = relay.call(CALL_ID)
+    pb = await call.play(tts("x"))
+    server.reply(Respond(body=call_leg(CALL_ID, status="completed")))
+    await call.end()
+    assert (await call.ended(timeout=1)).reason == "ended_here"
+    assert (await pb.wait(timeout=1)).reason == "call_ended"
+    assert call.leg is not None
+    assert call.leg.status == "completed"
+
+
+async def test_update_with_status_reports_ended_here(relay, server):
+    """update(status=...) ends the call here, reason ended_here, end_reason from the status."""
+    call = relay.call(CALL_ID)
+    server.reply(Respond(body=call_leg(CALL_ID, status="canceled")))
+    await call.update(url="https://example.test/x", status="canceled")
+    result = await call.ended(timeout=1)
+    assert (result.reason, result.end_reason) == ("ended_here", "cancel")
+
+
+async def test_stop_resent_after_drop_and_404_is_success(relay, server):
+    """A stop whose first attempt went unanswered and whose re-send gets 404 took effect."""
+    pb = await relay.call(CALL_ID).play(tts("x"), control_id="s404")
+    server.reply(Respond(drop=True), Respond(status=404, body={"error": "Not Found"}))
+    await pb.stop()
+    assert pb.state == "finished"
+    assert (await pb.wait(timeout=1)).reason == "gone"
+    assert [b["command"] for b in server.bodies[1:]] == ["calling.play.stop"] * 2
+
+
+async def test_first_attempt_404_on_stop_still_raises(relay, server):
+    """Without a retry, a 404 on stop is news and is raised."""
+    pb = await relay.call(CALL_ID).play(tts("x"), control_id="s404b")
+    server.reply(Respond(status=404, body={"error": "Not Found"}))
+    with pytest.raises(relaycall.NotFoundError):
+        await pb.stop()

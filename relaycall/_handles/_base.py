@@ -285,6 +285,10 @@ class Operation(Handle):
             await self.call._relay.send(command)
         except NotFoundError as exc:
             self._set_final("finished", reason="gone")
+            if exc.retries_taken and next_state == "stopped":
+                # A stop re-sent after an unanswered attempt: the 404 means the first
+                # one got through (or it had ended anyway). Either way it is over.
+                return
             raise NotFoundError(
                 f"{command.command_name}: {type(self).__name__} {self.control_id} is no longer "
                 f"running on the server (HTTP 404); the handle is now marked finished",

@@ -196,7 +196,7 @@ class Call(Handle):
 
     # --- sending ---------------------------------------------------------------------
 
-    async def _send(self, command: Command[Any]) -> Any:
+    async def _send(self, command: Command[Any], *, observe: bool = True) -> Any:
         try:
             result = await self._relay.send(command)
         except NotFoundError as exc:
@@ -209,12 +209,15 @@ class Call(Handle):
                 body=exc.body,
                 command=exc.command,
             ) from exc
-        self._observe_leg(result)
+        if observe:
+            self._observe_leg(result)
+        elif isinstance(result, CallLeg | FabricDeviceLeg):
+            self.leg = result
         return result
 
-    async def _command(self, method: str, command: Command[Any]) -> Any:
+    async def _command(self, method: str, command: Command[Any], *, observe: bool = True) -> Any:
         self._check(method)
-        return await self._send(command)
+        return await self._send(command, observe=observe)
 
     def _start(self, method: str, handle_cls: type[OpT], command: Command[Any]) -> Starting[OpT]:
         self._check(method)
@@ -274,7 +277,9 @@ class Call(Handle):
             call_id=self.id, url=url, swml=swml, status=status,
             fallback_url=fallback_url, status_url=status_url,
         )  # fmt: skip
-        leg = await self._command("update", cmd)
+        # With a status, this process ends the call: that is the reason its waits
+        # report, whatever the reply's leg says.
+        leg = await self._command("update", cmd, observe=status is None)
         if status is not None:
             self._mark_ended("hangup" if status == "completed" else "cancel", reason="ended_here")
         return leg  # type: ignore[no-any-return]
@@ -288,7 +293,8 @@ class Call(Handle):
 
         Its operations resolve with reason ``call_ended``.
         """
-        leg = await self._command("end", call_cmd.End(call_id=self.id, reason=reason))
+        cmd = call_cmd.End(call_id=self.id, reason=reason)
+        leg = await self._command("end", cmd, observe=False)
         self._mark_ended(reason or "hangup", reason="ended_here")
         return leg  # type: ignore[no-any-return]
 
