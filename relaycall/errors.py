@@ -247,6 +247,10 @@ class APIStatusError(RelayError):
         self.request_id = _request_id(self.headers)
         self.body = body
         self.command = command
+        self._read_details()
+
+    def _read_details(self) -> None:
+        """Hook: a subclass reads what its status carries (a 422's errors, a 429's wait)."""
 
 
 class BadRequestError(APIStatusError):
@@ -294,19 +298,8 @@ class UnprocessableEntityError(APIStatusError):
 
     status_code = 422
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int,
-        headers: Mapping[str, str] | None = None,
-        body: Any = None,
-        command: str | None = None,
-    ) -> None:
-        super().__init__(
-            message, status_code=status_code, headers=headers, body=body, command=command
-        )
-        raw = body.get("errors") if isinstance(body, Mapping) else None
+    def _read_details(self) -> None:
+        raw = self.body.get("errors") if isinstance(self.body, Mapping) else None
         items: Sequence[Any] = raw if isinstance(raw, list) else []
         self.errors: tuple[ErrorItem, ...] = tuple(ErrorItem.from_wire(i) for i in items)
 
@@ -321,18 +314,7 @@ class RateLimitError(APIStatusError):
 
     status_code = 429
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int,
-        headers: Mapping[str, str] | None = None,
-        body: Any = None,
-        command: str | None = None,
-    ) -> None:
-        super().__init__(
-            message, status_code=status_code, headers=headers, body=body, command=command
-        )
+    def _read_details(self) -> None:
         from relaycall._retry import parse_retry_after  # noqa: PLC0415 - avoids an import cycle
 
         self.retry_after: float | None = parse_retry_after(self.headers)
