@@ -40,6 +40,8 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks: relaycall beside a bare aiohttp loop, ratios printed."""
+    """Run the benchmarks: relaycall beside a bare aiohttp loop and the SDK, ratios printed."""
     session.install("-e", ".[bench]")
+    # The baseline the benchmarks compare against; never a relaycall dependency.
+    session.install("signalwire-sdk")
     session.run("python", "-m", "benchmarks", *session.posargs)

@@ -250,7 +250,7 @@ class EventReceiver:
         relay = self._relay
         call = relay._calls.get(event.call_id) if relay is not None and event.call_id else None
         if self.require_token:
-            token = parse_qs(query).get("t", [None])[0]
+            token = _token_of(query)
             if not self._token_ok(token, event, call):
                 return self._reject_auth("missing or wrong token")
         self._route(event, call)
@@ -323,10 +323,20 @@ class EventReceiver:
                 self.stats.received += 1
                 status, text = self._reject_body("body too large")
                 return web.Response(status=status, text=text)
+        # The full URL is only read to check a signature against it (see
+        # _url_to_sign); building it from the request costs more than the rest
+        # of this handler, so it is built only when it will be read.
+        url = str(request.url) if self._reads_request_url() else ""
         status, text = self.ingest(
-            bytes(chunks), url=str(request.url), query=request.query_string, headers=request.headers
+            bytes(chunks), url=url, query=request.query_string, headers=request.headers
         )
         return web.Response(status=status, text=text)
+
+    def _reads_request_url(self) -> bool:
+        """Whether :meth:`ingest` will look at its *url* (only _url_to_sign does)."""
+        return self._signing_key is not None and (
+            self._signature_url is not None or self.public_url is None
+        )
 
     def add_to_app(self, app: web.Application) -> None:
         """Mount the handler at :attr:`path` in an aiohttp application."""
@@ -428,6 +438,16 @@ class _Serving:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._receiver.stop()
+
+
+def _token_of(query: str) -> str | None:
+    """The ``t`` parameter of a query string, as ``parse_qs(query).get("t", [None])[0]``."""
+    # The query relaycall writes is exactly "t=<token>", in URL-safe characters:
+    # then parse_qs would return the rest unchanged, and slicing is ~10x cheaper.
+    # Anything else (other parameters, escapes, "+") goes through parse_qs.
+    if query.startswith("t=") and "&" not in query and "%" not in query and "+" not in query:
+        return query[2:] or None
+    return parse_qs(query).get("t", [None])[0]
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

@@ -34,7 +34,13 @@ from relaycall.errors import (
     TransportError,
 )
 
-__all__ = ["Decision", "classify", "parse_retry_after", "send_with_retries"]
+__all__ = [
+    "Decision",
+    "classify",
+    "parse_retry_after",
+    "retry_after_failure",
+    "send_with_retries",
+]
 
 logger = logging.getLogger("relaycall")
 T = TypeVar("T")
@@ -126,6 +132,36 @@ async def send_with_retries(
         return await attempt(1), 0
     except RelayError as exc:
         first = exc
+    return await retry_after_failure(
+        first,
+        attempt,
+        started=started,
+        policy=policy,
+        idempotency=idempotency,
+        command=command,
+        body=body,
+        sleep=sleep,
+    )
+
+
+async def retry_after_failure(
+    first: RelayError,
+    attempt: Callable[[int], Awaitable[T]],
+    *,
+    started: float,
+    policy: RetryPolicy,
+    idempotency: Idempotency,
+    command: str,
+    body: Mapping[str, Any],
+    sleep: Callable[[float], Awaitable[None]],
+) -> tuple[T, int]:
+    """
+    Go on after attempt 1 failed with *first* (at ``time.monotonic()`` *started*).
+
+    What :func:`send_with_retries` does after its first attempt; the session
+    awaits its first attempt itself and calls this only on a failure, so a
+    command that succeeds builds no retry machinery at all.
+    """
     decision = classify(first, idempotency)
     if decision is Decision.AMBIGUOUS:
         raise AmbiguousOutcomeError(command, body, first) from first

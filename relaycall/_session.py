@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import enum
+import functools
 import json
 import os
 import platform
 import re
+import time
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -29,7 +31,7 @@ from relaycall._handles.call import Call
 from relaycall._limits import RateLimiter
 from relaycall._models import RawResponse
 from relaycall._receiver import STATUS_URL_COMMANDS, EventReceiver
-from relaycall._retry import send_with_retries
+from relaycall._retry import retry_after_failure
 from relaycall._validate import uuid_check
 from relaycall._version import __version__
 from relaycall.errors import (
@@ -73,9 +75,14 @@ def _decode(data: bytes) -> Any:
         return data.decode("utf-8", errors="replace")
 
 
+# Built once: json.dumps with non-default options constructs a new JSONEncoder on
+# every call; this one produces the same bytes (benchmarks/RESULTS.md).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def _encode(body: Mapping[str, Any], command: str) -> bytes:
     try:
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        return _ENCODER.encode(body).encode()
     except (TypeError, ValueError) as exc:
         raise ValidationError(
             f"{command}.params", body.get("params"), f"is not JSON: {exc}"
@@ -454,28 +461,25 @@ class AsyncRelay:
             else _transport.client_timeout(Timeout.of(timeout))
         )
         policy = self._retry if retry is USE_DEFAULT else (retry or RetryPolicy.disabled())
-        headers = self._headers
-        url = self._url
         dial_rate = self._dial_rate if name == "dial" else None
-
-        async def attempt(number: int) -> _Reply:
-            if self._state is _State.CLOSED:
-                raise ClientClosedError(f"{name}: the AsyncRelay was closed")
-            async with self._gate:
-                if self._rate is not None:
-                    await self._rate.acquire()
-                if dial_rate is not None:
-                    await dial_rate.acquire()
-                hdrs = headers if number == 1 else {**headers, "Relaycall-Attempt": str(number)}
-                reply = await _transport.post(session, url, data, hdrs, client_timeout, name)
-            decoded = _decode(reply.data)
-            if not 200 <= reply.status < 300:
-                raise make_status_error(reply.status, reply.headers, decoded, command=name)
-            return _Reply(reply.status, reply.headers, decoded)
-
         try:
-            return await send_with_retries(
-                attempt,
+            # The first attempt is awaited here, not through send_with_retries:
+            # a command that succeeds (nearly all) then creates no per-request
+            # closure (with its cells) and no retry coroutine. Fewer objects per
+            # command means less work for the garbage collector when thousands
+            # of commands are in flight (benchmarks/RESULTS.md). Failures take
+            # exactly the path they took before (retry_after_failure).
+            started = time.monotonic()
+            try:
+                return await self._attempt(session, name, data, client_timeout, dial_rate, 1), 0
+            except RelayError as exc:
+                first = exc
+            return await retry_after_failure(
+                first,
+                # A partial, not a lambda: a lambda here would make every local it
+                # reads a cell, created on each call even when nothing fails.
+                functools.partial(self._attempt, session, name, data, client_timeout, dial_rate),
+                started=started,
                 policy=policy,
                 idempotency=idempotency,
                 command=name,
@@ -489,6 +493,37 @@ class AsyncRelay:
             if session.closed:
                 raise ClientClosedError(f"{name}: the HTTP session is closed") from exc
             raise
+
+    async def _attempt(  # noqa: PLR0917 - a private hot path; keywords would cost per call
+        self,
+        session: aiohttp.ClientSession,
+        name: str,
+        data: bytes,
+        client_timeout: aiohttp.ClientTimeout,
+        dial_rate: RateLimiter | None,
+        number: int,
+    ) -> _Reply:
+        """Send attempt *number* (1-based) of a command once; raise on any failure."""
+        if self._state is _State.CLOSED:
+            raise ClientClosedError(f"{name}: the AsyncRelay was closed")
+        # What ``async with self._gate`` does, without the two extra coroutines
+        # its __aenter__ and __aexit__ create on every command.
+        gate = self._gate
+        await gate.acquire()
+        try:
+            if self._rate is not None:
+                await self._rate.acquire()
+            if dial_rate is not None:
+                await dial_rate.acquire()
+            headers = self._headers
+            hdrs = headers if number == 1 else {**headers, "Relaycall-Attempt": str(number)}
+            reply = await _transport.post(session, self._url, data, hdrs, client_timeout, name)
+        finally:
+            gate.release()
+        decoded = _decode(reply.data)
+        if not 200 <= reply.status < 300:
+            raise make_status_error(reply.status, reply.headers, decoded, command=name)
+        return _Reply(reply.status, reply.headers, decoded)
 
 
 def command_class(name: str) -> type[Command[Any]] | None:

@@ -12,7 +12,6 @@ import ssl
 from collections.abc import Mapping
 
 import aiohttp
-import attrs
 
 from relaycall._config import Limits, Timeout
 from relaycall.errors import (
@@ -25,11 +24,15 @@ from relaycall.errors import (
 )
 
 
-@attrs.frozen
 class Reply:
-    status: int
-    headers: Mapping[str, str]
-    data: bytes
+    # A plain slotted class, not attrs.frozen: one is built per request, and a
+    # frozen attrs __init__ goes through object.__setattr__ for every field.
+    __slots__ = ("data", "headers", "status")
+
+    def __init__(self, status: int, headers: Mapping[str, str], data: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.data = data
 
 
 def client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:

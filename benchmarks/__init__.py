@@ -1,0 +1,1 @@
+"""Benchmarks: relaycall beside a bare aiohttp client and the SignalWire SDK (see README.md)."""

@@ -1,0 +1,334 @@
+"""
+Benchmark 2: command throughput and client CPU per command.
+
+N concurrent call flows, each ``dial, play, pause, resume, stop, record,
+record stop, end`` (8 commands), against the same server process, through:
+
+- ``relaycall``: the handles (``await relay.dial(...)``, ``await call.play(...)``...);
+- ``aiohttp``: a bare ``aiohttp.ClientSession`` posting byte-identical bodies with
+  the same headers, the same connection limit and the same timeouts, and
+  decoding each JSON reply (the least any client must do);
+- ``sdk``: SignalWire's own ``signalwire.rest.RestClient(...).calling`` (sync,
+  requests-based), driven by a ThreadPoolExecutor of the same concurrency.
+
+Each side runs in a client process of its own (not the server's), so
+``time.process_time()`` there is the client's CPU alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks._server import PROJECT, TOKEN
+from benchmarks._util import CONNECTION_LIMIT, Sizes, Summary, Worker, goal, ratio, table
+
+SIDES = ("relaycall", "aiohttp", "sdk")
+COMMANDS_PER_FLOW = 8
+FROM = "+15551230000"
+TO = "+15557650000"
+SWML_URL = "https://example.test/swml"
+TEXT = "Please leave a message after the tone."
+
+
+def sdk_available() -> bool:
+    try:
+        import signalwire.rest  # noqa: F401, PLC0415
+    except Exception:
+        return False
+    return True
+
+
+# --- the bodies the bare client sends (relaycall's, byte for byte) -----------------------
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    # The options relaycall encodes with (relaycall._session._encode), so the
+    # bytes are the same; written the way a bare client would write it.
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def dial_body() -> bytes:
+    return encode({"command": "dial", "params": {"from": FROM, "to": TO, "url": SWML_URL}})
+
+
+def play_body(call_id: str, control_id: str) -> bytes:
+    return encode(
+        {
+            "command": "calling.play",
+            "id": call_id,
+            "params": {
+                "control_id": control_id,
+                "play": [{"type": "tts", "params": {"text": TEXT}}],
+            },
+        }
+    )
+
+
+def record_body(call_id: str, control_id: str) -> bytes:
+    return encode(
+        {
+            "command": "calling.record",
+            "id": call_id,
+            "params": {"control_id": control_id, "record": {"audio": {"format": "wav"}}},
+        }
+    )
+
+
+def follow_up_body(command: str, call_id: str, control_id: str) -> bytes:
+    return encode({"command": command, "id": call_id, "params": {"control_id": control_id}})
+
+
+def end_body(call_id: str) -> bytes:
+    return encode({"command": "calling.end", "id": call_id, "params": {}})
+
+
+def relaycall_headers() -> dict[str, str]:
+    """The exact headers relaycall sends (taken from an unopened session: no I/O)."""
+    import relaycall  # noqa: PLC0415
+
+    relay = relaycall.AsyncRelay(PROJECT, TOKEN, base_url="http://127.0.0.1:1")
+    return dict(relay._headers)
+
+
+# --- the three clients ----------------------------------------------------------------------
+
+
+async def _relaycall_flows(base_url: str, concurrency: int, flows: int) -> dict[str, float]:
+    import relaycall  # noqa: PLC0415
+
+    tts = relaycall.tts
+    async with relaycall.AsyncRelay(
+        PROJECT, TOKEN, base_url=base_url, limits=relaycall.Limits(max_connections=CONNECTION_LIMIT)
+    ) as relay:
+
+        async def flow() -> None:
+            call = await relay.dial(from_=FROM, to=TO, url=SWML_URL)
+            pb = await call.play(tts(TEXT))
+            await pb.pause()
+            await pb.resume()
+            await pb.stop()
+            rec = await call.record(format="wav")
+            await rec.stop()
+            await call.end()
+
+        return await _drive(flow, concurrency, flows)
+
+
+async def _aiohttp_flows(
+    base_url: str, concurrency: int, flows: int, headers: dict[str, str]
+) -> dict[str, float]:
+    import aiohttp  # noqa: PLC0415
+
+    url = base_url + "/api/calling/calls"
+    # Same pool and timeouts as relaycall's own session (relaycall._transport).
+    connector = aiohttp.TCPConnector(limit=CONNECTION_LIMIT, limit_per_host=0, keepalive_timeout=15)
+    timeout = aiohttp.ClientTimeout(total=30, connect=5, sock_read=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def post(data: bytes) -> Any:
+            async with session.post(url, data=data, headers=headers, allow_redirects=False) as r:
+                body = await r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"HTTP {r.status}: {body[:200]!r}")
+                return json.loads(body)
+
+        async def flow() -> None:
+            leg = await post(dial_body())
+            call_id = leg["id"]
+            play = secrets.token_urlsafe(12)
+            await post(play_body(call_id, play))
+            await post(follow_up_body("calling.play.pause", call_id, play))
+            await post(follow_up_body("calling.play.resume", call_id, play))
+            await post(follow_up_body("calling.play.stop", call_id, play))
+            rec = secrets.token_urlsafe(12)
+            await post(record_body(call_id, rec))
+            await post(follow_up_body("calling.record.stop", call_id, rec))
+            await post(end_body(call_id))
+
+        return await _drive(flow, concurrency, flows)
+
+
+async def _drive(flow: Callable[[], Any], concurrency: int, flows: int) -> dict[str, float]:
+    """Warm the pool, then run *flows* flows on *concurrency* tasks; time only that."""
+    await asyncio.gather(*(flow() for _ in range(min(concurrency, CONNECTION_LIMIT))))
+    remaining = flows
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await flow()
+
+    gc.collect()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return _figures(flows, wall, cpu)
+
+
+def _sdk_flows(host: str, concurrency: int, flows: int) -> dict[str, float]:
+    import requests.adapters  # noqa: PLC0415
+    from signalwire.rest import RestClient  # noqa: PLC0415
+
+    client = RestClient(PROJECT, TOKEN, host=host)
+    calling = client.calling
+    # The SDK's requests.Session keeps 10 pooled connections and opens (then
+    # discards) more beyond that; give it the same limit as the other sides.
+    adapter = requests.adapters.HTTPAdapter(
+        pool_connections=1, pool_maxsize=CONNECTION_LIMIT, pool_block=True
+    )
+    client._http._session.mount("http://", adapter)
+    play_items = [{"type": "tts", "params": {"text": TEXT}}]
+
+    def flow(_: object = None) -> None:
+        leg = calling.dial(from_=FROM, to=TO, url=SWML_URL)
+        call_id = leg["id"]
+        play = secrets.token_urlsafe(12)
+        calling.play(call_id, play=play_items, control_id=play)
+        calling.play_pause(call_id, control_id=play)
+        calling.play_resume(call_id, control_id=play)
+        calling.play_stop(call_id, control_id=play)
+        rec = secrets.token_urlsafe(12)
+        calling.record(call_id, control_id=rec, audio={"format": "wav"})
+        calling.record_stop(call_id, control_id=rec)
+        calling.end(call_id)
+
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(flow, range(min(concurrency, CONNECTION_LIMIT))))
+        gc.collect()
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        for f in [pool.submit(flow) for _ in range(flows)]:
+            f.result()
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    adapter.close()
+    return _figures(flows, wall, cpu)
+
+
+def _figures(flows: int, wall: float, cpu: float) -> dict[str, float]:
+    commands = flows * COMMANDS_PER_FLOW
+    return {
+        "commands": commands,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "commands_per_s": commands / wall,
+        "cpu_us_per_command": cpu / commands * 1e6,
+    }
+
+
+def run_side(
+    side: str, base_url: str, concurrency: int, flows: int, headers: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Run one measured batch of one side (in that side's own client process)."""
+    if side == "relaycall":
+        return asyncio.run(_relaycall_flows(base_url, concurrency, flows))
+    if side == "aiohttp":
+        # Headers come from the caller: the bare client's process never imports relaycall.
+        return asyncio.run(
+            _aiohttp_flows(base_url, concurrency, flows, headers or relaycall_headers())
+        )
+    if side == "sdk":
+        return _sdk_flows(base_url.removeprefix("http://"), concurrency, flows)
+    raise ValueError(side)
+
+
+# --- orchestration ------------------------------------------------------------------------------
+
+
+def run(base_url: str, sizes: Sizes, *, sdk: bool = True) -> dict[str, Any]:
+    sides = [s for s in SIDES if s != "sdk" or (sdk and sdk_available())]
+    headers = relaycall_headers()
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {}
+    # One client process per side, kept for the whole sweep: a side's figures
+    # never pay for another's imports, heap or threads (the SDK's would make
+    # every later garbage collection in a shared process slower).
+    workers = {side: Worker() for side in sides}
+    try:
+        for conc in sizes.concurrencies:
+            per_side: dict[str, list[dict[str, float]]] = {s: [] for s in sides}
+            for r in range(sizes.rounds):
+                # Rotate the order each round so drift in machine load hits every side alike.
+                for side in sides[r % len(sides) :] + sides[: r % len(sides)]:
+                    flows = (
+                        max(sizes.sdk_flows, 2 * conc)
+                        if side == "sdk"
+                        else max(sizes.flows, 4 * conc)
+                    )
+                    per_side[side].append(
+                        workers[side].call(run_side, side, base_url, conc, flows, headers)
+                    )
+            runs[str(conc)] = per_side
+    finally:
+        for w in workers.values():
+            w.close()
+    return {"sides": sides, "runs": runs, "headline": sizes.headline_concurrency}
+
+
+def summarize(result: dict[str, Any]) -> dict[str, Any]:
+    """Medians (with min and max) per side and concurrency, and the ratios."""
+    out: dict[str, Any] = {}
+    for conc, per_side in result["runs"].items():
+        row: dict[str, Any] = {}
+        for side, runs in per_side.items():
+            row[side] = {
+                "commands_per_s": Summary.of([r["commands_per_s"] for r in runs]),
+                "cpu_us_per_command": Summary.of([r["cpu_us_per_command"] for r in runs]),
+            }
+        out[conc] = row
+    return out
+
+
+def report(result: dict[str, Any]) -> str:
+    s = summarize(result)
+    lines = ["## Command throughput and client CPU (8-command call flows)", ""]
+    rows = []
+    for conc, row in s.items():
+        bare = row.get("aiohttp")
+        for side in result["sides"]:
+            fig = row[side]
+            tput, cpu = fig["commands_per_s"], fig["cpu_us_per_command"]
+            rows.append(
+                [
+                    conc,
+                    side,
+                    tput.fmt(),
+                    f"{ratio(tput.median, bare['commands_per_s'].median):.2f}x" if bare else "",
+                    cpu.fmt(",.1f"),
+                    f"{ratio(cpu.median, bare['cpu_us_per_command'].median):.2f}x" if bare else "",
+                ]
+            )
+    lines.append(
+        table(
+            [
+                "concurrency",
+                "client",
+                "commands/s median (min-max)",
+                "vs aiohttp",
+                "client CPU µs/command",
+                "vs aiohttp",
+            ],
+            rows,
+        )
+    )
+    head = s.get(str(result["headline"]))
+    if head and "aiohttp" in head:
+        rc, bare = head["relaycall"], head["aiohttp"]
+        t = ratio(rc["commands_per_s"].median, bare["commands_per_s"].median)
+        c = ratio(rc["cpu_us_per_command"].median, bare["cpu_us_per_command"].median)
+        lines += [
+            "",
+            f"Goals at concurrency {result['headline']}: throughput {t:.2f}x aiohttp "
+            f"(>= 0.85x: {goal(t >= 0.85)}); CPU/command {c:.2f}x aiohttp "
+            f"(<= 1.3x: {goal(c <= 1.3)})",
+        ]
+        if "sdk" in head:
+            k = ratio(rc["commands_per_s"].median, head["sdk"]["commands_per_s"].median)
+            lines.append(f"relaycall vs SDK throughput: {k:.1f}x (>= 4x: {goal(k >= 4)})")
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""
+The benchmarks, at a tiny size, so they do not rot. (They never run in the suite otherwise.)
+
+One run of every benchmark (server and client processes, the emulator, the
+receivers, the load generator) takes a few seconds; the SDK side is skipped
+when ``signalwire`` is not importable, the plot when matplotlib is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import relaycall
+from benchmarks import throughput
+from benchmarks.__main__ import run
+from benchmarks._server import PROJECT, TOKEN
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    path = tmp_path_factory.mktemp("bench") / "results.json"
+    out = run(["--tiny", "--no-plot", "--json", str(path)])
+    assert json.loads(path.read_text())["sizes"]["name"] == "tiny"
+    return out
+
+
+def test_throughput_runs_every_side(results: dict[str, Any]) -> None:
+    res = results["throughput"]
+    want = ["relaycall", "aiohttp"]
+    if importlib.util.find_spec("signalwire") is not None:
+        want.append("sdk")
+    assert res["sides"] == want
+    for per_side in res["runs"].values():
+        for side in want:
+            (fig,) = per_side[side]
+            assert fig["commands"] > 0
+            assert fig["commands_per_s"] > 0
+            assert fig["cpu_us_per_command"] > 0
+    assert "Goals at concurrency" in throughput.report(res)
+
+
+def test_scale_and_memory_run(results: dict[str, Any]) -> None:
+    for runs in results["scale"]["runs"].values():
+        assert runs[0]["flows"] > 0
+        assert runs[0]["peak_rss_mb"] > 0
+    assert results["memory"]["calls"] > 0
+    assert results["memory"]["bytes_per_call"] > 0
+
+
+def test_ingest_runs_and_routes_every_callback(results: dict[str, Any]) -> None:
+    res = results["ingest"]
+    for name in res["names"]:
+        (fig,) = res["runs"][name]
+        assert fig["events_per_s"] > 0
+        if name.startswith("relaycall"):
+            stats = fig["stats"]
+            assert stats["rejected_auth"] == stats["rejected_body"] == 0
+            assert stats["routed"] == stats["received"]
+    assert all(v and v[0] > 0 for v in res["inprocess"].values())
+
+
+def test_emulator_runs_or_says_why_not(results: dict[str, Any]) -> None:
+    res = results["emulator"]
+    if res["available"]:
+        assert res["rounds"][0]["commands_per_s"] > 0
+        assert res["live_calls"] == res["calls"]
+    else:
+        assert res["why"]
+
+
+def test_plot(results: dict[str, Any], tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from benchmarks.plot import plot  # noqa: PLC0415
+
+    path = plot(results["throughput"], tmp_path / "throughput.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_bare_client_sends_relaycalls_bytes(server) -> None:
+    """The aiohttp baseline posts exactly the bodies and headers relaycall's handles post."""
+    async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url) as relay:
+        call = await relay.dial(from_=throughput.FROM, to=throughput.TO, url=throughput.SWML_URL)
+        pb = await call.play(relaycall.tts(throughput.TEXT))
+        await pb.pause()
+        await pb.resume()
+        await pb.stop()
+        rec = await call.record(format="wav")
+        await rec.stop()
+        await call.end()
+    seen = server.seen
+    cid, play, rec_id = call.id, pb.control_id, rec.control_id
+    assert [s.raw for s in seen] == [
+        throughput.dial_body(),
+        throughput.play_body(cid, play),
+        throughput.follow_up_body("calling.play.pause", cid, play),
+        throughput.follow_up_body("calling.play.resume", cid, play),
+        throughput.follow_up_body("calling.play.stop", cid, play),
+        throughput.record_body(cid, rec_id),
+        throughput.follow_up_body("calling.record.stop", cid, rec_id),
+        throughput.end_body(cid),
+    ]
+    sent = {k.lower(): v for k, v in seen[0].headers.items()}
+    for name, value in throughput.relaycall_headers().items():
+        assert sent[name.lower()] == value
