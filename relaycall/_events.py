@@ -319,21 +319,20 @@ _BY_TYPE: dict[str, type[Event]] = {
     "calling.ai.sidecar": SidecarEvent,
 }
 
-# The tagged union: the tag is the wire event_type; an unknown one (or None,
-# for flat payloads) structures into UnknownEvent, keeping the payload.
+# The tagged union. The tag is the class name, looked up from the wire
+# event_type, because several event types share a class (a transcript
+# completed or failed, live transcribe or translate); an unknown event_type
+# (or None, for a flat payload) structures into UnknownEvent.
 _converter = cattrs.Converter(forbid_extra_keys=False)
 # params and raw stay the dicts they came as: no copy, nothing dropped.
 _converter.register_structure_hook_func(lambda t: t == Mapping[str, Any], lambda v, _: v)
 _union = CallStateEvent | PlayEvent | RecordEvent | CollectEvent | DetectEvent | TapEvent | \
     StreamEvent | TranscribeEvent | TranscriptEvent | ReferEvent | DenoiseEvent | FaxEvent | \
     LiveEvent | SidecarEvent | UnknownEvent  # fmt: skip
-_TAGS: dict[type, str] = {cls: name for name, cls in _BY_TYPE.items()}
-_TAGS[TranscriptEvent] = "calling.transcript.completed"
-_TAGS[UnknownEvent] = "__unknown__"
 configure_tagged_union(
     _union,
     _converter,
-    tag_generator=lambda cls: _TAGS[cls],
+    tag_generator=lambda cls: cls.__name__,
     tag_name="_tag",
     default=UnknownEvent,
 )
@@ -370,24 +369,19 @@ def parse_event(payload: Any) -> Event:
         if value is not None and not isinstance(value, str):
             raise EventParseError(f"{name} must be a string, not {type(value).__name__}")
     ts = payload.get("timestamp")
+    timestamp = float(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else None
     fields = {
-        "_tag": event_type if event_type in _BY_TYPE else "__unknown__",
+        "_tag": _BY_TYPE.get(event_type, UnknownEvent).__name__ if event_type else "UnknownEvent",
         "event_type": event_type,
         "call_id": call_id,
         "control_id": control_id,
         "state": state,
         "params": params,
-        "timestamp": float(ts)
-        if isinstance(ts, int | float) and not isinstance(ts, bool)
-        else None,
+        "timestamp": timestamp,
     }
     try:
         event: Event = _converter.structure(fields, _union)  # type: ignore[arg-type]
-    except (
-        cattrs.BaseValidationError,
-        TypeError,
-        ValueError,
-    ) as exc:  # pragma: no cover - defensive
+    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:  # pragma: no cover
         raise EventParseError(f"unreadable callback: {exc}") from exc
     object.__setattr__(event, "raw", payload)
     return event

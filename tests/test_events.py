@@ -674,3 +674,45 @@ def test_ingest_never_raises(body):
     rx = relaycall.EventReceiver(public_url="http://127.0.0.1:9/e", require_token=False)
     status, _ = rx.ingest(body, url="http://127.0.0.1:9/e", query="", headers={})
     assert status in (200, 400)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "cls"),
+    [
+        ("calling.transcript.completed", relaycall.TranscriptEvent),
+        ("calling.transcript.failed", relaycall.TranscriptEvent),
+        ("calling.call.live_transcribe", relaycall.LiveEvent),
+        ("calling.call.live_translate", relaycall.LiveEvent),
+        ("calling.call.state", relaycall.CallStateEvent),
+        ("calling.call.new_thing", relaycall.UnknownEvent),
+    ],
+)
+def test_every_event_type_parses_to_its_class(event_type, cls):
+    """Event types that share a class each parse to it (not to UnknownEvent)."""
+    event = relaycall.parse_event({"event_type": event_type, "params": {"call_id": CALL_ID}})
+    assert type(event) is cls
+    assert event.event_type == event_type
+
+
+async def test_transcript_failed_ends_transcription(erelay, server, receiver, poster):
+    """calling.transcript.failed reaches the transcription and ends it as failed."""
+    tr = await (await dialled(erelay, server)).transcribe(control_id="tf")
+    payload = {
+        "event_type": "calling.transcript.failed",
+        "timestamp": time.time(),
+        "project_id": PROJECT,
+        "space_id": "5b9c0a2e-0000-4000-8000-000000000000",
+        "params": {"id": "tr-1", "call_id": CALL_ID, "segment_id": "s"},
+    }
+    await poster.post(receiver.status_url(CALL_ID), payload)
+    assert (await tr.wait(timeout=5)).state == "failed"
+
+
+async def test_live_translate_stopped_event_ends_handle(erelay, server, receiver, poster):
+    """A calling.call.live_translate stopped callback ends the LiveTranslation."""
+    lt = await (await dialled(erelay, server)).live_translate("en-US", "fr-FR")
+    await poster.post(
+        receiver.status_url(CALL_ID),
+        envelope("calling.call.live_translate", call_id=CALL_ID, state="stopped"),
+    )
+    assert (await lt.wait(timeout=5)).state == "stopped"
