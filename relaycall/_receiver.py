@@ -73,8 +73,11 @@ class ReceiverStats:
     #: Valid callbacks for calls this process does not hold (acknowledged, not raised).
     unknown_call: int = 0
     #: Valid callbacks for a known call but an operation this process does not hold.
+    #: A finished operation leaves the registry, so its late or repeated callbacks
+    #: are counted here.
     unknown_operation: int = 0
-    #: Events for a handle that had already finished (duplicates, late arrivals).
+    #: Events for a handle still held but already final (a repeated ``ended`` for a
+    #: call, say): acknowledged, changing nothing.
     duplicate: int = 0
     rejected_auth: int = 0
     rejected_body: int = 0
