@@ -200,3 +200,16 @@ def req(
 def typed_params(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """The ``{"type": kind, "params": {...}}`` shape of play items, devices and configs."""
     return {"type": kind, "params": params}
+
+
+@attrs.frozen(kw_only=True)
+class FollowUp(Command[R]):
+    """
+    A command on a running operation, named by its call and control id.
+
+    The stop, pause, resume and timer commands are this and nothing more;
+    some add a field (a volume, a pause behaviour).
+    """
+
+    call_id: str = call_id_field()
+    control_id: str = control_id_field()

@@ -12,11 +12,11 @@ import attrs
 from relaycall import _validate as v
 from relaycall._commands._base import (
     Command,
+    FollowUp,
     Idempotency,
     Model,
     call_id_field,
     command,
-    control_id_field,
     model,
     new_control_id_field,
     opt,
@@ -176,38 +176,27 @@ class Play(Command[Leg]):
 
 @command("calling.play.pause", label="play.pause", idempotency=Idempotency.SAFE)
 @attrs.frozen(kw_only=True)
-class PlayPause(Command[Leg]):
+class PlayPause(FollowUp[Leg]):
     """Pause a playback."""
-
-    call_id: str = call_id_field()
-    control_id: str = control_id_field()
 
 
 @command("calling.play.resume", label="play.resume", idempotency=Idempotency.SAFE)
 @attrs.frozen(kw_only=True)
-class PlayResume(Command[Leg]):
+class PlayResume(FollowUp[Leg]):
     """Resume a paused playback."""
-
-    call_id: str = call_id_field()
-    control_id: str = control_id_field()
 
 
 @command("calling.play.stop", label="play.stop", idempotency=Idempotency.SAFE)
 @attrs.frozen(kw_only=True)
-class PlayStop(Command[Leg]):
+class PlayStop(FollowUp[Leg]):
     """Stop a playback."""
-
-    call_id: str = call_id_field()
-    control_id: str = control_id_field()
 
 
 @command("calling.play.volume", label="play.volume", idempotency=Idempotency.SAFE)
 @attrs.frozen(kw_only=True)
-class PlayVolume(Command[Leg]):
+class PlayVolume(FollowUp[Leg]):
     """Set a playback's volume, in dB from -40 to 40."""
 
-    call_id: str = call_id_field()
-    control_id: str = control_id_field()
     volume: float = req(v.number(-40, 40))
 
 
@@ -259,27 +248,19 @@ class Record(Command[Leg]):
 
 @command("calling.record.pause", label="record.pause", idempotency=Idempotency.SAFE)
 @attrs.frozen(kw_only=True)
-class RecordPause(Command[Leg]):
+class RecordPause(FollowUp[Leg]):
     """Pause a recording; *behavior* ``silence`` keeps the timing, ``skip`` (default) cuts."""
 
-    call_id: str = call_id_field()
-    control_id: str = control_id_field()
     behavior: Literal["skip", "silence"] | None = opt(v.one_of("skip", "silence"))
 
 
 @command("calling.record.resume", label="record.resume", idempotency=Idempotency.SAFE)
 @attrs.frozen(kw_only=True)
-class RecordResume(Command[Leg]):
+class RecordResume(FollowUp[Leg]):
     """Resume a paused recording."""
-
-    call_id: str = call_id_field()
-    control_id: str = control_id_field()
 
 
 @command("calling.record.stop", label="record.stop", idempotency=Idempotency.SAFE)
 @attrs.frozen(kw_only=True)
-class RecordStop(Command[Leg]):
+class RecordStop(FollowUp[Leg]):
     """Stop a recording; the final URL arrives in the ``finished`` callback."""
-
-    call_id: str = call_id_field()
-    control_id: str = control_id_field()

@@ -15,11 +15,11 @@ import attrs
 from relaycall import _validate as v
 from relaycall._commands._base import (
     Command,
+    FollowUp,
     Idempotency,
     Model,
     call_id_field,
     command,
-    control_id_field,
     model,
     new_control_id_field,
     opt,
@@ -171,11 +171,8 @@ class Collect(Command[Leg]):
 
 @command("calling.collect.stop", label="collect.stop", idempotency=Idempotency.SAFE)
 @attrs.frozen(kw_only=True)
-class CollectStop(Command[Leg]):
+class CollectStop(FollowUp[Leg]):
     """Stop the collect named by *control_id* (``calling.collect.stop``)."""
-
-    call_id: str = call_id_field()
-    control_id: str = control_id_field()
 
 
 @command(
@@ -184,11 +181,8 @@ class CollectStop(Command[Leg]):
     idempotency=Idempotency.SAFE,
 )
 @attrs.frozen(kw_only=True)
-class CollectStartInputTimers(Command[Leg]):
+class CollectStartInputTimers(FollowUp[Leg]):
     """Start the input timers of a collect begun with ``start_input_timers`` false."""
-
-    call_id: str = call_id_field()
-    control_id: str = control_id_field()
 
 
 # --- detect ---------------------------------------------------------------------------
@@ -269,11 +263,8 @@ class Detect(Command[Leg]):
 
 @command("calling.detect.stop", label="detect.stop", idempotency=Idempotency.SAFE)
 @attrs.frozen(kw_only=True)
-class DetectStop(Command[Leg]):
+class DetectStop(FollowUp[Leg]):
     """Stop the detection named by *control_id* (``calling.detect.stop``)."""
-
-    call_id: str = call_id_field()
-    control_id: str = control_id_field()
 
 
 # --- tap ------------------------------------------------------------------------------
@@ -341,11 +332,8 @@ class Tap(Command[Leg]):
 
 @command("calling.tap.stop", label="tap.stop", idempotency=Idempotency.SAFE)
 @attrs.frozen(kw_only=True)
-class TapStop(Command[Leg]):
+class TapStop(FollowUp[Leg]):
     """Stop the tap named by *control_id* (``calling.tap.stop``)."""
-
-    call_id: str = call_id_field()
-    control_id: str = control_id_field()
 
 
 # --- transcribe -----------------------------------------------------------------------
@@ -368,11 +356,8 @@ class Transcribe(Command[Leg]):
 
 @command("calling.transcribe.stop", label="transcribe.stop", idempotency=Idempotency.SAFE)
 @attrs.frozen(kw_only=True)
-class TranscribeStop(Command[Leg]):
+class TranscribeStop(FollowUp[Leg]):
     """Stop the transcription named by *control_id* (``calling.transcribe.stop``)."""
-
-    call_id: str = call_id_field()
-    control_id: str = control_id_field()
 
 
 # --- stream ---------------------------------------------------------------------------
@@ -408,11 +393,8 @@ class Stream(Command[Leg]):
 
 @command("calling.stream.stop", label="stream.stop", idempotency=Idempotency.SAFE)
 @attrs.frozen(kw_only=True)
-class StreamStop(Command[Leg]):
+class StreamStop(FollowUp[Leg]):
     """Stop the stream named by *control_id* (``calling.stream.stop``)."""
-
-    call_id: str = call_id_field()
-    control_id: str = control_id_field()
 
 
 # --- denoise and fax ------------------------------------------------------------------
@@ -436,17 +418,11 @@ class DenoiseStop(Command[Leg]):
 
 @command("calling.send_fax.stop", label="send_fax.stop", idempotency=Idempotency.SAFE)
 @attrs.frozen(kw_only=True)
-class SendFaxStop(Command[Leg]):
+class SendFaxStop(FollowUp[Leg]):
     """Stop sending a fax; *control_id* names a send started by SWML ``send_fax``."""
-
-    call_id: str = call_id_field()
-    control_id: str = control_id_field()
 
 
 @command("calling.receive_fax.stop", label="receive_fax.stop", idempotency=Idempotency.SAFE)
 @attrs.frozen(kw_only=True)
-class ReceiveFaxStop(Command[Leg]):
+class ReceiveFaxStop(FollowUp[Leg]):
     """Stop receiving a fax; *control_id* names a receive started by SWML ``receive_fax``."""
-
-    call_id: str = call_id_field()
-    control_id: str = control_id_field()
