@@ -34,13 +34,7 @@ from relaycall.errors import (
     TransportError,
 )
 
-__all__ = [
-    "Decision",
-    "classify",
-    "parse_retry_after",
-    "retry_after_failure",
-    "send_with_retries",
-]
+__all__ = ["Decision", "classify", "parse_retry_after", "retry_after_failure"]
 
 logger = logging.getLogger("relaycall")
 T = TypeVar("T")
@@ -111,39 +105,6 @@ def backoff(policy: RetryPolicy, retry_number: int, exc: BaseException | None) -
     return base * (1 - policy.jitter * random.random())
 
 
-async def send_with_retries(
-    attempt: Callable[[int], Awaitable[T]],
-    *,
-    policy: RetryPolicy,
-    idempotency: Idempotency,
-    command: str,
-    body: Mapping[str, Any],
-    sleep: Callable[[float], Awaitable[None]],
-) -> tuple[T, int]:
-    """
-    Run *attempt* (given the 1-based attempt number) under *policy*.
-
-    Returns the result and the number of retries taken. Raises the last error,
-    with ``retries_taken`` set, or AmbiguousOutcomeError for an UNSAFE command
-    whose attempt may have been processed.
-    """
-    started = time.monotonic()
-    try:
-        return await attempt(1), 0
-    except RelayError as exc:
-        first = exc
-    return await retry_after_failure(
-        first,
-        attempt,
-        started=started,
-        policy=policy,
-        idempotency=idempotency,
-        command=command,
-        body=body,
-        sleep=sleep,
-    )
-
-
 async def retry_after_failure(
     first: RelayError,
     attempt: Callable[[int], Awaitable[T]],
@@ -158,9 +119,11 @@ async def retry_after_failure(
     """
     Go on after attempt 1 failed with *first* (at ``time.monotonic()`` *started*).
 
-    What :func:`send_with_retries` does after its first attempt; the session
-    awaits its first attempt itself and calls this only on a failure, so a
-    command that succeeds builds no retry machinery at all.
+    *attempt* sends attempt number N (1-based). Returns the result and the
+    number of retries taken. Raises the last error, with ``retries_taken``
+    set, or AmbiguousOutcomeError for an UNSAFE command whose attempt may
+    have been processed. The session awaits attempt 1 itself and calls this
+    only on a failure, so a command that succeeds builds no retry machinery.
     """
     decision = classify(first, idempotency)
     if decision is Decision.AMBIGUOUS:

@@ -463,7 +463,7 @@ class AsyncRelay:
         policy = self._retry if retry is USE_DEFAULT else (retry or RetryPolicy.disabled())
         dial_rate = self._dial_rate if name == "dial" else None
         try:
-            # The first attempt is awaited here, not through send_with_retries:
+            # The first attempt is awaited here, not inside the retry machinery:
             # a command that succeeds (nearly all) then creates no per-request
             # closure (with its cells) and no retry coroutine. Fewer objects per
             # command means less work for the garbage collector when thousands

@@ -359,25 +359,6 @@ class Sidecar(_Singleton):
         await self._stop_final(ai_cmd.AISidecarStop(call_id=self.call.id))
 
 
-#: Operation classes by the kind string used in events and the registry.
-KINDS: dict[str, type[Operation]] = {
-    cls.kind: cls
-    for cls in (
-        Playback,
-        Recording,
-        Collector,
-        Detector,
-        Tap,
-        Stream,
-        Transcription,
-        LiveTranscription,
-        LiveTranslation,
-        Sidecar,
-    )
-}
-SINGLETON_KINDS = frozenset({"live_transcribe", "live_translate", "ai_sidecar"})
-
-
 def _detect_event(event: Any) -> str | None:
     detect = event.params.get("detect")
     params = detect.get("params") if isinstance(detect, Mapping) else None
