@@ -456,13 +456,10 @@ def _action_idempotency(action: Any) -> Idempotency:
     return Idempotency.SAFE if action == "stop" else Idempotency.UNSAFE
 
 
-@model("live_transcribe.start")
 @attrs.frozen(kw_only=True)
-class LiveTranscribeStart(Model):
-    """Start live transcription: ``{"start": {...}}``. *direction* names the legs to hear."""
+class _LiveStart(Model):
+    """What starting live transcription and live translation share: ``{"start": {...}}``."""
 
-    lang: str = req(v.string())
-    direction: Sequence[TranscribeDirection] = req(v.check(_directions_check))
     webhook: str | None = opt(v.string())
     live_events: bool | None = opt(v.boolean())
     ai_summary: bool | None = opt(v.boolean())
@@ -476,6 +473,15 @@ class LiveTranscribeStart(Model):
     @classmethod
     def _shape(cls, params: dict[str, Any]) -> dict[str, Any]:
         return {"start": params}
+
+
+@model("live_transcribe.start")
+@attrs.frozen(kw_only=True)
+class LiveTranscribeStart(_LiveStart):
+    """Start live transcription: ``{"start": {...}}``. *direction* names the legs to hear."""
+
+    lang: str = req(v.string())
+    direction: Sequence[TranscribeDirection] = req(v.check(_directions_check))
 
 
 @command("calling.live_transcribe", label="live_transcribe", idempotency=Idempotency.UNSAFE)
@@ -515,7 +521,7 @@ _filter_check = v.any_of(
 
 @model("live_translate.start")
 @attrs.frozen(kw_only=True)
-class LiveTranslateStart(Model):
+class LiveTranslateStart(_LiveStart):
     """
     Start live translation: ``{"start": {...}}``.
 
@@ -530,19 +536,6 @@ class LiveTranslateStart(Model):
     to_voice: str | None = opt(v.string())
     filter_from: str | None = opt(v.check(_filter_check))
     filter_to: str | None = opt(v.check(_filter_check))
-    webhook: str | None = opt(v.string())
-    live_events: bool | None = opt(v.boolean())
-    ai_summary: bool | None = opt(v.boolean())
-    ai_summary_prompt: str | None = opt(v.string())
-    speech_engine: SpeechEngine | None = opt(v.one_of(*SPEECH_ENGINES))
-    speech_timeout: int | None = opt(v.integer())
-    vad_silence_ms: int | None = opt(v.integer())
-    vad_thresh: int | None = opt(v.integer(0, 1800))
-    debug_level: int | None = opt(v.integer(0, 2))
-
-    @classmethod
-    def _shape(cls, params: dict[str, Any]) -> dict[str, Any]:
-        return {"start": params}
 
 
 @model("live_translate.inject")
