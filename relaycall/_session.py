@@ -28,7 +28,7 @@ from relaycall._commands.call import Dial
 from relaycall._config import USE_DEFAULT, Limits, RetryPolicy, Timeout, _Default
 from relaycall._handles._base import Starting
 from relaycall._handles.call import Call
-from relaycall._limits import RateLimiter
+from relaycall._limits import Gate, RateLimiter
 from relaycall._models import RawResponse
 from relaycall._receiver import STATUS_URL_COMMANDS, EventReceiver
 from relaycall._retry import retry_after_failure
@@ -57,12 +57,15 @@ class _State(enum.Enum):
 
 
 class _Reply:
-    __slots__ = ("body", "headers", "status")
+    # A plain slotted class, not attrs.frozen: one is built per command, and a
+    # frozen attrs __init__ goes through object.__setattr__ for every field.
+    __slots__ = ("body", "headers", "retries", "status")
 
     def __init__(self, status: int, headers: Mapping[str, str], body: Any) -> None:
         self.status = status
         self.headers = headers
         self.body = body
+        self.retries = 0
 
 
 def _decode(data: bytes) -> Any:
@@ -198,7 +201,7 @@ class AsyncRelay:
         self._owns_session = session is None
         self._state = _State.UNOPENED
         self._sleep = _sleep or asyncio.sleep
-        self._gate = asyncio.Semaphore(self._limits.concurrency)
+        self._gate = Gate(self._limits.concurrency)
         self._rate = (
             RateLimiter(self._limits.commands_per_second, self._limits.burst)
             if self._limits.commands_per_second
@@ -382,8 +385,7 @@ class AsyncRelay:
         name = command.command_name
         if self.events is not None and name in STATUS_URL_COMMANDS:
             command = self._with_status_url(command)
-        body = command.to_wire()
-        reply, _ = await self._request(name, body, command.idempotency, timeout, retry)
+        reply = await self._request(name, command.to_wire(), command.idempotency, timeout, retry)
         try:
             result: R = type(command)._parse_reply(reply.body)
         except ResponseValidationError as exc:
@@ -440,9 +442,12 @@ class AsyncRelay:
             idem = known._idempotency if known is not None else Idempotency.UNSAFE
         else:
             idem = Idempotency.SAFE if idempotent else Idempotency.UNSAFE
-        reply, retries = await self._request(command, body, idem, timeout, retry)
+        reply = await self._request(command, body, idem, timeout, retry)
         return RawResponse(
-            status=reply.status, headers=dict(reply.headers), body=reply.body, retries_taken=retries
+            status=reply.status,
+            headers=dict(reply.headers),
+            body=reply.body,
+            retries_taken=reply.retries,
         )
 
     async def _request(
@@ -452,7 +457,7 @@ class AsyncRelay:
         idempotency: Idempotency,
         timeout: Timeout | float | timedelta | _Default | None,
         retry: RetryPolicy | _Default | None,
-    ) -> tuple[_Reply, int]:
+    ) -> _Reply:
         session = self._ensure_open()
         data = _encode(body, name)
         client_timeout = (
@@ -471,10 +476,10 @@ class AsyncRelay:
             # exactly the path they took before (retry_after_failure).
             started = time.monotonic()
             try:
-                return await self._attempt(session, name, data, client_timeout, dial_rate, 1), 0
+                return await self._attempt(session, name, data, client_timeout, dial_rate, 1)
             except RelayError as exc:
                 first = exc
-            return await retry_after_failure(
+            reply, retries = await retry_after_failure(
                 first,
                 # A partial, not a lambda: a lambda here would make every local it
                 # reads a cell, created on each call even when nothing fails.
@@ -486,6 +491,8 @@ class AsyncRelay:
                 body=body,
                 sleep=self._sleep,
             )
+            reply.retries = retries
+            return reply
         except RelayError:
             raise
         except RuntimeError as exc:
@@ -506,10 +513,9 @@ class AsyncRelay:
         """Send attempt *number* (1-based) of a command once; raise on any failure."""
         if self._state is _State.CLOSED:
             raise ClientClosedError(f"{name}: the AsyncRelay was closed")
-        # What ``async with self._gate`` does, without the two extra coroutines
-        # its __aenter__ and __aexit__ create on every command.
         gate = self._gate
-        await gate.acquire()
+        if not gate.try_acquire():
+            await gate.acquire()
         try:
             if self._rate is not None:
                 await self._rate.acquire()
@@ -517,13 +523,19 @@ class AsyncRelay:
                 await dial_rate.acquire()
             headers = self._headers
             hdrs = headers if number == 1 else {**headers, "Relaycall-Attempt": str(number)}
-            reply = await _transport.post(session, self._url, data, hdrs, client_timeout, name)
+            async with session.post(
+                self._url, data=data, headers=hdrs, timeout=client_timeout, allow_redirects=False
+            ) as resp:
+                raw = await resp.read()
+                status, resp_headers = resp.status, resp.headers
+        except _transport.FAILURES as exc:
+            raise _transport.map_failure(exc, name) from exc
         finally:
             gate.release()
-        decoded = _decode(reply.data)
-        if not 200 <= reply.status < 300:
-            raise make_status_error(reply.status, reply.headers, decoded, command=name)
-        return _Reply(reply.status, reply.headers, decoded)
+        decoded = _decode(raw)
+        if not 200 <= status < 300:
+            raise make_status_error(status, resp_headers, decoded, command=name)
+        return _Reply(status, resp_headers, decoded)
 
 
 def command_class(name: str) -> type[Command[Any]] | None:

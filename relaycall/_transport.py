@@ -1,15 +1,16 @@
 """
-The only module that talks aiohttp: send one POST, map aiohttp's failures to ours.
+aiohttp's side of sending: the session, its timeouts, and its failures mapped to ours.
 
-Mapping order matters (most specific first): whether a failure happened
-before the request left this process decides whether ``dial`` may be re-sent.
+The POST itself is made by the session's attempt (one coroutine less per
+command than a wrapper here). Mapping order matters (most specific first):
+whether a failure happened before the request left this process decides
+whether ``dial`` may be re-sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Mapping
 
 import aiohttp
 
@@ -22,17 +23,6 @@ from relaycall.errors import (
     TLSError,
     TransportError,
 )
-
-
-class Reply:
-    # A plain slotted class, not attrs.frozen: one is built per request, and a
-    # frozen attrs __init__ goes through object.__setattr__ for every field.
-    __slots__ = ("data", "headers", "status")
-
-    def __init__(self, status: int, headers: Mapping[str, str], data: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.data = data
 
 
 def client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
@@ -55,63 +45,54 @@ def make_session(limits: Limits) -> aiohttp.ClientSession:
     )
 
 
-async def post(  # noqa: PLR0917 - a private hot path; keywords would cost per call
-    session: aiohttp.ClientSession,
-    url: str,
-    data: bytes,
-    headers: Mapping[str, str],
-    timeout: aiohttp.ClientTimeout,
-    command: str,
-) -> Reply:
-    """POST *data* and read the whole reply, or raise a TransportError."""
-    try:
-        async with session.post(
-            url, data=data, headers=headers, timeout=timeout, allow_redirects=False
-        ) as resp:
-            body = await resp.read()
-            return Reply(resp.status, resp.headers, body)
-    except aiohttp.ConnectionTimeoutError as exc:
-        raise ConnectTimeout(
+# What a failed POST can raise: aiohttp's errors, OS-level errors (ssl.SSLError
+# and, from 3.11, TimeoutError among them) and asyncio's timeout on 3.10.
+FAILURES = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
+
+
+def map_failure(exc: BaseException, command: str) -> TransportError:
+    """The TransportError for one of FAILURES raised while sending *command*."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return ConnectTimeout(
             f"{command}: timed out connecting to the server; the request was not sent",
             command=command,
-        ) from exc
-    except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientConnectorSSLError) as exc:
-        raise TLSError(f"{command}: TLS handshake failed: {exc}", command=command) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise ConnectError(
+        )
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientConnectorSSLError):
+        return TLSError(f"{command}: TLS handshake failed: {exc}", command=command)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectError(
             f"{command}: could not connect to {exc.host}:{exc.port} ({exc.os_error}); "
             "the request was not sent",
             command=command,
-        ) from exc
-    except aiohttp.SocketTimeoutError as exc:
-        raise ReadTimeout(
+        )
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return ReadTimeout(
             f"{command}: no reply within the read timeout; the server may have acted on it",
             command=command,
-        ) from exc
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-        raise ConnectionLostError(
+        )
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return ConnectionLostError(
             f"{command}: the connection closed before a complete reply ({exc}); "
             "the server may have acted on it",
             command=command,
-        ) from exc
-    except ssl.SSLError as exc:
-        raise TLSError(f"{command}: TLS error: {exc}", command=command) from exc
-    except aiohttp.ClientOSError as exc:
-        raise ConnectionLostError(
+        )
+    if isinstance(exc, ssl.SSLError):
+        return TLSError(f"{command}: TLS error: {exc}", command=command)
+    if isinstance(exc, aiohttp.ClientOSError):
+        return ConnectionLostError(
             f"{command}: connection error after connecting ({exc}); "
             "the server may have acted on it",
             command=command,
-        ) from exc
-    except asyncio.TimeoutError as exc:
+        )
+    if isinstance(exc, asyncio.TimeoutError):
         # aiohttp's total timeout: the request may have been written.
-        raise ReadTimeout(
+        return ReadTimeout(
             f"{command}: no reply within the total timeout; the server may have acted on it",
             command=command,
-        ) from exc
-    except aiohttp.ClientError as exc:
-        raise TransportError(f"{command}: HTTP client error: {exc}", command=command) from exc
-    except OSError as exc:
-        raise ConnectionLostError(
-            f"{command}: connection error ({exc}); the server may have acted on it",
-            command=command,
-        ) from exc
+        )
+    if isinstance(exc, aiohttp.ClientError):
+        return TransportError(f"{command}: HTTP client error: {exc}", command=command)
+    return ConnectionLostError(
+        f"{command}: connection error ({exc}); the server may have acted on it",
+        command=command,
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("relaycall")
 
 H = TypeVar("H")
-R = TypeVar("R")
 
 
 class Starting(Generic[H]):
@@ -173,32 +172,6 @@ def _task_done(task: asyncio.Task[Any]) -> None:
     _background.discard(task)
     if not task.cancelled() and task.exception() is not None:
         logger.error("relaycall callback task failed", exc_info=task.exception())
-
-
-def guarded(
-    allowed: frozenset[str], name: str | None = None
-) -> Callable[[Callable[..., Awaitable[R]]], Callable[..., Awaitable[R]]]:
-    """
-    Check the handle's state before a follow-up runs; nothing is sent when it fails.
-
-    The error names the handle, the method and the state (asyncpg's
-    ``connresource.guarded`` does the same for connections).
-    """
-
-    def deco(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
-        method = name or fn.__name__
-
-        async def wrapper(self: Any, *args: Any, **kwargs: Any) -> R:
-            self._check(method, allowed)
-            return await fn(self, *args, **kwargs)
-
-        wrapper.__name__ = fn.__name__
-        wrapper.__qualname__ = fn.__qualname__
-        wrapper.__doc__ = fn.__doc__
-        wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
-        return wrapper
-
-    return deco
 
 
 class Operation(Handle):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from relaycall._commands import ai as ai_cmd
 from relaycall._commands import media as media_cmd
 from relaycall._commands import operations as ops_cmd
-from relaycall._handles._base import Operation, guarded
+from relaycall._handles._base import Operation
 
 if TYPE_CHECKING:
     from relaycall._models import SidecarAskReply, SidecarStatus
@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 
 _COLLECT_FINAL = {"digit": "finished", "speech": "finished", "no_input": "no_input",
                   "no_match": "no_match", "error": "error"}  # fmt: skip
+
+
+# States that allow one follow-up, checked before anything is sent.
+_PLAYING = frozenset({"playing"})
+_PAUSED = frozenset({"paused"})
+_RECORDING = frozenset({"recording"})
 
 
 class Playback(Operation):
@@ -52,23 +58,23 @@ class Playback(Operation):
     FINAL = frozenset({"finished", "error"})
     _stop_command = media_cmd.PlayStop
 
-    @guarded(frozenset({"playing"}))
     async def pause(self) -> None:
         """Pause playback (``calling.play.pause``)."""
+        self._check("pause", _PLAYING)
         await self._follow_up(
             media_cmd.PlayPause(call_id=self.call.id, control_id=self.control_id), "paused"
         )
 
-    @guarded(frozenset({"paused"}))
     async def resume(self) -> None:
         """Resume paused playback (``calling.play.resume``)."""
+        self._check("resume", _PAUSED)
         await self._follow_up(
             media_cmd.PlayResume(call_id=self.call.id, control_id=self.control_id), "playing"
         )
 
-    @guarded(LIVE)
     async def set_volume(self, db: float) -> None:
         """Set the volume to *db* decibels, -40 to 40 (``calling.play.volume``)."""
+        self._check("set_volume", self.LIVE)
         cmd = media_cmd.PlayVolume(call_id=self.call.id, control_id=self.control_id, volume=db)
         await self._follow_up(cmd, None)
 
@@ -92,7 +98,6 @@ class Recording(Operation):
     FINAL = frozenset({"finished", "no_input", "error"})
     _stop_command = media_cmd.RecordStop
 
-    @guarded(frozenset({"recording"}))
     async def pause(self, behavior: Literal["skip", "silence"] | None = None) -> None:
         """
         Pause recording (``calling.record.pause``).
@@ -100,14 +105,15 @@ class Recording(Operation):
         *behavior* ``skip`` (the server's default) leaves the pause out of the
         file; ``silence`` fills it with silence so timing is kept.
         """
+        self._check("pause", _RECORDING)
         cmd = media_cmd.RecordPause(
             call_id=self.call.id, control_id=self.control_id, behavior=behavior
         )
         await self._follow_up(cmd, "paused")
 
-    @guarded(frozenset({"paused"}))
     async def resume(self) -> None:
         """Resume a paused recording (``calling.record.resume``)."""
+        self._check("resume", _PAUSED)
         await self._follow_up(
             media_cmd.RecordResume(call_id=self.call.id, control_id=self.control_id), "recording"
         )
@@ -151,9 +157,9 @@ class Collector(Operation):
         mapped = _COLLECT_FINAL.get(kind) if isinstance(kind, str) else None
         return mapped or (event.state if event.state in self.FINAL else None)
 
-    @guarded(LIVE)
     async def start_input_timers(self) -> None:
         """Start the initial-timeout clock (``calling.collect.start_input_timers``)."""
+        self._check("start_input_timers", self.LIVE)
         cmd = ops_cmd.CollectStartInputTimers(call_id=self.call.id, control_id=self.control_id)
         await self._follow_up(cmd, None)
 
@@ -288,9 +294,9 @@ class LiveTranscription(_Singleton):
     def _final_state_of(self, event: Any) -> str | None:
         return "stopped" if event.state == "stopped" else None
 
-    @guarded(_Singleton.LIVE)
     async def summarize(self, *, webhook: str | None = None, prompt: str | None = None) -> None:
         """Ask for a summary of the transcription so far, sent to *webhook*."""
+        self._check("summarize", self.LIVE)
         action = ai_cmd.Summarize(webhook=webhook, prompt=prompt)
         await self._follow_up(ai_cmd.LiveTranscribe(call_id=self.call.id, action=action), None)
 
@@ -309,17 +315,17 @@ class LiveTranslation(_Singleton):
     def _final_state_of(self, event: Any) -> str | None:
         return "stopped" if event.state == "stopped" else None
 
-    @guarded(_Singleton.LIVE)
     async def summarize(self, *, webhook: str | None = None, prompt: str | None = None) -> None:
         """Ask for a summary of the conversation so far (in both languages)."""
+        self._check("summarize", self.LIVE)
         action = ai_cmd.Summarize(webhook=webhook, prompt=prompt)
         await self._follow_up(ai_cmd.LiveTranslate(call_id=self.call.id, action=action), None)
 
-    @guarded(_Singleton.LIVE)
     async def inject(
         self, message: str, direction: Literal["remote-caller", "local-caller"]
     ) -> None:
         """Translate *message* and speak it toward one side of the call."""
+        self._check("inject", self.LIVE)
         action = ai_cmd.LiveTranslateInject(message=message, direction=direction)
         await self._follow_up(ai_cmd.LiveTranslate(call_id=self.call.id, action=action), None)
 
@@ -338,19 +344,19 @@ class Sidecar(_Singleton):
     def _final_state_of(self, event: Any) -> str | None:
         return "stopped" if event.params.get("type") in ("stop", "final") else None
 
-    @guarded(_Singleton.LIVE)
     async def poke(self, text: str) -> None:
         """Send the sidecar a message it answers right away (``calling.ai_sidecar.poke``)."""
+        self._check("poke", self.LIVE)
         await self._follow_up(ai_cmd.AISidecarPoke(call_id=self.call.id, text=text), None)
 
-    @guarded(_Singleton.LIVE)
     async def ask(self, text: str) -> SidecarAskReply:
         """Ask a one-off question; the answer arrives as an ``ask_answer`` callback."""
+        self._check("ask", self.LIVE)
         return await self.call._relay.send(ai_cmd.AISidecarAsk(call_id=self.call.id, text=text))
 
-    @guarded(_Singleton.LIVE)
     async def status(self) -> SidecarStatus:
         """Read the sidecar's counters (``calling.ai_sidecar.status``)."""
+        self._check("status", self.LIVE)
         return await self.call._relay.send(ai_cmd.AISidecarStatus(call_id=self.call.id))
 
     async def stop(self) -> None:
