@@ -28,6 +28,7 @@ __all__ = [
     "RawResponse",
     "SidecarAskReply",
     "SidecarStatus",
+    "check_leg",
     "parse_leg",
 ]
 
@@ -164,6 +165,30 @@ def _errors_of(exc: Exception) -> list[str]:
         return cattrs.transform_error(exc)
     except Exception:  # noqa: BLE001 - the error text is best-effort
         return [str(exc)]
+
+
+def check_leg(body: Any) -> Mapping[str, Any]:
+    """
+    Check the parts of a call-leg reply that handles act on: an object with a string id and status.
+
+    Handles keep the checked body and read the whole leg (:func:`parse_leg`)
+    only when ``call.leg`` is asked for: a command the server accepted is not
+    reported as failed because of a field nothing here uses.
+    """
+    if type(body) is not dict and not isinstance(body, Mapping):
+        raise ResponseValidationError(
+            f"expected a call leg object, got {type(body).__name__}", body=body
+        )
+    call_id, status = body.get("id"), body.get("status")
+    if type(call_id) is not str:
+        raise ResponseValidationError(
+            f"the reply is not a call leg: id must be a string, got {call_id!r}", body=body
+        )
+    if status is not None and type(status) is not str:
+        raise ResponseValidationError(
+            f"the reply is not a call leg: status must be a string, got {status!r}", body=body
+        )
+    return body
 
 
 def parse_leg(body: Any) -> CallLeg | FabricDeviceLeg:

@@ -125,6 +125,77 @@ async def test_update_carries_id_in_params(relay, server):
     assert call.state == "ended"
 
 
+# --- replies: what handles check at once, what they read when asked -------------------
+
+
+async def test_leg_is_read_when_asked_and_kept(relay, server):
+    """A start's reply becomes call.leg on first access, the same object afterwards."""
+    call = relay.call(CALL_ID)
+    server.reply(Respond(body=call_leg(CALL_ID, status="answered", charge=0.25)))
+    await call.play(tts("x"))
+    leg = call.leg
+    assert isinstance(leg, relaycall.CallLeg)
+    assert (leg.status, leg.charge, leg.raw["charge"]) == ("answered", 0.25, 0.25)
+    assert call.leg is leg
+    assert call.state == "answered"
+
+
+async def test_malformed_leg_field_does_not_fail_an_accepted_command(relay, server):
+    """
+    A start the server accepted succeeds even if an unused leg field is malformed;
+    reading call.leg then raises ResponseValidationError with the reply kept.
+    """
+    call = relay.call(CALL_ID)
+    bad = call_leg(CALL_ID, status="answered", duration="long")
+    server.reply(Respond(body=bad))
+    pb = await call.play(tts("x"))
+    assert (pb.state, call.state) == ("playing", "answered")
+    with pytest.raises(relaycall.ResponseValidationError, match="not a call leg") as info:
+        _ = call.leg
+    assert info.value.body == bad
+    server.reply(Respond(body=call_leg(CALL_ID, status="answered")))
+    await pb.pause()
+    assert pb.state == "paused"
+    assert call.leg is not None
+    assert call.leg.duration is None
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"status": "queued"}, "id must be a string"),
+        (call_leg(7), "id must be a string"),
+        (call_leg(CALL_ID, status=3), "status must be a string"),
+        ([call_leg(CALL_ID)], "got list"),
+        ("OK", "got str"),
+    ],
+)
+async def test_reply_handles_cannot_act_on_is_an_error(relay, server, body, fragment):
+    """A reply without a string id or with a non-string status fails the command, body kept."""
+    server.reply(Respond(body=body))
+    with pytest.raises(relaycall.ResponseValidationError, match=fragment) as info:
+        await relay.dial(**DIAL)
+    assert (info.value.command, info.value.body) == ("dial", body)
+    call = relay.call(CALL_ID)
+    server.reply(Respond(body=body))
+    with pytest.raises(relaycall.ResponseValidationError, match=fragment) as info:
+        await call.play(tts("x"))
+    assert info.value.command == "calling.play"
+    assert call.operations == ()
+
+
+async def test_follow_up_reply_updates_the_call(relay, server):
+    """A follow-up's leg is the call's latest; a terminal status there ends the call."""
+    call = relay.call(CALL_ID)
+    pb = await call.play(tts("x"))
+    server.reply(Respond(body=call_leg(CALL_ID, status="completed")))
+    await pb.pause()
+    assert call.state == "ended"
+    assert (await pb.wait(timeout=1)).reason == "call_ended"
+    assert call.leg is not None
+    assert call.leg.status == "completed"
+
+
 # --- starting operations ------------------------------------------------------------
 
 

@@ -254,8 +254,9 @@ class Operation(Handle):
 
     async def _follow_up(self, command: Command[Any], next_state: str | None) -> None:
         """Send a follow-up; on success move to *next_state*; on 404 record that it ended."""
+        call = self.call
         try:
-            await self.call._relay.send(command)
+            leg = await call._relay._send_leg(command)
         except NotFoundError as exc:
             self._set_final("finished", reason="gone")
             if exc.retries_taken and next_state == "stopped":
@@ -270,6 +271,7 @@ class Operation(Handle):
                 body=exc.body,
                 command=exc.command,
             ) from exc
+        call._observe_leg(leg)
         if next_state is not None and self._state not in self.FINAL:
             self._state = next_state
 

@@ -27,8 +27,14 @@ from relaycall._handles.operations import (
     Tap,
     Transcription,
 )
-from relaycall._models import CallLeg, FabricDeviceLeg
-from relaycall.errors import ConflictError, InvalidStateError, NotFoundError, WaitTimeoutError
+from relaycall._models import CallLeg, FabricDeviceLeg, parse_leg
+from relaycall.errors import (
+    ConflictError,
+    InvalidStateError,
+    NotFoundError,
+    ResponseValidationError,
+    WaitTimeoutError,
+)
 
 if TYPE_CHECKING:
     from relaycall._results import CallResult
@@ -79,7 +85,7 @@ class Call(Handle):
         await call.end()
     """
 
-    __slots__ = ("_listeners", "_nonce", "_ops", "_relay", "end_reason", "id", "leg")
+    __slots__ = ("_leg", "_listeners", "_nonce", "_ops", "_relay", "end_reason", "id")
 
     FINAL: ClassVar[frozenset[str]] = frozenset({"ended"})
     kind: ClassVar[str] = "call"
@@ -89,8 +95,9 @@ class Call(Handle):
         self._relay = relay
         self.id = call_id
         self.end_reason: str | None = None
-        #: The latest call leg the server answered with, if any.
-        self.leg: Leg | None = None
+        # The latest call leg the server answered with: the checked reply body
+        # until somebody reads ``leg``, then the parsed leg.
+        self._leg: Leg | Mapping[str, Any] | None = None
         self._ops: dict[str, Operation] = {}
         self._listeners: list[tuple[Operation | None, asyncio.Queue[Any]]] | None = None
         # The dial's status_url token nonce: callbacks for this call must carry it.
@@ -102,6 +109,22 @@ class Call(Handle):
     @property
     def call_id(self) -> str:
         return self.id
+
+    @property
+    def leg(self) -> Leg | None:
+        """
+        The latest call leg the server answered with, if any.
+
+        Read from the reply when first asked for. Raises
+        :class:`relaycall.ResponseValidationError` (with the reply as *body*)
+        if that reply has a field of the wrong kind; the command itself
+        succeeded, as the server accepted it.
+        """
+        leg = self._leg
+        if leg is None or isinstance(leg, CallLeg | FabricDeviceLeg):
+            return leg
+        parsed = self._leg = parse_leg(leg)
+        return parsed
 
     @property
     def _ended(self) -> bool:
@@ -122,11 +145,10 @@ class Call(Handle):
             self._state = state
             self._notify_state()
 
-    def _observe_leg(self, leg: Any) -> None:
-        if not isinstance(leg, CallLeg | FabricDeviceLeg):
-            return
-        self.leg = leg
-        status = leg.status
+    def _observe_leg(self, leg: Leg | Mapping[str, Any]) -> None:
+        """Take a call leg (or its checked reply body) the server answered with."""
+        self._leg = leg
+        status = leg.get("status") if isinstance(leg, Mapping) else leg.status
         if status is None:
             return
         if status in _TERMINAL_STATUS:
@@ -196,9 +218,10 @@ class Call(Handle):
 
     # --- sending ---------------------------------------------------------------------
 
-    async def _send(self, command: Command[Any], *, observe: bool = True) -> Any:
+    async def _send(self, command: Command[Any]) -> Mapping[str, Any]:
+        """Send a command answered with a call leg; return its checked reply body."""
         try:
-            result = await self._relay.send(command)
+            return await self._relay._send_leg(command)
         except NotFoundError as exc:
             self._mark_ended(self.end_reason, reason="gone")
             raise NotFoundError(
@@ -209,15 +232,21 @@ class Call(Handle):
                 body=exc.body,
                 command=exc.command,
             ) from exc
-        if observe:
-            self._observe_leg(result)
-        elif isinstance(result, CallLeg | FabricDeviceLeg):
-            self.leg = result
-        return result
 
-    async def _command(self, method: str, command: Command[Any], *, observe: bool = True) -> Any:
+    async def _command(self, method: str, command: Command[Any], *, observe: bool = True) -> Leg:
+        """Send a call command whose leg is returned to the caller (so it is read at once)."""
         self._check(method)
-        return await self._send(command, observe=observe)
+        body = await self._send(command)
+        try:
+            leg = parse_leg(body)
+        except ResponseValidationError as exc:
+            exc.command = command.command_name
+            raise
+        if observe:
+            self._observe_leg(leg)
+        else:
+            self._leg = leg
+        return leg
 
     def _start(self, method: str, handle_cls: type[OpT], command: Command[Any]) -> Starting[OpT]:
         self._check(method)
@@ -235,7 +264,7 @@ class Call(Handle):
         handle = handle_cls(self, key)
         self._ops[key] = handle
         try:
-            await self._send(command)
+            self._observe_leg(await self._send(command))
         except ConflictError as exc:
             if exc.retries_taken == 0:
                 self._drop_failed(handle)
@@ -282,7 +311,7 @@ class Call(Handle):
         leg = await self._command("update", cmd, observe=status is None)
         if status is not None:
             self._mark_ended("hangup" if status == "completed" else "cancel", reason="ended_here")
-        return leg  # type: ignore[no-any-return]
+        return leg
 
     async def end(
         self,
@@ -296,15 +325,15 @@ class Call(Handle):
         cmd = call_cmd.End(call_id=self.id, reason=reason)
         leg = await self._command("end", cmd, observe=False)
         self._mark_ended(reason or "hangup", reason="ended_here")
-        return leg  # type: ignore[no-any-return]
+        return leg
 
     async def transfer(self, dest: str | Mapping[str, Any]) -> Leg:
         """Transfer to a SIP URI, a phone number, a SWML URL or an inline SWML object."""
-        return await self._command("transfer", call_cmd.Transfer(call_id=self.id, dest=dest))  # type: ignore[no-any-return]
+        return await self._command("transfer", call_cmd.Transfer(call_id=self.id, dest=dest))
 
     async def disconnect(self) -> Leg:
         """Unbridge connected legs without hanging up either (``calling.disconnect``)."""
-        return await self._command("disconnect", call_cmd.Disconnect(call_id=self.id))  # type: ignore[no-any-return]
+        return await self._command("disconnect", call_cmd.Disconnect(call_id=self.id))
 
     async def refer(
         self,
@@ -318,11 +347,11 @@ class Call(Handle):
         """Send a SIP REFER to *to* (a ``sip:`` URI)."""
         device = call_cmd.SipReferDevice(to=to, from_=from_, username=username, password=password)
         cmd = call_cmd.Refer(call_id=self.id, device=device, status_url=status_url)
-        return await self._command("refer", cmd)  # type: ignore[no-any-return]
+        return await self._command("refer", cmd)
 
     async def user_event(self, event: Mapping[str, Any]) -> Leg:
         """Fire a custom event (any JSON object) on the call."""
-        return await self._command("user_event", call_cmd.UserEvent(call_id=self.id, event=event))  # type: ignore[no-any-return]
+        return await self._command("user_event", call_cmd.UserEvent(call_id=self.id, event=event))
 
     # --- media -----------------------------------------------------------------------------
 
@@ -498,22 +527,22 @@ class Call(Handle):
 
     async def denoise(self) -> Leg:
         """Turn on noise reduction (``calling.denoise``)."""
-        return await self._command("denoise", ops_cmd.Denoise(call_id=self.id))  # type: ignore[no-any-return]
+        return await self._command("denoise", ops_cmd.Denoise(call_id=self.id))
 
     async def denoise_stop(self) -> Leg:
         """Turn off noise reduction (``calling.denoise.stop``)."""
-        return await self._command("denoise_stop", ops_cmd.DenoiseStop(call_id=self.id))  # type: ignore[no-any-return]
+        return await self._command("denoise_stop", ops_cmd.DenoiseStop(call_id=self.id))
 
     # --- AI ----------------------------------------------------------------------------------
 
     async def ai_hold(self, *, timeout: int | str | None = None, prompt: str | None = None) -> Leg:
         """Put the AI agent on hold; *timeout* in seconds (sent as a string)."""
         cmd = ai_cmd.AIHold(call_id=self.id, timeout=timeout, prompt=prompt)
-        return await self._command("ai_hold", cmd)  # type: ignore[no-any-return]
+        return await self._command("ai_hold", cmd)
 
     async def ai_unhold(self) -> Leg:
         """Take the AI agent off hold."""
-        return await self._command("ai_unhold", ai_cmd.AIUnhold(call_id=self.id))  # type: ignore[no-any-return]
+        return await self._command("ai_unhold", ai_cmd.AIUnhold(call_id=self.id))
 
     async def ai_message(
         self,
@@ -528,11 +557,11 @@ class Call(Handle):
             call_id=self.id, role=role, message_text=message_text, reset=reset,
             global_data=global_data,
         )  # fmt: skip
-        return await self._command("ai_message", cmd)  # type: ignore[no-any-return]
+        return await self._command("ai_message", cmd)
 
     async def ai_stop(self) -> Leg:
         """Stop the AI agent on the call (``calling.ai.stop``)."""
-        return await self._command("ai_stop", ai_cmd.AIStop(call_id=self.id))  # type: ignore[no-any-return]
+        return await self._command("ai_stop", ai_cmd.AIStop(call_id=self.id))
 
     def ai_sidecar(
         self,
@@ -604,12 +633,12 @@ class Call(Handle):
     async def send_fax_stop(self, control_id: str) -> Leg:
         """Stop a fax send started elsewhere (SWML ``send_fax``) by its control id."""
         cmd = ops_cmd.SendFaxStop(call_id=self.id, control_id=control_id)
-        return await self._command("send_fax_stop", cmd)  # type: ignore[no-any-return]
+        return await self._command("send_fax_stop", cmd)
 
     async def receive_fax_stop(self, control_id: str) -> Leg:
         """Stop a fax receive started elsewhere (SWML ``receive_fax``) by its control id."""
         cmd = ops_cmd.ReceiveFaxStop(call_id=self.id, control_id=control_id)
-        return await self._command("receive_fax_stop", cmd)  # type: ignore[no-any-return]
+        return await self._command("receive_fax_stop", cmd)
 
     # --- handles for operations started elsewhere --------------------------------------------
 
