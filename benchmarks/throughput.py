@@ -245,15 +245,18 @@ def run_side(
 def run(base_url: str, sizes: Sizes, *, sdk: bool = True) -> dict[str, Any]:
     sides = [s for s in SIDES if s != "sdk" or (sdk and sdk_available())]
     headers = relaycall_headers()
-    runs: dict[str, dict[str, list[dict[str, float]]]] = {}
-    # One client process per side, kept for the whole sweep: a side's figures
-    # never pay for another's imports, heap or threads (the SDK's would make
-    # every later garbage collection in a shared process slower).
-    workers = {side: Worker() for side in sides}
-    try:
-        for conc in sizes.concurrencies:
-            per_side: dict[str, list[dict[str, float]]] = {s: [] for s in sides}
-            for r in range(sizes.rounds):
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {
+        str(conc): {s: [] for s in sides} for conc in sizes.concurrencies
+    }
+    for r in range(sizes.rounds):
+        # Fresh client processes every round, one per side, so a side's figures never
+        # pay for another's imports, heap or threads. Fresh because one process's
+        # memory layout (address-space and hash randomisation) moved CPU per command
+        # by up to 13% for every run inside it, bare aiohttp's as much as relaycall's:
+        # the rounds must sample several processes, not repeat one.
+        workers = {side: Worker() for side in sides}
+        try:
+            for conc in sizes.concurrencies:
                 # Rotate the order each round so drift in machine load hits every side alike.
                 for side in sides[r % len(sides) :] + sides[: r % len(sides)]:
                     flows = (
@@ -261,13 +264,12 @@ def run(base_url: str, sizes: Sizes, *, sdk: bool = True) -> dict[str, Any]:
                         if side == "sdk"
                         else max(sizes.flows, 4 * conc)
                     )
-                    per_side[side].append(
+                    runs[str(conc)][side].append(
                         workers[side].call(run_side, side, base_url, conc, flows, headers)
                     )
-            runs[str(conc)] = per_side
-    finally:
-        for w in workers.values():
-            w.close()
+        finally:
+            for w in workers.values():
+                w.close()
     return {"sides": sides, "runs": runs, "headline": sizes.headline_concurrency}
 
 
