@@ -26,6 +26,7 @@ from hypothesis.strategies import SearchStrategy
 import relaycall
 from relaycall import ValidationError
 from relaycall import commands as c
+from relaycall._commands._base import FollowUp
 from relaycall.commands import BY_NAME, Command, Idempotency, Model
 from tests._command_examples import (
     BRANCH_VALIDATORS,
@@ -232,6 +233,28 @@ def test_generated_control_id(cls: type[Command[Any]]) -> None:
     assert two.to_wire()["params"]["control_id"] != cid
     assert [one.to_wire() for _ in range(3)] == [one.to_wire()] * 3
     _assert_valid(one.to_wire())
+
+
+_FOLLOW_UPS = sorted(
+    (cls for cls in BY_NAME.values() if issubclass(cls, FollowUp)), key=lambda k: k.command_name
+)
+
+
+@pytest.mark.parametrize("cls", _FOLLOW_UPS, ids=lambda k: k.command_name)
+def test_follow_up_built_from_handle_ids_equals_the_checked_one(cls: type[Any]) -> None:
+    """FollowUp._of (what handles use) builds exactly what the validating constructor builds."""
+    names = [a.name for a in attrs.fields(cls)]
+    assert cls._ids_only == (names == ["call_id", "control_id"])
+    try:
+        expected = cls(call_id=CALL_ID, control_id="pb-1")
+    except (ValidationError, TypeError) as exc:
+        # A class with another required field takes the validating path.
+        with pytest.raises(type(exc), match=re.escape(str(exc))):
+            cls._of(CALL_ID, "pb-1")
+        return
+    built = cls._of(CALL_ID, "pb-1")
+    assert built == expected
+    assert built.to_wire() == expected.to_wire()
 
 
 def test_new_control_id_is_16_url_safe_chars_and_unique() -> None:

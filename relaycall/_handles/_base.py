@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from relaycall.errors import InvalidStateError, NotFoundError, RelayError, WaitTimeoutError
 
 if TYPE_CHECKING:
-    from relaycall._commands._base import Command
+    from relaycall._commands._base import Command, FollowUp
     from relaycall._handles.call import Call
 
 logger = logging.getLogger("relaycall")
@@ -189,7 +189,7 @@ class Operation(Handle):
     RUNNING: ClassVar[str] = "running"
     #: States in which the operation is live and a stop makes sense.
     LIVE: ClassVar[frozenset[str]] = frozenset({"running"})
-    _stop_command: ClassVar[Callable[..., Command[Any]] | None] = None
+    _stop_command: ClassVar[type[FollowUp[Any]] | None] = None
 
     def __init__(self, call: Call, control_id: str, state: str | None = None) -> None:
         super().__init__(state or self.RUNNING)
@@ -279,9 +279,7 @@ class Operation(Handle):
         """Stop the operation. Its final event (if callbacks are set up) completes :meth:`wait`."""
         self._check("stop", self.LIVE)
         assert self._stop_command is not None
-        await self._follow_up(
-            self._stop_command(call_id=self.call.id, control_id=self.control_id), "stopped"
-        )
+        await self._follow_up(self._stop_command._of(self.call.id, self.control_id), "stopped")
 
     async def _close_on_exit(self) -> None:
         if self.running and not self.call._ended:

@@ -61,16 +61,12 @@ class Playback(Operation):
     async def pause(self) -> None:
         """Pause playback (``calling.play.pause``)."""
         self._check("pause", _PLAYING)
-        await self._follow_up(
-            media_cmd.PlayPause(call_id=self.call.id, control_id=self.control_id), "paused"
-        )
+        await self._follow_up(media_cmd.PlayPause._of(self.call.id, self.control_id), "paused")
 
     async def resume(self) -> None:
         """Resume paused playback (``calling.play.resume``)."""
         self._check("resume", _PAUSED)
-        await self._follow_up(
-            media_cmd.PlayResume(call_id=self.call.id, control_id=self.control_id), "playing"
-        )
+        await self._follow_up(media_cmd.PlayResume._of(self.call.id, self.control_id), "playing")
 
     async def set_volume(self, db: float) -> None:
         """Set the volume to *db* decibels, -40 to 40 (``calling.play.volume``)."""
@@ -115,7 +111,7 @@ class Recording(Operation):
         """Resume a paused recording (``calling.record.resume``)."""
         self._check("resume", _PAUSED)
         await self._follow_up(
-            media_cmd.RecordResume(call_id=self.call.id, control_id=self.control_id), "recording"
+            media_cmd.RecordResume._of(self.call.id, self.control_id), "recording"
         )
 
     async def wait(self, timeout: float | None = None) -> RecordingResult:
@@ -160,7 +156,7 @@ class Collector(Operation):
     async def start_input_timers(self) -> None:
         """Start the initial-timeout clock (``calling.collect.start_input_timers``)."""
         self._check("start_input_timers", self.LIVE)
-        cmd = ops_cmd.CollectStartInputTimers(call_id=self.call.id, control_id=self.control_id)
+        cmd = ops_cmd.CollectStartInputTimers._of(self.call.id, self.control_id)
         await self._follow_up(cmd, None)
 
     async def wait(self, timeout: float | None = None) -> CollectResult:
