@@ -256,7 +256,7 @@ class Operation(Handle):
         """Send a follow-up; on success move to *next_state*; on 404 record that it ended."""
         call = self.call
         try:
-            leg = await call._relay._send_leg(command)
+            leg = (await call._relay._send_leg(command)).body
         except NotFoundError as exc:
             self._set_final("finished", reason="gone")
             if exc.retries_taken and next_state == "stopped":

@@ -221,7 +221,7 @@ class Call(Handle):
     async def _send(self, command: Command[Any]) -> Mapping[str, Any]:
         """Send a command answered with a call leg; return its checked reply body."""
         try:
-            return await self._relay._send_leg(command)
+            body: Mapping[str, Any] = (await self._relay._send_leg(command)).body
         except NotFoundError as exc:
             self._mark_ended(self.end_reason, reason="gone")
             raise NotFoundError(
@@ -232,6 +232,7 @@ class Call(Handle):
                 body=exc.body,
                 command=exc.command,
             ) from exc
+        return body
 
     async def _command(self, method: str, command: Command[Any], *, observe: bool = True) -> Leg:
         """Send a call command whose leg is returned to the caller (so it is read at once)."""
