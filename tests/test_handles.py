@@ -196,6 +196,24 @@ async def test_follow_up_reply_updates_the_call(relay, server):
     assert call.leg.status == "completed"
 
 
+async def test_result_nobody_waited_for_is_built_once_from_the_end(relay, server):
+    """A result first asked for after the end reports the end as it was, the same each time."""
+    call = relay.call(CALL_ID)
+    pb = await call.play(tts("x"))
+    await pb.stop()
+    await call.end(reason="busy")
+    # Anything that happens after the end does not change what is reported.
+    call._mark_ended("error", reason="gone")
+    first = await pb.wait(timeout=1)
+    assert (first.state, first.reason) == ("finished", "call_ended")
+    assert await pb.wait(timeout=1) is first
+    ended = await call.ended(timeout=1)
+    assert (ended.end_reason, ended.reason) == ("busy", "ended_here")
+    seen: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    call.on_finished(seen.set_result)
+    assert await asyncio.wait_for(seen, 1) is ended
+
+
 # --- starting operations ------------------------------------------------------------
 
 
@@ -652,6 +670,44 @@ async def test_registry_empties_when_handles_finish(relay, server):
     del calls, call
     gc.collect()
     assert len(relay._calls) == 0
+
+
+async def test_call_flows_leave_no_reference_cycles(relay, server):
+    """
+    Handles, results and replies are freed by reference counting as flows end.
+
+    Anything of relaycall's left in a reference cycle waits for the cyclic
+    garbage collector, whose passes a process driving thousands of calls
+    pays for on every command.
+    """
+
+    async def flow() -> None:
+        call = await relay.dial(**DIAL)
+        pb = await call.play(tts("x"))
+        await pb.pause()
+        await pb.resume()
+        await pb.stop()
+        rec = await call.record()
+        await rec.stop()
+        await call.end()
+        assert call.leg is not None
+        assert (await pb.wait(timeout=1)).reason == "call_ended"
+
+    await flow()
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        await asyncio.gather(*(flow() for _ in range(5)))
+        gc.collect()
+        ours = sorted(
+            {type(o).__qualname__ for o in gc.garbage if type(o).__module__.startswith("relaycall")}
+        )
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert ours == []
 
 
 def test_handles_are_slotted():

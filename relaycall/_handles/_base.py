@@ -73,6 +73,16 @@ class Starting(Generic[H]):
         self._coro.close()
 
 
+class _Pending:
+    """An outcome not built yet: the function and arguments that build it."""
+
+    __slots__ = ("args", "build")
+
+    def __init__(self, build: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.build = build
+        self.args = args
+
+
 class Handle:
     """
     Base of Call and every operation handle: a state, and a way to await the end.
@@ -100,18 +110,36 @@ class Handle:
         """Whether the handle reached a final state."""
         return self._state in self.FINAL
 
-    def _resolve(self, result: Any) -> None:
-        """Record the outcome and wake everyone waiting, once."""
+    def _resolve(self, build: Callable[..., Any], *args: Any) -> None:
+        """
+        Record the outcome, ``build(self, *args)``, and wake everyone waiting, once.
+
+        Nobody waits for most handles (a flow plays, stops and hangs up), so
+        the result object is only built when somebody is waiting or first
+        asks for it; *args* are what it is built from, taken now. The handle
+        itself is passed at building time, never kept in *args*: that would
+        be a reference cycle, left for the garbage collector, per handle.
+        """
         if self._result is not None:
             return
-        self._result = result
         waiters, self._waiters = self._waiters, None
-        for w in waiters or ():
+        if not waiters:
+            self._result = _Pending(build, args)
+            return
+        result = self._result = build(self, *args)
+        for w in waiters:
             if isinstance(w, asyncio.Future):
                 if not w.done():
                     w.set_result(result)
             else:
                 _run_callback(w, result)
+
+    def _outcome(self) -> Any:
+        """The result, built now if nobody had asked for it yet (None while unresolved)."""
+        result = self._result
+        if type(result) is _Pending:
+            result = self._result = result.build(self, *result.args)
+        return result
 
     def on_finished(self, callback: Callable[[Any], Any]) -> None:
         """
@@ -122,7 +150,7 @@ class Handle:
         inside the webhook request, and its exceptions are logged.
         """
         if self._result is not None:
-            _run_callback(callback, self._result)
+            _run_callback(callback, self._outcome())
             return
         if self._waiters is None:
             self._waiters = []
@@ -130,7 +158,7 @@ class Handle:
 
     async def _wait(self, timeout: float | None) -> Any:
         if self._result is not None:
-            return self._result
+            return self._outcome()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self._waiters is None:
             self._waiters = []
@@ -295,19 +323,16 @@ class Operation(Handle):
             return
         self._state = state if state in self.FINAL else self._final_fallback(state)
         self.call._forget(self)
-        self._resolve(self._make_result(reason, event))
+        self._resolve(_operation_result, reason, event, self._last)
 
     def _final_fallback(self, state: str) -> str:
         return "finished"
 
     def _session_closed(self) -> None:
         """The AsyncRelay closed: resolve waits as they stand, without inventing a state."""
-        self._resolve(self._make_result("session_closed", None))
-
-    def _make_result(self, reason: str, event: Any) -> Any:
-        from relaycall._results import result_for  # noqa: PLC0415 - results import handles
-
-        return result_for(self, reason, event, self._last)
+        # Built now: the state it reports is the one at closing.
+        result = _operation_result(self, "session_closed", None, self._last)
+        self._resolve(_same, result)
 
     async def wait(self, timeout: float | None = None) -> Any:
         """
@@ -323,3 +348,13 @@ class Operation(Handle):
     def events(self) -> AsyncIterator[Any]:
         """Iterate over this operation's status events until it finishes."""
         return self.call._event_stream(self)
+
+
+def _operation_result(op: Operation, reason: str, event: Any, last: Any) -> Any:
+    from relaycall._results import result_for  # noqa: PLC0415 - results import handles
+
+    return result_for(op, reason, event, last)
+
+
+def _same(_: Handle, result: Any) -> Any:
+    return result

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 OpT = TypeVar("OpT", bound=Operation)
 Leg = CallLeg | FabricDeviceLeg
+_LEGS = (CallLeg, FabricDeviceLeg)
 Direction = Literal["remote-caller", "local-caller"]
 
 # Lifecycle order; a state only moves forward. "unknown" is a call attached by id.
@@ -121,7 +122,7 @@ class Call(Handle):
         succeeded, as the server accepted it.
         """
         leg = self._leg
-        if leg is None or isinstance(leg, CallLeg | FabricDeviceLeg):
+        if leg is None or isinstance(leg, _LEGS):
             return leg
         parsed = self._leg = parse_leg(leg)
         return parsed
@@ -148,7 +149,7 @@ class Call(Handle):
     def _observe_leg(self, leg: Leg | Mapping[str, Any]) -> None:
         """Take a call leg (or its checked reply body) the server answered with."""
         self._leg = leg
-        status = leg.get("status") if isinstance(leg, Mapping) else leg.status
+        status = leg.status if isinstance(leg, _LEGS) else leg.get("status")
         if status is None:
             return
         if status in _TERMINAL_STATUS:
@@ -168,28 +169,13 @@ class Call(Handle):
             op._set_final(op._state, reason="call_ended", event=None)
         self._ops.clear()
         self._notify_state()
-        from relaycall._results import CallResult  # noqa: PLC0415
-
-        self._resolve(
-            CallResult(
-                call_id=self.id, state="ended", end_reason=end_reason, reason=reason, event=event
-            )
-        )
+        self._resolve(_call_result, "ended", end_reason, reason, event)
         self._close_listeners()
 
     def _session_closed(self) -> None:
         for op in list(self._ops.values()):
             op._session_closed()
-        from relaycall._results import CallResult  # noqa: PLC0415
-
-        self._resolve(
-            CallResult(
-                call_id=self.id,
-                state=self._state,
-                end_reason=self.end_reason,
-                reason="session_closed",
-            )
-        )
+        self._resolve(_call_result, self._state, self.end_reason, "session_closed", None)
         self._close_listeners()
 
     def _apply(self, event: Any) -> bool:
@@ -799,3 +785,13 @@ _DETECT_DEFAULTS: dict[str, Any] = {
 }
 
 __all__ = ["Call"]
+
+
+def _call_result(
+    call: Call, state: str, end_reason: str | None, reason: str, event: Any
+) -> CallResult:
+    from relaycall._results import CallResult  # noqa: PLC0415 - results import handles
+
+    return CallResult(
+        call_id=call.id, state=state, end_reason=end_reason, reason=reason, event=event
+    )
