@@ -347,7 +347,7 @@ class AsyncRelay:
         if receiver is not None and receiver.public_url is not None and cmd.status_url is None:
             url, nonce = receiver.dial_status_url()
             cmd = self._with_status_url(cmd, url)  # type: ignore[assignment]
-        call = self._adopt((await self._send_leg(cmd)).body)
+        call = self._adopt(await self._send_leg(cmd))
         if nonce is not None and call._nonce is None:
             call._nonce = nonce
         return call
@@ -396,11 +396,10 @@ class AsyncRelay:
             command = self._with_status_url(command)
         wire, idempotency = command.to_wire(), command.idempotency
         parse = type(command)._parse_reply
-        reply = await self._request(name, wire, idempotency, timeout, retry, parse)
-        result: R = reply.body
+        result: R = await self._request(name, wire, idempotency, timeout, retry, parse)
         return result
 
-    def _send_leg(self, command: Command[Any]) -> Coroutine[Any, Any, _Reply]:
+    def _send_leg(self, command: Command[Any]) -> Coroutine[Any, Any, Mapping[str, Any]]:
         """
         What the handles send through: :meth:`send` for a command answered with a call leg.
 
@@ -467,7 +466,7 @@ class AsyncRelay:
             idem = known._idempotency if known is not None else Idempotency.UNSAFE
         else:
             idem = Idempotency.SAFE if idempotent else Idempotency.UNSAFE
-        reply = await self._request(command, body, idem, timeout, retry, None)
+        reply: _Reply = await self._request(command, body, idem, timeout, retry, None)
         return RawResponse(
             status=reply.status,
             headers=dict(reply.headers),
@@ -483,7 +482,7 @@ class AsyncRelay:
         timeout: Timeout | float | timedelta | _Default | None,
         retry: RetryPolicy | _Default | None,
         parse: Callable[[Any], Any] | None,
-    ) -> Coroutine[Any, Any, _Reply]:
+    ) -> Coroutine[Any, Any, Any]:
         """Encode *body* and return the coroutine that sends it (and retries it if needed)."""
         session = self._ensure_open()
         data = _encode(body, name)
@@ -510,9 +509,12 @@ class AsyncRelay:
         idempotency: Idempotency = Idempotency.UNSAFE,
         policy: RetryPolicy | None = None,
         parse: Callable[[Any], Any] | None = None,
-    ) -> _Reply:
+    ) -> Any:
         """
-        Send attempt *number* (1-based) of a command; *parse* reads a 2xx body.
+        Send attempt *number* (1-based) of a command.
+
+        Returns the 2xx body read by *parse*, or the whole reply when there is
+        no *parse* (``execute``, and attempts 2, 3... for the retry machinery).
 
         Attempt 1 carries the *policy*: if it fails, the retry machinery is
         built then (retry_after_failure), and it calls this again for attempts
@@ -556,13 +558,14 @@ class AsyncRelay:
             decoded = _decode(raw)
             if not 200 <= status < 300:
                 raise make_status_error(status, resp_headers, decoded, command=name)
-            reply = _Reply(status, resp_headers, decoded)
         except RelayError as exc:
             if policy is None:
                 raise
             first = exc
         else:
-            return reply if parse is None else _parsed(reply, parse, name)
+            if parse is None:
+                return _Reply(status, resp_headers, decoded)
+            return _parsed(decoded, parse, name)
         assert body is not None
         reply, retries = await retry_after_failure(
             first,
@@ -576,18 +579,19 @@ class AsyncRelay:
             body=body,
             sleep=self._sleep,
         )
+        if parse is not None:
+            return _parsed(reply.body, parse, name)
         reply.retries = retries
-        return reply if parse is None else _parsed(reply, parse, name)
+        return reply
 
 
-def _parsed(reply: _Reply, parse: Callable[[Any], Any], name: str) -> _Reply:
+def _parsed(body: Any, parse: Callable[[Any], Any], name: str) -> Any:
     """Read the 2xx body into the command's reply type, naming the command if it does not fit."""
     try:
-        reply.body = parse(reply.body)
+        return parse(body)
     except ResponseValidationError as exc:
         exc.command = name
         raise
-    return reply
 
 
 def command_class(name: str) -> type[Command[Any]] | None:

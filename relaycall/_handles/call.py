@@ -204,26 +204,25 @@ class Call(Handle):
 
     # --- sending ---------------------------------------------------------------------
 
-    async def _send(self, command: Command[Any]) -> Mapping[str, Any]:
-        """Send a command answered with a call leg; return its checked reply body."""
-        try:
-            body: Mapping[str, Any] = (await self._relay._send_leg(command)).body
-        except NotFoundError as exc:
-            self._mark_ended(self.end_reason, reason="gone")
-            raise NotFoundError(
-                f"{command.command_name}: call {self.id} is unknown to the server or already "
-                "over (HTTP 404); the handle is now marked ended",
-                status_code=exc.status_code,
-                headers=exc.headers,
-                body=exc.body,
-                command=exc.command,
-            ) from exc
-        return body
+    def _gone(self, command: Command[Any], exc: NotFoundError) -> NotFoundError:
+        """A 404 to a command on this call: the call is over; mark it and say so."""
+        self._mark_ended(self.end_reason, reason="gone")
+        return NotFoundError(
+            f"{command.command_name}: call {self.id} is unknown to the server or already "
+            "over (HTTP 404); the handle is now marked ended",
+            status_code=exc.status_code,
+            headers=exc.headers,
+            body=exc.body,
+            command=exc.command,
+        )
 
     async def _command(self, method: str, command: Command[Any], *, observe: bool = True) -> Leg:
         """Send a call command whose leg is returned to the caller (so it is read at once)."""
         self._check(method)
-        body = await self._send(command)
+        try:
+            body = await self._relay._send_leg(command)
+        except NotFoundError as exc:
+            raise self._gone(command, exc) from exc
         try:
             leg = parse_leg(body)
         except ResponseValidationError as exc:
@@ -251,7 +250,11 @@ class Call(Handle):
         handle = handle_cls(self, key)
         self._ops[key] = handle
         try:
-            self._observe_leg(await self._send(command))
+            self._observe_leg(await self._relay._send_leg(command))
+        except NotFoundError as exc:
+            gone = self._gone(command, exc)
+            self._drop_failed(handle)
+            raise gone from exc
         except ConflictError as exc:
             if exc.retries_taken == 0:
                 self._drop_failed(handle)
