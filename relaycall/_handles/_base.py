@@ -284,7 +284,7 @@ class Operation(Handle):
         """Send a follow-up; on success move to *next_state*; on 404 record that it ended."""
         call = self.call
         try:
-            leg = (await call._relay._send_leg(command)).body
+            leg = await call._relay._send_leg(command)
         except NotFoundError as exc:
             self._set_final("finished", reason="gone")
             if exc.retries_taken and next_state == "stopped":
@@ -303,11 +303,11 @@ class Operation(Handle):
         if next_state is not None and self._state not in self.FINAL:
             self._state = next_state
 
-    async def stop(self) -> None:
+    def stop(self) -> Coroutine[Any, Any, None]:
         """Stop the operation. Its final event (if callbacks are set up) completes :meth:`wait`."""
         self._check("stop", self.LIVE)
         assert self._stop_command is not None
-        await self._follow_up(self._stop_command._of(self.call.id, self.control_id), "stopped")
+        return self._follow_up(self._stop_command._of(self.call.id, self.control_id), "stopped")
 
     async def _close_on_exit(self) -> None:
         if self.running and not self.call._ended:

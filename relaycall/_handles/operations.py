@@ -4,7 +4,7 @@ One handle class per long-running operation, each with its states and follow-ups
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from relaycall._commands import ai as ai_cmd
@@ -58,21 +58,21 @@ class Playback(Operation):
     FINAL = frozenset({"finished", "error"})
     _stop_command = media_cmd.PlayStop
 
-    async def pause(self) -> None:
+    def pause(self) -> Coroutine[Any, Any, None]:
         """Pause playback (``calling.play.pause``)."""
         self._check("pause", _PLAYING)
-        await self._follow_up(media_cmd.PlayPause._of(self.call.id, self.control_id), "paused")
+        return self._follow_up(media_cmd.PlayPause._of(self.call.id, self.control_id), "paused")
 
-    async def resume(self) -> None:
+    def resume(self) -> Coroutine[Any, Any, None]:
         """Resume paused playback (``calling.play.resume``)."""
         self._check("resume", _PAUSED)
-        await self._follow_up(media_cmd.PlayResume._of(self.call.id, self.control_id), "playing")
+        return self._follow_up(media_cmd.PlayResume._of(self.call.id, self.control_id), "playing")
 
-    async def set_volume(self, db: float) -> None:
+    def set_volume(self, db: float) -> Coroutine[Any, Any, None]:
         """Set the volume to *db* decibels, -40 to 40 (``calling.play.volume``)."""
         self._check("set_volume", self.LIVE)
         cmd = media_cmd.PlayVolume(call_id=self.call.id, control_id=self.control_id, volume=db)
-        await self._follow_up(cmd, None)
+        return self._follow_up(cmd, None)
 
     async def wait(self, timeout: float | None = None) -> PlaybackResult:
         return await self._wait(timeout)  # type: ignore[no-any-return]
@@ -94,7 +94,9 @@ class Recording(Operation):
     FINAL = frozenset({"finished", "no_input", "error"})
     _stop_command = media_cmd.RecordStop
 
-    async def pause(self, behavior: Literal["skip", "silence"] | None = None) -> None:
+    def pause(
+        self, behavior: Literal["skip", "silence"] | None = None
+    ) -> Coroutine[Any, Any, None]:
         """
         Pause recording (``calling.record.pause``).
 
@@ -105,12 +107,12 @@ class Recording(Operation):
         cmd = media_cmd.RecordPause(
             call_id=self.call.id, control_id=self.control_id, behavior=behavior
         )
-        await self._follow_up(cmd, "paused")
+        return self._follow_up(cmd, "paused")
 
-    async def resume(self) -> None:
+    def resume(self) -> Coroutine[Any, Any, None]:
         """Resume a paused recording (``calling.record.resume``)."""
         self._check("resume", _PAUSED)
-        await self._follow_up(
+        return self._follow_up(
             media_cmd.RecordResume._of(self.call.id, self.control_id), "recording"
         )
 
@@ -153,11 +155,11 @@ class Collector(Operation):
         mapped = _COLLECT_FINAL.get(kind) if isinstance(kind, str) else None
         return mapped or (event.state if event.state in self.FINAL else None)
 
-    async def start_input_timers(self) -> None:
+    def start_input_timers(self) -> Coroutine[Any, Any, None]:
         """Start the initial-timeout clock (``calling.collect.start_input_timers``)."""
         self._check("start_input_timers", self.LIVE)
         cmd = ops_cmd.CollectStartInputTimers._of(self.call.id, self.control_id)
-        await self._follow_up(cmd, None)
+        return self._follow_up(cmd, None)
 
     async def wait(self, timeout: float | None = None) -> CollectResult:
         return await self._wait(timeout)  # type: ignore[no-any-return]
@@ -290,16 +292,18 @@ class LiveTranscription(_Singleton):
     def _final_state_of(self, event: Any) -> str | None:
         return "stopped" if event.state == "stopped" else None
 
-    async def summarize(self, *, webhook: str | None = None, prompt: str | None = None) -> None:
+    def summarize(
+        self, *, webhook: str | None = None, prompt: str | None = None
+    ) -> Coroutine[Any, Any, None]:
         """Ask for a summary of the transcription so far, sent to *webhook*."""
         self._check("summarize", self.LIVE)
         action = ai_cmd.Summarize(webhook=webhook, prompt=prompt)
-        await self._follow_up(ai_cmd.LiveTranscribe(call_id=self.call.id, action=action), None)
+        return self._follow_up(ai_cmd.LiveTranscribe(call_id=self.call.id, action=action), None)
 
-    async def stop(self) -> None:
+    def stop(self) -> Coroutine[Any, Any, None]:
         """Stop live transcription (``action: "stop"``)."""
         self._check("stop", self.LIVE)
-        await self._stop_final(ai_cmd.LiveTranscribe(call_id=self.call.id, action="stop"))
+        return self._stop_final(ai_cmd.LiveTranscribe(call_id=self.call.id, action="stop"))
 
 
 class LiveTranslation(_Singleton):
@@ -311,24 +315,26 @@ class LiveTranslation(_Singleton):
     def _final_state_of(self, event: Any) -> str | None:
         return "stopped" if event.state == "stopped" else None
 
-    async def summarize(self, *, webhook: str | None = None, prompt: str | None = None) -> None:
+    def summarize(
+        self, *, webhook: str | None = None, prompt: str | None = None
+    ) -> Coroutine[Any, Any, None]:
         """Ask for a summary of the conversation so far (in both languages)."""
         self._check("summarize", self.LIVE)
         action = ai_cmd.Summarize(webhook=webhook, prompt=prompt)
-        await self._follow_up(ai_cmd.LiveTranslate(call_id=self.call.id, action=action), None)
+        return self._follow_up(ai_cmd.LiveTranslate(call_id=self.call.id, action=action), None)
 
-    async def inject(
+    def inject(
         self, message: str, direction: Literal["remote-caller", "local-caller"]
-    ) -> None:
+    ) -> Coroutine[Any, Any, None]:
         """Translate *message* and speak it toward one side of the call."""
         self._check("inject", self.LIVE)
         action = ai_cmd.LiveTranslateInject(message=message, direction=direction)
-        await self._follow_up(ai_cmd.LiveTranslate(call_id=self.call.id, action=action), None)
+        return self._follow_up(ai_cmd.LiveTranslate(call_id=self.call.id, action=action), None)
 
-    async def stop(self) -> None:
+    def stop(self) -> Coroutine[Any, Any, None]:
         """Stop live translation (``action: "stop"``)."""
         self._check("stop", self.LIVE)
-        await self._stop_final(ai_cmd.LiveTranslate(call_id=self.call.id, action="stop"))
+        return self._stop_final(ai_cmd.LiveTranslate(call_id=self.call.id, action="stop"))
 
 
 class Sidecar(_Singleton):
@@ -340,25 +346,25 @@ class Sidecar(_Singleton):
     def _final_state_of(self, event: Any) -> str | None:
         return "stopped" if event.params.get("type") in ("stop", "final") else None
 
-    async def poke(self, text: str) -> None:
+    def poke(self, text: str) -> Coroutine[Any, Any, None]:
         """Send the sidecar a message it answers right away (``calling.ai_sidecar.poke``)."""
         self._check("poke", self.LIVE)
-        await self._follow_up(ai_cmd.AISidecarPoke(call_id=self.call.id, text=text), None)
+        return self._follow_up(ai_cmd.AISidecarPoke(call_id=self.call.id, text=text), None)
 
-    async def ask(self, text: str) -> SidecarAskReply:
+    def ask(self, text: str) -> Coroutine[Any, Any, SidecarAskReply]:
         """Ask a one-off question; the answer arrives as an ``ask_answer`` callback."""
         self._check("ask", self.LIVE)
-        return await self.call._relay.send(ai_cmd.AISidecarAsk(call_id=self.call.id, text=text))
+        return self.call._relay.send(ai_cmd.AISidecarAsk(call_id=self.call.id, text=text))
 
-    async def status(self) -> SidecarStatus:
+    def status(self) -> Coroutine[Any, Any, SidecarStatus]:
         """Read the sidecar's counters (``calling.ai_sidecar.status``)."""
         self._check("status", self.LIVE)
-        return await self.call._relay.send(ai_cmd.AISidecarStatus(call_id=self.call.id))
+        return self.call._relay.send(ai_cmd.AISidecarStatus(call_id=self.call.id))
 
-    async def stop(self) -> None:
+    def stop(self) -> Coroutine[Any, Any, None]:
         """Detach the sidecar (``calling.ai_sidecar.stop``)."""
         self._check("stop", self.LIVE)
-        await self._stop_final(ai_cmd.AISidecarStop(call_id=self.call.id))
+        return self._stop_final(ai_cmd.AISidecarStop(call_id=self.call.id))
 
 
 def _detect_event(event: Any) -> str | None:
