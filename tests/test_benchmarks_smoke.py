@@ -109,3 +109,16 @@ async def test_bare_client_sends_relaycalls_bytes(server) -> None:
     sent = {k.lower(): v for k, v in seen[0].headers.items()}
     for name, value in throughput.relaycall_headers().items():
         assert sent[name.lower()] == value
+
+
+def test_compare_runs_against_a_revision() -> None:
+    """benchmarks.compare checks a revision out beside this tree and runs all three sides."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    from benchmarks import compare  # noqa: PLC0415
+
+    runs = compare.compare("HEAD", rounds=1, concurrency=2, flows=2)
+    assert list(runs) == ["relaycall HEAD", "relaycall (this tree)", "aiohttp"]
+    assert all(r[0]["commands"] == 16 for r in runs.values())
+    assert "every draw" in compare.report(runs, 2)
