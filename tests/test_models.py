@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import relaycall
-from relaycall._models import CallLeg, _fast_call_leg, parse_leg, reader
+from relaycall._models import CallLeg, _fast_call_leg, check_leg, parse_leg, reader
 from tests.conftest import call_leg
 
 scalars = (
@@ -46,3 +46,35 @@ def test_parse_leg_gives_leg_or_our_error(body):
         return
     assert isinstance(leg, CallLeg)
     assert leg.raw is body
+
+
+json_values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner)
+)
+
+
+@given(legs | json_values | st.builds(lambda over: call_leg(**over), st.fixed_dictionaries(
+    {}, optional={"id": scalars, "status": scalars})))  # fmt: skip
+def test_check_leg_accepts_only_what_handles_act_on(body):
+    """
+    check_leg (the handles' reading) passes a body through or raises our error, and
+    what it passes has a string id and a string or absent status; reading it whole
+    later (call.leg) gives a leg or our error, never anything else.
+    """
+    try:
+        checked = check_leg(body)
+    except relaycall.ResponseValidationError as exc:
+        error_body = exc.body
+        checked = None
+    if checked is None:
+        assert error_body is body
+        return
+    assert checked is body
+    assert isinstance(body["id"], str)
+    assert body.get("status") is None or isinstance(body["status"], str)
+    try:
+        leg = parse_leg(body)
+    except relaycall.ResponseValidationError:
+        return
+    assert leg.id == body["id"]
+    assert leg.status == body.get("status")
