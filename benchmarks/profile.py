@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
 import gc
 import json
 import pstats
@@ -83,20 +84,7 @@ async def _relaycall_stub(n: int) -> float:
     async with relaycall.AsyncRelay(
         PROJECT, TOKEN, base_url="http://127.0.0.1:1", session=session
     ) as relay:
-
-        async def flow() -> None:
-            call = await relay.dial(
-                from_=throughput.FROM, to=throughput.TO, url=throughput.SWML_URL
-            )
-            pb = await call.play(relaycall.tts(throughput.TEXT))
-            await pb.pause()
-            await pb.resume()
-            await pb.stop()
-            rec = await call.record(format="wav")
-            await rec.stop()
-            await call.end()
-
-        return await _per_command(flow, n)
+        return await _per_command(functools.partial(throughput.relaycall_flow, relay), n)
 
 
 async def _bare_stub(n: int) -> float:

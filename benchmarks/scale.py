@@ -14,6 +14,7 @@ Benchmark 3: scale.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import time
 import tracemalloc
@@ -32,27 +33,16 @@ from benchmarks._util import (
     rss_mb,
     table,
 )
-from benchmarks.throughput import COMMANDS_PER_FLOW, FROM, SWML_URL, TEXT, TO
+from benchmarks.throughput import COMMANDS_PER_FLOW, TEXT, relaycall_flow
 
 
 async def _flows_at_once(base_url: str, flows: int) -> dict[str, float]:
     import relaycall  # noqa: PLC0415
 
-    tts = relaycall.tts
     async with relaycall.AsyncRelay(
         PROJECT, TOKEN, base_url=base_url, limits=relaycall.Limits(max_connections=CONNECTION_LIMIT)
     ) as relay:
-
-        async def flow() -> None:
-            call = await relay.dial(from_=FROM, to=TO, url=SWML_URL)
-            pb = await call.play(tts(TEXT))
-            await pb.pause()
-            await pb.resume()
-            await pb.stop()
-            rec = await call.record(format="wav")
-            await rec.stop()
-            await call.end()
-
+        flow = functools.partial(relaycall_flow, relay)
         # Warm the connection pool (not measured).
         await asyncio.gather(*(flow() for _ in range(min(flows, CONNECTION_LIMIT))))
         gc.collect()

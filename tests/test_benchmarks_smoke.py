@@ -86,14 +86,7 @@ def test_plot(results: dict[str, Any], tmp_path: Path) -> None:
 async def test_bare_client_sends_relaycalls_bytes(server) -> None:
     """The aiohttp baseline posts exactly the bodies and headers relaycall's handles post."""
     async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url) as relay:
-        call = await relay.dial(from_=throughput.FROM, to=throughput.TO, url=throughput.SWML_URL)
-        pb = await call.play(relaycall.tts(throughput.TEXT))
-        await pb.pause()
-        await pb.resume()
-        await pb.stop()
-        rec = await call.record(format="wav")
-        await rec.stop()
-        await call.end()
+        call, pb, rec = await throughput.relaycall_flow(relay)
     seen = server.seen
     cid, play, rec_id = call.id, pb.control_id, rec.control_id
     assert [s.raw for s in seen] == [
