@@ -5,7 +5,7 @@ One handle class per long-running operation, each with its states and follow-ups
 from __future__ import annotations
 
 from collections.abc import Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from relaycall._commands import ai as ai_cmd
 from relaycall._commands import media as media_cmd
@@ -283,45 +283,50 @@ class _Singleton(Operation):
         return await self._wait(timeout)  # type: ignore[no-any-return]
 
 
-class LiveTranscription(_Singleton):
+class _LiveAI(_Singleton):
+    """
+    Live transcription or translation: one command whose *action* starts,
+    summarizes or stops it, and a ``stopped`` state callback at the end.
+    """
+
+    __slots__ = ()
+    #: The command that carries the action (LiveTranscribe or LiveTranslate).
+    _action_command: ClassVar[Any]
+
+    def _final_state_of(self, event: Any) -> str | None:
+        return "stopped" if event.state == "stopped" else None
+
+    def _act(self, action: Any) -> Any:
+        return self._action_command(call_id=self.call.id, action=action)
+
+    def summarize(
+        self, *, webhook: str | None = None, prompt: str | None = None
+    ) -> Coroutine[Any, Any, None]:
+        """Ask for a summary so far (a translation's covers both languages), sent to *webhook*."""
+        self._check("summarize", self.LIVE)
+        action = ai_cmd.Summarize(webhook=webhook, prompt=prompt)
+        return self._follow_up(self._act(action), None)
+
+    def stop(self) -> Coroutine[Any, Any, None]:
+        """Stop it (``action: "stop"``)."""
+        self._check("stop", self.LIVE)
+        return self._stop_final(self._act("stop"))
+
+
+class LiveTranscription(_LiveAI):
     """Live transcription on a call (``calling.live_transcribe``)."""
 
     __slots__ = ()
     kind = "live_transcribe"
-
-    def _final_state_of(self, event: Any) -> str | None:
-        return "stopped" if event.state == "stopped" else None
-
-    def summarize(
-        self, *, webhook: str | None = None, prompt: str | None = None
-    ) -> Coroutine[Any, Any, None]:
-        """Ask for a summary of the transcription so far, sent to *webhook*."""
-        self._check("summarize", self.LIVE)
-        action = ai_cmd.Summarize(webhook=webhook, prompt=prompt)
-        return self._follow_up(ai_cmd.LiveTranscribe(call_id=self.call.id, action=action), None)
-
-    def stop(self) -> Coroutine[Any, Any, None]:
-        """Stop live transcription (``action: "stop"``)."""
-        self._check("stop", self.LIVE)
-        return self._stop_final(ai_cmd.LiveTranscribe(call_id=self.call.id, action="stop"))
+    _action_command = ai_cmd.LiveTranscribe
 
 
-class LiveTranslation(_Singleton):
+class LiveTranslation(_LiveAI):
     """Live translation on a call (``calling.live_translate``)."""
 
     __slots__ = ()
     kind = "live_translate"
-
-    def _final_state_of(self, event: Any) -> str | None:
-        return "stopped" if event.state == "stopped" else None
-
-    def summarize(
-        self, *, webhook: str | None = None, prompt: str | None = None
-    ) -> Coroutine[Any, Any, None]:
-        """Ask for a summary of the conversation so far (in both languages)."""
-        self._check("summarize", self.LIVE)
-        action = ai_cmd.Summarize(webhook=webhook, prompt=prompt)
-        return self._follow_up(ai_cmd.LiveTranslate(call_id=self.call.id, action=action), None)
+    _action_command = ai_cmd.LiveTranslate
 
     def inject(
         self, message: str, direction: Literal["remote-caller", "local-caller"]
@@ -329,12 +334,7 @@ class LiveTranslation(_Singleton):
         """Translate *message* and speak it toward one side of the call."""
         self._check("inject", self.LIVE)
         action = ai_cmd.LiveTranslateInject(message=message, direction=direction)
-        return self._follow_up(ai_cmd.LiveTranslate(call_id=self.call.id, action=action), None)
-
-    def stop(self) -> Coroutine[Any, Any, None]:
-        """Stop live translation (``action: "stop"``)."""
-        self._check("stop", self.LIVE)
-        return self._stop_final(ai_cmd.LiveTranslate(call_id=self.call.id, action="stop"))
+        return self._follow_up(self._act(action), None)
 
 
 class Sidecar(_Singleton):
