@@ -18,6 +18,7 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -93,9 +94,9 @@ def make_app() -> web.Application:
     return app
 
 
-def _serve(conn: Any) -> None:
+def _serve(conn: Any, app_factory: Callable[[], web.Application]) -> None:
     async def main() -> None:
-        runner = web.AppRunner(make_app(), access_log=None)
+        runner = web.AppRunner(app_factory(), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, HOST, 0, backlog=1024)
         await site.start()
@@ -112,13 +113,24 @@ def _serve(conn: Any) -> None:
 
 class ServerProcess:
     """
-    Start the command server in a child process; ``base_url`` is where it listens.
+    Serve an aiohttp app in a child process; ``base_url`` is where it listens.
 
+    By default the command server (``make_app``); *app_factory* (a module-level
+    function, as it is pickled to the child) serves another, e.g. the emulator.
     Use as a context manager; the process is terminated on exit.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        app_factory: Callable[[], web.Application] = make_app,
+        *,
+        name: str = "bench-server",
+        start_timeout: float = 30,
+    ) -> None:
         self._proc: multiprocessing.process.BaseProcess | None = None
+        self._app_factory = app_factory
+        self._name = name
+        self._start_timeout = start_timeout
         self.port = 0
 
     @property
@@ -129,16 +141,24 @@ class ServerProcess:
     def host(self) -> str:
         return f"{HOST}:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        assert self._proc.pid is not None
+        return self._proc.pid
+
     def start(self) -> ServerProcess:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child,), name="bench-server", daemon=True)
+        self._proc = ctx.Process(
+            target=_serve, args=(child, self._app_factory), name=self._name, daemon=True
+        )
         self._proc.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + self._start_timeout
         while not parent.poll(0.1):
             if not self._proc.is_alive() or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError("the benchmark server did not start")
+                raise RuntimeError(f"the {self._name} process did not start")
         self.port = parent.recv()
         return self
 

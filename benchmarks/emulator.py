@@ -15,13 +15,11 @@ could serve). If ``relaycall.emulator`` cannot be imported (or has no
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
-import signal
 import time
 from typing import Any
 
-from benchmarks._server import PROJECT, TOKEN
+from benchmarks._server import PROJECT, TOKEN, ServerProcess
 from benchmarks._util import CONNECTION_LIMIT, Sizes, Summary, Worker, table
 
 TIME_SCALE = 10.0
@@ -36,24 +34,10 @@ def available() -> str | None:
     return None
 
 
-def _serve(conn: Any) -> None:
-    from aiohttp import web  # noqa: PLC0415
-
+def _emulator_app() -> Any:
     from relaycall.emulator import EmulatorConfig, create_app  # noqa: PLC0415
 
-    async def main() -> None:
-        config = EmulatorConfig(project_id=PROJECT, token=TOKEN, time_scale=TIME_SCALE)
-        runner = web.AppRunner(create_app(config), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
-        await site.start()
-        conn.send(runner.addresses[0][1])
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await stop.wait()
-        await runner.cleanup()
-
-    asyncio.run(main())
+    return create_app(EmulatorConfig(project_id=PROJECT, token=TOKEN, time_scale=TIME_SCALE))
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -132,33 +116,23 @@ def run(sizes: Sizes) -> dict[str, Any]:
     why = available()
     if why is not None:
         return {"available": False, "why": why}
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_serve, args=(child,), daemon=True, name="bench-emulator")
-    proc.start()
+    server = ServerProcess(_emulator_app, name="bench-emulator", start_timeout=60)
     try:
-        deadline = time.monotonic() + 60
-        while not parent.poll(0.1):
-            if not proc.is_alive() or time.monotonic() > deadline:
-                return {"available": False, "why": "the emulator process did not start"}
-        port = parent.recv()
-        assert proc.pid is not None
+        server.start()
+    except RuntimeError:
+        return {"available": False, "why": "the emulator process did not start"}
+    try:
         with Worker() as w:
             result = w.call(
                 drive,
-                f"http://127.0.0.1:{port}",
-                proc.pid,
+                server.base_url,
+                server.pid,
                 sizes.emulator_calls,
                 sizes.emulator_commands,
                 sizes.rounds,
             )
     finally:
-        if proc.is_alive() and proc.pid is not None:
-            os.kill(proc.pid, signal.SIGTERM)
-        proc.join(10)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(5)
+        server.stop()
     return {"available": True, **result}
 
 
