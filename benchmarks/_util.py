@@ -4,12 +4,13 @@ Shared plumbing: sizes, worker processes, statistics and table printing.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import multiprocessing
 import os
 import resource
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -128,6 +129,19 @@ class Worker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+async def run_flows(flow: Callable[[], Awaitable[Any]], tasks: int, flows: int) -> None:
+    """Run *flow* *flows* times on *tasks* concurrent tasks, each taking the next as it ends."""
+    remaining = flows
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await flow()
+
+    await asyncio.gather(*(worker() for _ in range(tasks)))
 
 
 def in_fresh_process(fn: Callable[..., T], *args: Any, timeout: float = 600) -> T:

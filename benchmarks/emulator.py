@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from benchmarks._server import PROJECT, TOKEN, ServerProcess
-from benchmarks._util import CONNECTION_LIMIT, Sizes, Summary, Worker, table
+from benchmarks._util import CONNECTION_LIMIT, Sizes, Summary, Worker, run_flows, table
 
 TIME_SCALE = 10.0
 
@@ -83,16 +83,8 @@ async def _drive(base_url: str, pid: int, calls: int, commands: int, rounds: int
         out = []
         for _ in range(rounds):
             flows = max(1, commands // 4)
-            remaining = flows
-
-            async def worker() -> None:
-                nonlocal remaining
-                while remaining > 0:
-                    remaining -= 1
-                    await flow()
-
             emu0, cpu0, wall0 = _cpu_seconds(pid), time.process_time(), time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(CONNECTION_LIMIT)))
+            await run_flows(flow, CONNECTION_LIMIT, flows)
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
             emu = _cpu_seconds(pid) - emu0
             n = flows * 4

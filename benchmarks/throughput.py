@@ -27,7 +27,16 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks._server import PROJECT, TOKEN
-from benchmarks._util import CONNECTION_LIMIT, Sizes, Summary, Worker, goal, ratio, table
+from benchmarks._util import (
+    CONNECTION_LIMIT,
+    Sizes,
+    Summary,
+    Worker,
+    goal,
+    ratio,
+    run_flows,
+    table,
+)
 
 SIDES = ("relaycall", "aiohttp", "sdk")
 COMMANDS_PER_FLOW = 8
@@ -166,17 +175,9 @@ async def _aiohttp_flows(
 async def _drive(flow: Callable[[], Any], concurrency: int, flows: int) -> dict[str, float]:
     """Warm the pool, then run *flows* flows on *concurrency* tasks; time only that."""
     await asyncio.gather(*(flow() for _ in range(min(concurrency, CONNECTION_LIMIT))))
-    remaining = flows
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            await flow()
-
     gc.collect()
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await run_flows(flow, concurrency, flows)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     return _figures(flows, wall, cpu)
 
