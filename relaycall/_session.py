@@ -164,8 +164,14 @@ class AsyncRelay:
     ) -> None:
         project_id = project_id or os.environ.get("SIGNALWIRE_PROJECT_ID")
         token = token or os.environ.get("SIGNALWIRE_API_TOKEN")
-        if base_url is None:
-            space = space or os.environ.get("SIGNALWIRE_SPACE")
+        if base_url is None and space is None:
+            # A URL in either variable points the session at a local server (the
+            # emulator) without editing code: SIGNALWIRE_BASE_URL wins, and a
+            # SIGNALWIRE_SPACE that is a URL is taken as one.
+            base_url = os.environ.get("SIGNALWIRE_BASE_URL") or None
+            space = os.environ.get("SIGNALWIRE_SPACE") or None
+            if base_url is None and space is not None and "://" in space:
+                base_url, space = space, None
         missing = [
             what
             for what, value in (

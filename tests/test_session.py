@@ -198,6 +198,31 @@ def test_credentials_fall_back_to_environment(monkeypatch):
 
 
 @pytest.mark.parametrize(
+    ("env", "url"),
+    [
+        (
+            {"SIGNALWIRE_BASE_URL": "http://127.0.0.1:8080"},
+            "http://127.0.0.1:8080/api/calling/calls",
+        ),
+        ({"SIGNALWIRE_SPACE": "http://127.0.0.1:9/"}, "http://127.0.0.1:9/api/calling/calls"),
+        (
+            {"SIGNALWIRE_SPACE": "example", "SIGNALWIRE_BASE_URL": "http://127.0.0.1:7"},
+            "http://127.0.0.1:7/api/calling/calls",
+        ),
+    ],
+)
+def test_base_url_from_environment(monkeypatch, env, url):
+    """SIGNALWIRE_BASE_URL, or a URL in SIGNALWIRE_SPACE, points the session at a local server."""
+    monkeypatch.delenv("SIGNALWIRE_SPACE", raising=False)
+    monkeypatch.delenv("SIGNALWIRE_BASE_URL", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert relaycall.AsyncRelay(PROJECT, TOKEN).url == url
+    # An explicit space still wins over the environment.
+    assert relaycall.AsyncRelay(PROJECT, TOKEN, "other").url.startswith("https://other.")
+
+
+@pytest.mark.parametrize(
     ("kwargs", "missing"),
     [
         ({"token": TOKEN, "space": "x"}, "project_id"),
