@@ -13,8 +13,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from relaycall._states import OperationState
 from relaycall.errors import InvalidStateError, NotFoundError, RelayError, WaitTimeoutError
 
 if TYPE_CHECKING:
@@ -26,9 +27,13 @@ logger = logging.getLogger("relaycall")
 H = TypeVar("H")
 
 
-class Starting(Generic[H]):
+class Starting(Coroutine[Any, Any, H]):
     """
-    What a start method returns: await it for the handle, or use it with ``async with``.
+    What a start method returns: await it, hand it to ``create_task``, or use ``async with``.
+
+    It is a coroutine (a :class:`collections.abc.Coroutine`), so
+    ``asyncio.create_task(relay.dial(...))``, ``TaskGroup.create_task`` and
+    ``asyncio.gather`` take it like any ``async def`` call.
 
     ``async with call.play(...) as pb:`` stops the operation when the block
     exits if it is still running: normally, on an exception (which is not
@@ -43,6 +48,20 @@ class Starting(Generic[H]):
 
     def __await__(self) -> Generator[Any, None, H]:
         return self._coro.__await__()
+
+    # The coroutine protocol, delegated: asyncio's Task drives a coroutine with
+    # send() and throw(), and accepts any collections.abc.Coroutine.
+    def send(self, value: Any) -> Any:
+        return self._coro.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        if val is None and tb is None:
+            return self._coro.throw(typ)
+        return self._coro.throw(typ, val, tb)  # pragma: no cover - legacy signature
+
+    def close(self) -> None:
+        """Close the underlying coroutine when it will never be awaited."""
+        self._coro.close()
 
     async def __aenter__(self) -> H:
         self._handle = await self._coro
@@ -67,10 +86,6 @@ class Starting(Generic[H]):
             if exc is None:
                 raise
             logger.debug("could not stop %r on exit: %s", handle, close_exc)
-
-    def close(self) -> None:
-        """Close the underlying coroutine when it will never be awaited."""
-        self._coro.close()
 
 
 class _Pending:
@@ -256,6 +271,11 @@ class Operation(Handle):
         return True
 
     @property
+    def state(self) -> OperationState:
+        """The latest state known here, from what was sent, answered and called back."""
+        return self._state  # type: ignore[return-value]
+
+    @property
     def call_id(self) -> str:
         return self.call.id
 
@@ -303,11 +323,24 @@ class Operation(Handle):
         if next_state is not None and self._state not in self.FINAL:
             self._state = next_state
 
-    def stop(self) -> Coroutine[Any, Any, None]:
-        """Stop the operation. Its final event (if callbacks are set up) completes :meth:`wait`."""
-        self._check("stop", self.LIVE)
+    def stop(self) -> Coroutine[Any, Any, Any]:
+        """
+        Stop the operation. Its final event (if callbacks are set up) completes :meth:`wait`.
+
+        Stopping what is already over is not an error: an operation that
+        finished by itself (a recording's silence timeout, say), was stopped
+        already, or whose call ended returns quietly, sends nothing, and
+        gives its result if it has one (None otherwise). Cleanup code cannot
+        avoid that race, so it never has to catch it.
+        """
+        if self._state not in self.LIVE or self.call._ended:
+            return self._already_over()
         assert self._stop_command is not None
         return self._follow_up(self._stop_command._of(self.call.id, self.control_id), "stopped")
+
+    async def _already_over(self) -> Any:
+        """What a stop of an operation that is no longer live returns: its result, if any."""
+        return self._outcome()
 
     async def _close_on_exit(self) -> None:
         if self.running and not self.call._ended:
