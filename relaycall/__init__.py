@@ -68,6 +68,7 @@ from relaycall._results import (
     TranscriptionResult,
 )
 from relaycall._session import AsyncRelay
+from relaycall._states import CallState, OperationState, ResultReason
 from relaycall._version import __version__
 from relaycall.errors import (
     AmbiguousOutcomeError,
@@ -111,6 +112,7 @@ __all__ = [
     "Call",
     "CallLeg",
     "CallResult",
+    "CallState",
     "CallStateEvent",
     "ChargeDetail",
     "ClientClosedError",
@@ -142,6 +144,7 @@ __all__ = [
     "NotFoundError",
     "Operation",
     "OperationResult",
+    "OperationState",
     "PermissionDeniedError",
     "PlayEvent",
     "Playback",
@@ -156,6 +159,7 @@ __all__ = [
     "ReferEvent",
     "RelayError",
     "ResponseValidationError",
+    "ResultReason",
     "RetryPolicy",
     "ServerError",
     "ServiceUnavailableError",

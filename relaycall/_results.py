@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from relaycall._states import CallState, OperationState, ResultReason
+
 if TYPE_CHECKING:
     from relaycall._handles._base import Operation
 
@@ -35,8 +37,8 @@ class OperationResult:
 
     call_id: str
     control_id: str
-    state: str
-    reason: str
+    state: OperationState
+    reason: ResultReason
     event: Any = attrs.field(default=None, repr=False)
 
     @property
@@ -121,9 +123,9 @@ class CallResult:
     """How a call ended: *end_reason* (``hangup``, ``busy``, ``noAnswer``...) and *reason*."""
 
     call_id: str
-    state: str
+    state: CallState
     end_reason: str | None
-    reason: str
+    reason: ResultReason
     event: Any = attrs.field(default=None, repr=False)
 
 
@@ -170,7 +172,8 @@ def _collect(base: dict[str, Any], p: Mapping[str, Any]) -> CollectResult:
         **base,
         type=_str(result.get("type")),
         digits=_str(rp.get("digits")),
-        terminator=_str(rp.get("terminator")),
+        # No terminator is None, whether the callback left it out or sent "".
+        terminator=_str(rp.get("terminator")) or None,
         text=_str(rp.get("text")),
         confidence=_num(rp.get("confidence")),
     )

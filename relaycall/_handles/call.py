@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import typing
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
@@ -28,6 +29,7 @@ from relaycall._handles.operations import (
     Transcription,
 )
 from relaycall._models import CallLeg, FabricDeviceLeg, parse_leg
+from relaycall._states import CallState, ResultReason
 from relaycall.errors import (
     ConflictError,
     InvalidStateError,
@@ -106,6 +108,11 @@ class Call(Handle):
 
     def __repr__(self) -> str:
         return f"<Call id={self.id} state={self._state}>"
+
+    @property
+    def state(self) -> CallState:
+        """The latest state known here, from what was sent, answered and called back."""
+        return self._state  # type: ignore[return-value]
 
     @property
     def call_id(self) -> str:
@@ -216,12 +223,41 @@ class Call(Handle):
             command=exc.command,
         )
 
-    async def _command(self, method: str, command: Command[Any], *, observe: bool = True) -> Leg:
-        """Send a call command whose leg is returned to the caller (so it is read at once)."""
+    def _latest_leg(self) -> Leg | None:
+        """The latest leg, or None when there is none or it cannot be read."""
+        try:
+            return self.leg
+        except ResponseValidationError:
+            return None
+
+    @typing.overload
+    async def _command(self, method: str, command: Command[Any], *, observe: bool = ...) -> Leg: ...
+
+    @typing.overload
+    async def _command(
+        self, method: str, command: Command[Any], *, observe: bool = ..., resent_404_ok: bool
+    ) -> Leg | None: ...
+
+    async def _command(
+        self,
+        method: str,
+        command: Command[Any],
+        *,
+        observe: bool = True,
+        resent_404_ok: bool = False,
+    ) -> Leg | None:
+        """
+        Send a call command whose leg is returned to the caller (so it is read at once).
+
+        With *resent_404_ok*, a 404 to a command that had to be re-sent is
+        success (None): the unanswered first attempt did what was asked.
+        """
         self._check(method)
         try:
             body = await self._relay._send_leg(command)
         except NotFoundError as exc:
+            if resent_404_ok and exc.retries_taken:
+                return None
             raise self._gone(command, exc) from exc
         try:
             leg = parse_leg(body)
@@ -306,14 +342,22 @@ class Call(Handle):
     async def end(
         self,
         reason: Literal["hangup", "cancel", "busy", "noAnswer", "decline", "error"] | None = None,
-    ) -> Leg:
+    ) -> Leg | None:
         """
         Hang up (``calling.end``). Once accepted the call is ``ended`` here.
 
-        Its operations resolve with reason ``call_ended``.
+        Its operations resolve with reason ``call_ended``. Returns the leg the
+        server answered with. Ending a call that is already over sends nothing
+        and returns the latest leg known here (None if none); a 404 to an
+        ``end`` that was re-sent after an unanswered attempt means the first
+        one got through, and is success too.
         """
+        if self._ended:
+            # Over already (hung up by the far end, or by an earlier end()): a
+            # race cleanup code cannot avoid, so it is not an error.
+            return self._latest_leg()
         cmd = call_cmd.End(call_id=self.id, reason=reason)
-        leg = await self._command("end", cmd, observe=False)
+        leg = await self._command("end", cmd, observe=False, resent_404_ok=True)
         self._mark_ended(reason or "hangup", reason="ended_here")
         return leg
 
@@ -694,7 +738,7 @@ class Call(Handle):
         """
         return await self._wait(timeout)  # type: ignore[no-any-return]
 
-    async def wait_for(self, state: str, timeout: float | None = None) -> str:
+    async def wait_for(self, state: CallState, timeout: float | None = None) -> CallState:
         """
         Wait until the call reaches *state* (or a later one) and return the state reached.
 
@@ -711,7 +755,7 @@ class Call(Handle):
             return _ORDER.get(self._state, -1) >= target or self._state == "ended"
 
         if reached():
-            return self._state
+            return self.state
         queue: asyncio.Queue[Any] = asyncio.Queue()
         entry: tuple[Operation | None, asyncio.Queue[Any]] = (None, queue)
         if self._listeners is None:
@@ -729,7 +773,7 @@ class Call(Handle):
         finally:
             if self._listeners is not None and entry in self._listeners:
                 self._listeners.remove(entry)
-        return self._state
+        return self.state
 
     def events(self) -> AsyncIterator[Any]:
         """Iterate over every status event of this call and its operations until it ends."""
@@ -791,7 +835,7 @@ __all__ = ["Call"]
 
 
 def _call_result(
-    call: Call, state: str, end_reason: str | None, reason: str, event: Any
+    call: Call, state: CallState, end_reason: str | None, reason: ResultReason, event: Any
 ) -> CallResult:
     from relaycall._results import CallResult  # noqa: PLC0415 - results import handles
 

@@ -307,9 +307,10 @@ class _LiveAI(_Singleton):
         action = ai_cmd.Summarize(webhook=webhook, prompt=prompt)
         return self._follow_up(self._act(action), None)
 
-    def stop(self) -> Coroutine[Any, Any, None]:
-        """Stop it (``action: "stop"``)."""
-        self._check("stop", self.LIVE)
+    def stop(self) -> Coroutine[Any, Any, Any]:
+        """Stop it (``action: "stop"``); quiet if it is already over (see Operation.stop)."""
+        if self._state not in self.LIVE or self.call._ended:
+            return self._already_over()
         return self._stop_final(self._act("stop"))
 
 
@@ -361,9 +362,10 @@ class Sidecar(_Singleton):
         self._check("status", self.LIVE)
         return self.call._relay.send(ai_cmd.AISidecarStatus(call_id=self.call.id))
 
-    def stop(self) -> Coroutine[Any, Any, None]:
-        """Detach the sidecar (``calling.ai_sidecar.stop``)."""
-        self._check("stop", self.LIVE)
+    def stop(self) -> Coroutine[Any, Any, Any]:
+        """Detach the sidecar (``calling.ai_sidecar.stop``); quiet if it is already over."""
+        if self._state not in self.LIVE or self.call._ended:
+            return self._already_over()
         return self._stop_final(ai_cmd.AISidecarStop(call_id=self.call.id))
 
 

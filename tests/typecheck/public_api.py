@@ -32,7 +32,12 @@ async def flow(relay: relaycall.AsyncRelay, swml_url: str) -> None:
     assert_type(status, relaycall.SidecarStatus)
     raw = await relay.execute("calling.future", call_id=call.id, params={"x": 1})
     assert_type(raw.retries_taken, int)
-    assert_type(await call.wait_for("answered"), str)
+    assert_type(await call.wait_for("answered"), relaycall.CallState)
+    assert_type(call.state, relaycall.CallState)
+    # A misspelt state is a type error (strict mypy flags an unneeded ignore).
+    await call.wait_for("answerd")  # type: ignore[arg-type]
+    assert_type((await rec.wait()).reason, relaycall.ResultReason)
+    assert_type(pb.state, relaycall.OperationState)
     assert_type(await call.ended(), relaycall.CallResult)
     again = relay.call(call.id).playback(pb.control_id)
     assert_type(again, relaycall.Playback)
