@@ -9,6 +9,7 @@ the retrying object, and our concurrent tasks share one thread.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import math
@@ -105,6 +106,17 @@ def backoff(policy: RetryPolicy, retry_number: int, exc: BaseException | None) -
     return base * (1 - policy.jitter * random.random())
 
 
+#: Set by relaycall.testing (set_testing / instant_retries): replaces the backoff
+#: sleep of every session, so tests of retrying code run at once.
+testing_sleep: Callable[[float], Awaitable[None]] | None = None
+
+
+def backoff_sleep(seconds: float) -> Awaitable[None]:
+    """Sleep between attempts: asyncio.sleep, unless relaycall.testing made it instant."""
+    hook = testing_sleep
+    return asyncio.sleep(seconds) if hook is None else hook(seconds)
+
+
 async def retry_after_failure(
     first: RelayError,
     attempt: Callable[[int], Awaitable[T]],
@@ -114,7 +126,7 @@ async def retry_after_failure(
     idempotency: Idempotency,
     command: str,
     body: Mapping[str, Any],
-    sleep: Callable[[float], Awaitable[None]],
+    sleep: Callable[[float], Awaitable[None]] = backoff_sleep,
 ) -> tuple[T, int]:
     """
     Go on after attempt 1 failed with *first* (at ``time.monotonic()`` *started*).

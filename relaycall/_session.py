@@ -4,7 +4,6 @@ AsyncRelay: the session every command goes through.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import enum
 import functools
@@ -15,7 +14,7 @@ import re
 import time
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
@@ -160,7 +159,6 @@ class AsyncRelay:
         limits: Limits | None = None,
         user_agent: str | None = None,
         events: EventReceiver | None = None,
-        _sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         project_id = project_id or os.environ.get("SIGNALWIRE_PROJECT_ID")
         token = token or os.environ.get("SIGNALWIRE_API_TOKEN")
@@ -211,7 +209,6 @@ class AsyncRelay:
         self._session = session
         self._owns_session = session is None
         self._state = _State.UNOPENED
-        self._sleep = _sleep or asyncio.sleep
         self._gate = Gate(self._limits.concurrency)
         self._rate = (
             RateLimiter(self._limits.commands_per_second, self._limits.burst)
@@ -583,7 +580,6 @@ class AsyncRelay:
             idempotency=idempotency,
             command=name,
             body=body,
-            sleep=self._sleep,
         )
         if parse is not None:
             return _parsed(reply.body, parse, name)

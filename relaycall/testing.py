@@ -31,12 +31,15 @@ the default speed-up.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import contextlib
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 
+from relaycall import _retry
 from relaycall._receiver import EventReceiver
 from relaycall._session import AsyncRelay
 from relaycall.emulator import Emulator as _Core
@@ -47,13 +50,63 @@ if TYPE_CHECKING:
     from relaycall._handles.call import Call
     from relaycall.emulator import EmulatedCall, Journal
 
-__all__ = ["Emulator", "EmulatorConfig", "Faults", "RateLimits", "Scenario"]
+__all__ = [
+    "Emulator",
+    "EmulatorConfig",
+    "Faults",
+    "RateLimits",
+    "Scenario",
+    "instant_retries",
+    "set_testing",
+]
 
 _SAME_KEY: Any = object()
 
 DEFAULT_PROJECT = "test-project"
 DEFAULT_TOKEN = "test-token"  # noqa: S105 - the emulator's well-known test credential
 DEFAULT_SIGNING_KEY = "relaycall-testing-signing-key"
+
+
+async def _instant(seconds: float) -> None:
+    # Still a suspension point, as a real sleep is: other tasks get to run.
+    await asyncio.sleep(0)
+
+
+def set_testing(testing: bool) -> None:
+    """
+    Make the retry backoff of every AsyncRelay instant (True) or real again (False).
+
+    For a whole test session, e.g. in ``conftest.py``; the retry policy is
+    otherwise unchanged (same attempts, same decisions). stamina's
+    ``set_testing`` is the model. :func:`instant_retries` does the same for
+    one block and records the waits.
+    """
+    _retry.testing_sleep = _instant if testing else None
+
+
+@contextlib.contextmanager
+def instant_retries() -> Iterator[list[float]]:
+    """
+    Within the block, retry backoffs return at once; yields the list of waits skipped.
+
+    Example::
+
+        with relaycall.testing.instant_retries() as waits:
+            await relay.send(...)          # answered 429 with Retry-After: 2, then 200
+        assert waits == [2.0]
+    """
+    waits: list[float] = []
+    previous = _retry.testing_sleep
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+        await asyncio.sleep(0)
+
+    _retry.testing_sleep = record
+    try:
+        yield waits
+    finally:
+        _retry.testing_sleep = previous
 
 
 def _call_id(call: Call | str) -> str:

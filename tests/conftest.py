@@ -10,7 +10,7 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import attrs
@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, settings
 
 import relaycall
+import relaycall.testing
 
 settings.register_profile(
     "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -153,24 +154,21 @@ async def server() -> AsyncIterator[WireServer]:
 
 
 class SleepRecorder:
-    """Stands in for asyncio.sleep in the retry loop: records waits, yields once."""
+    """The retry backoffs skipped while a test runs (relaycall.testing.instant_retries)."""
 
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        await asyncio.sleep(0)
+    def __init__(self, waits: list[float]) -> None:
+        self.waits = waits
 
 
 @pytest.fixture
-def sleeps() -> SleepRecorder:
-    return SleepRecorder()
+def sleeps() -> Iterator[SleepRecorder]:
+    with relaycall.testing.instant_retries() as waits:
+        yield SleepRecorder(waits)
 
 
 @pytest.fixture
 async def relay(server: WireServer, sleeps: SleepRecorder) -> AsyncIterator[relaycall.AsyncRelay]:
-    async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url, _sleep=sleeps) as r:
+    async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url) as r:
         yield r
 
 

@@ -74,9 +74,7 @@ async def receiver():
 
 @pytest.fixture
 async def erelay(server, sleeps, receiver):
-    async with relaycall.AsyncRelay(
-        PROJECT, TOKEN, base_url=server.base_url, events=receiver, _sleep=sleeps
-    ) as r:
+    async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url, events=receiver) as r:
         yield r
 
 
@@ -546,9 +544,7 @@ async def test_signature_over_public_url_behind_a_proxy(server, sleeps, poster):
     rx = relaycall.EventReceiver(public_url=public, path="/events", signing_key=KEY)
     async with (
         rx.serve(),
-        relaycall.AsyncRelay(
-            PROJECT, TOKEN, base_url=server.base_url, events=rx, _sleep=sleeps
-        ) as relay,
+        relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url, events=rx) as relay,
     ):
         port = rx._runner.addresses[0][1]
         local = f"http://127.0.0.1:{port}/events"

@@ -151,9 +151,7 @@ async def test_dial_connection_reset_after_receipt_is_ambiguous(relay, server):
 async def test_dial_read_timeout_is_ambiguous(server, sleeps):
     """A dial whose reply is too slow raises AmbiguousOutcomeError, not a second dial."""
     server.reply(Respond(delay=1.0))
-    async with relaycall.AsyncRelay(
-        PROJECT, TOKEN, base_url=server.base_url, timeout=0.1, _sleep=sleeps
-    ) as relay:
+    async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url, timeout=0.1) as relay:
         with pytest.raises(relaycall.AmbiguousOutcomeError) as info:
             await relay.send(dial())
     assert isinstance(info.value.__cause__, relaycall.ReadTimeout)
@@ -190,7 +188,7 @@ async def test_deadline_stops_a_retry_that_would_cross_it(server, sleeps):
     server.reply(Respond(status=429, body={"error": "x"}, headers={"Retry-After": "5"}))
     policy = relaycall.RetryPolicy(deadline=2.0)
     async with relaycall.AsyncRelay(
-        PROJECT, TOKEN, base_url=server.base_url, retry=policy, _sleep=sleeps
+        PROJECT, TOKEN, base_url=server.base_url, retry=policy
     ) as relay:
         with pytest.raises(relaycall.RateLimitError) as info:
             await relay.send(commands.End(call_id=CALL_ID))

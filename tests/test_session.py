@@ -340,7 +340,7 @@ async def test_token_never_in_repr_logs_or_errors(server, caplog, sleeps):
         Respond(status=503, body={"error": "x"}),
         Respond(status=401, body={"error": "Unauthorized"}),
     )
-    relay = relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url, _sleep=sleeps)
+    relay = relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url)
     async with relay:
         assert TOKEN not in repr(relay)
         with pytest.raises(relaycall.AuthenticationError) as info:
@@ -368,9 +368,7 @@ def test_sip_password_hidden_from_repr_and_ambiguous_error():
 async def test_slow_server_hits_read_timeout(server, sleeps):
     """A reply slower than the timeout raises ReadTimeout, a builtin TimeoutError."""
     server.reply(*[Respond(delay=2.0)] * 3)
-    async with relaycall.AsyncRelay(
-        PROJECT, TOKEN, base_url=server.base_url, timeout=0.2, _sleep=sleeps
-    ) as relay:
+    async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url, timeout=0.2) as relay:
         started = time.monotonic()
         with pytest.raises(relaycall.ReadTimeout) as info:
             await relay.send(commands.PlayStop(call_id=CALL_ID, control_id="c"))
@@ -393,7 +391,7 @@ async def test_per_call_timeout_overrides_session(relay, server):
 async def test_connection_refused_is_connect_error(closed_port, sleeps):
     """Nobody listening: ConnectError after every attempt, and it says nothing was sent."""
     async with relaycall.AsyncRelay(
-        PROJECT, TOKEN, base_url=f"http://127.0.0.1:{closed_port}", _sleep=sleeps
+        PROJECT, TOKEN, base_url=f"http://127.0.0.1:{closed_port}"
     ) as relay:
         with pytest.raises(relaycall.ConnectError, match="not sent") as info:
             await relay.send(commands.Dial(from_="+1555", to="+1666", url="https://x.test/swml"))

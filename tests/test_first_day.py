@@ -1,0 +1,167 @@
+"""
+Ordinary Python habits a new user brings on the first day, against the emulator.
+
+create_task over start methods, cleanup that races the far end, typed states,
+and the documented way to make retries instant in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import relaycall
+from relaycall import commands, tts
+from relaycall.testing import Emulator, Scenario
+
+TO, FROM = "+15557650000", "+15551230000"
+DIAL: dict[str, Any] = {"to": TO, "from_": FROM, "url": "https://example.test/swml"}
+
+
+async def answered(emu: Emulator) -> relaycall.Call:
+    call = await emu.relay.dial(**DIAL)
+    assert await call.wait_for("answered", timeout=5) == "answered"
+    return call
+
+
+#: Every start method on a call, as a function of the call and a closed loopback port.
+STARTS: dict[str, Callable[[relaycall.Call, int], Any]] = {
+    "play": lambda c, _: c.play(tts("hello")),
+    "record": lambda c, _: c.record(format="wav"),
+    "collect": lambda c, _: c.collect(digits=commands.CollectDigits(max=1)),
+    "detect": lambda c, _: c.detect("machine"),
+    "tap": lambda c, port: c.tap(f"ws://127.0.0.1:{port}/tap"),
+    "stream": lambda c, port: c.stream(f"wss://127.0.0.1:{port}/stream"),
+    "transcribe": lambda c, _: c.transcribe(),
+    "ai_sidecar": lambda c, _: c.ai_sidecar("en-US", prompt="help"),
+    "live_transcribe": lambda c, _: c.live_transcribe("en-US"),
+    "live_translate": lambda c, _: c.live_translate("en-US", "fr-FR"),
+}
+
+
+@pytest.mark.parametrize("method", sorted(STARTS))
+async def test_create_task_takes_every_start_method(method, closed_port):
+    """asyncio.create_task, TaskGroup.create_task and gather take a start method's return value.
+
+    Before, start methods returned an object create_task refused with TypeError
+    (leaving a "never awaited" warning, an error under this suite's filterwarnings).
+    """
+    async with Emulator(time_scale=50) as emu:
+        call = await asyncio.create_task(emu.relay.dial(**DIAL))
+        assert isinstance(call, relaycall.Call)
+        assert await call.wait_for("answered", timeout=5) == "answered"
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(STARTS[method](call, closed_port))
+        handle = task.result()
+        assert isinstance(handle, relaycall.Operation)
+        assert handle.call is call
+        (again,) = await asyncio.gather(asyncio.get_running_loop().create_task(call.play(tts("x"))))
+        assert isinstance(again, relaycall.Playback)
+
+
+async def test_start_methods_still_work_with_async_with():
+    """``async with`` on dial and record still stops and hangs up on exit."""
+    async with Emulator(time_scale=50) as emu:
+        async with emu.relay.dial(**DIAL) as call:
+            await call.wait_for("answered", timeout=5)
+            async with call.record(format="wav", end_silence_timeout=0) as rec:
+                assert rec.state == "recording"
+            assert (await rec.wait(timeout=5)).state == "finished"
+        assert (await call.ended(timeout=5)).reason == "ended_here"
+        sent = [r.command for r in emu.requests]
+        assert sent[-2:] == ["calling.record.stop", "calling.end"]
+
+
+async def test_stop_after_the_recording_ended_by_itself_is_quiet():
+    """The README's first flow: a recording that ended on silence (no_input) stops quietly.
+
+    stop() sends nothing and returns the final result; before, it raised InvalidStateError.
+    """
+    async with Emulator(time_scale=50, scenarios={TO: Scenario()}) as emu:
+        call = await answered(emu)
+        rec = await call.record(format="wav", initial_timeout=0.5)
+        first = await rec.wait(timeout=5)
+        assert first.state == "no_input"
+        sent = len(emu.requests)
+        assert await rec.stop() == first
+        assert await rec.stop() == first
+        with pytest.raises(relaycall.InvalidStateError, match="nothing was sent"):
+            rec.pause()
+        assert len(emu.requests) == sent
+        await call.end()
+
+
+async def test_end_after_the_far_end_hung_up_is_quiet():
+    """end() on a call the far end already hung up sends nothing and returns quietly."""
+    async with Emulator(time_scale=50) as emu:
+        call = await answered(emu)
+        pb = await call.play(tts("a long message " * 20))
+        emu.hangup(call)
+        assert (await call.ended(timeout=5)).state == "ended"
+        sent = len(emu.requests)
+        await call.end()
+        assert (await pb.stop()).reason in ("call_ended", "finished")
+        assert len(emu.requests) == sent
+        with pytest.raises(relaycall.InvalidStateError, match="the call has ended"):
+            await call.transfer("+15557650001")
+
+
+async def test_a_404_to_a_resent_end_is_success():
+    """calling.end processed, its reply lost, re-sent, answered 404: the call is ended, no error."""
+    async with Emulator(time_scale=50) as emu:
+        call = await answered(emu)
+        emu.faults.drop_connection(1, command="calling.end")
+        with relaycall.testing.instant_retries() as waits:
+            assert await call.end() is None
+        assert len(waits) == 1
+        assert [r.command for r in emu.requests][-2:] == ["calling.end", "calling.end"]
+        assert [r.status for r in emu.requests][-1:] == [404]
+        result = await call.ended(timeout=1)
+        # Ended here, unless the emulator's "ended" callback beat the re-sent end's reply.
+        assert (result.state, result.end_reason) == ("ended", "hangup")
+        assert result.reason in ("ended_here", "finished")
+
+
+async def test_a_404_to_a_first_end_still_says_the_call_was_gone():
+    """A 404 to an end sent once means the server does not know the call: NotFoundError."""
+    async with Emulator(time_scale=50) as emu:
+        call = emu.relay.call("9a3c0f4e-0000-4000-8000-000000000404")
+        with pytest.raises(relaycall.NotFoundError, match="already over"):
+            await call.end()
+        assert (await call.ended(timeout=1)).reason == "gone"
+
+
+async def test_collect_result_terminator_is_none_without_one():
+    """A digit collect ended by max digits reports terminator None, not ''."""
+    async with Emulator(time_scale=50, scenarios={TO: Scenario(dtmf="2")}) as emu:
+        call = await answered(emu)
+        col = await call.collect(digits=commands.CollectDigits(max=1), start_input_timers=True)
+        result = await col.wait(timeout=5)
+        assert (result.digits, result.terminator) == ("2", None)
+        await call.end()
+
+
+async def test_set_testing_makes_backoff_instant_for_every_session():
+    """relaycall.testing.set_testing(True) skips retry sleeps; False restores them."""
+    async with Emulator(time_scale=50) as emu:
+        call = await answered(emu)
+        emu.faults.fail(429, 1, command="calling.play", retry_after=30)
+        relaycall.testing.set_testing(True)
+        try:
+            pb = await asyncio.wait_for(call.play(tts("hi")), 5)
+        finally:
+            relaycall.testing.set_testing(False)
+        assert pb.state == "playing"
+        assert [r.status for r in emu.requests][-2:] == [429, 200]
+        await call.end()
+
+
+def test_async_relay_signature_has_no_private_hooks():
+    """AsyncRelay's public signature shows no private test hook such as _sleep."""
+    import inspect  # noqa: PLC0415
+
+    params = inspect.signature(relaycall.AsyncRelay).parameters
+    assert not [name for name in params if name.startswith("_")]
