@@ -1886,7 +1886,8 @@ INVALID: list[Invalid] = [
     _bad(
         "calling.play/item-flat-dict",
         lambda: _play(play=[{"type": "tts", "text": "hi"}]),
-        "play.play[0]: {'type': 'tts', 'text': 'hi'} is not a play item",
+        # A dict is read as a play item in its wire shape: {"type", "params"}.
+        "play.play[0].text: is not allowed here (allowed: type, params)",
         ("calling.play/min", (*P, "play", 0), {"type": "tts", "text": "hi"}),
         "rejects",
     ),
@@ -2043,8 +2044,9 @@ INVALID: list[Invalid] = [
     ),
     _bad(
         "calling.record/audio-dict",
-        lambda: c.Record(call_id=CALL_ID, control_id="r", audio={"beep": True}),  # type: ignore[arg-type]
-        "record.audio: {'beep': True} must be a RecordAudio",
+        # A dict is read as a RecordAudio, with the same rules and field paths.
+        lambda: c.Record(call_id=CALL_ID, control_id="r", audio={"beep": "yes"}),  # type: ignore[arg-type]
+        "record.audio.beep: 'yes' must be true or false",
     ),
     _bad(
         "calling.record.pause/behavior-unknown",
@@ -2115,8 +2117,9 @@ INVALID: list[Invalid] = [
     ),
     _bad(
         "calling.collect/digits-dict",
-        lambda: _collect(digits={"max": 1}),
-        "collect.digits: {'max': 1} must be a CollectDigits",
+        # A dict is read as a CollectDigits, with the same rules and field paths.
+        lambda: _collect(digits={"max": 0}),
+        "collect.digits.max: 0 must be >= 1",
     ),
     *_follow_up_cases(c.CollectStop),
     *_follow_up_cases(c.CollectStartInputTimers),
@@ -2166,8 +2169,8 @@ INVALID: list[Invalid] = [
     ),
     _bad(
         "calling.detect/detect-dict",
-        lambda: c.Detect(call_id=CALL_ID, control_id="d", detect={"type": "fax"}),  # type: ignore[arg-type]
-        "detect.detect: {'type': 'fax'} must be a DetectMachine, DetectFax or DetectDigit",
+        lambda: c.Detect(call_id=CALL_ID, control_id="d", detect={"type": "tty"}),  # type: ignore[arg-type]
+        "detect.detect.type: 'tty' is not one of 'machine', 'fax', 'digit'",
     ),
     _bad(
         "calling.detect/detect-missing",
@@ -2264,9 +2267,8 @@ INVALID: list[Invalid] = [
     ),
     _bad(
         "calling.tap/device-dict",
-        lambda: _tap({"type": "ws", "params": {"uri": "wss://x.io"}}),
-        "tap.device: {'type': 'ws', 'params': {'uri': 'wss://x.io'}} must be an RtpDevice or "
-        "WsDevice",
+        lambda: _tap({"type": "ws", "params": {"uri": "https://x.io"}}),
+        "tap.device.params.uri: 'https://x.io' must be a ws:// or wss:// URL",
     ),
     *_follow_up_cases(c.TapStop),
     # --- transcribe, stream ---------------------------------------------------------
@@ -2969,8 +2971,8 @@ INVALID: list[Invalid] = [
     ),
     _bad(
         "calling.refer/device-dict",
-        lambda: c.Refer(call_id=CALL_ID, device={"type": "sip", "params": {"to": "sip:b@x"}}),  # type: ignore[arg-type]
-        "refer.device: {'type': 'sip', 'params': {'to': 'sip:b@x'}} must be a SipReferDevice",
+        lambda: c.Refer(call_id=CALL_ID, device={"type": "sip", "params": {"to": "tel:+1"}}),  # type: ignore[arg-type]
+        "refer.device.params.to: 'tel:+1' must start with sip:",
     ),
     _bad(
         "calling.refer/status_url-not-http",

@@ -165,3 +165,146 @@ def test_async_relay_signature_has_no_private_hooks():
 
     params = inspect.signature(relaycall.AsyncRelay).parameters
     assert not [name for name in params if name.startswith("_")]
+
+
+# --- nested options as plain dicts ---------------------------------------------------------
+
+CID = "9a3c0f4e-0000-4000-8000-000000000001"
+
+#: (typed command, the same command with its nested option as a wire-shaped dict)
+SAME_AS_DICT: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
+    "collect.digits": (
+        lambda: commands.Collect(
+            call_id=CID, control_id="c", digits=commands.CollectDigits(max=2, terminators="#")
+        ),
+        lambda: commands.Collect(
+            call_id=CID, control_id="c", digits={"max": 2, "terminators": "#"}
+        ),
+    ),
+    "collect.speech": (
+        lambda: commands.Collect(
+            call_id=CID, control_id="c", speech=commands.CollectSpeech(engine="Deepgram")
+        ),
+        lambda: commands.Collect(call_id=CID, control_id="c", speech={"engine": "Deepgram"}),
+    ),
+    "detect.detect": (
+        lambda: commands.Detect(
+            call_id=CID, control_id="d", detect=commands.DetectMachine(initial_timeout=3)
+        ),
+        lambda: commands.Detect(
+            call_id=CID,
+            control_id="d",
+            detect={"type": "machine", "params": {"initial_timeout": 3}},
+        ),
+    ),
+    "tap.device": (
+        lambda: commands.Tap(
+            call_id=CID, control_id="t", direction="both", device=commands.WsDevice(uri="wss://a.b")
+        ),
+        lambda: commands.Tap(
+            call_id=CID,
+            control_id="t",
+            direction="both",
+            device={"type": "ws", "params": {"uri": "wss://a.b"}},
+        ),
+    ),
+    "refer.device": (
+        lambda: commands.Refer(
+            call_id=CID, device=commands.SipReferDevice(to="sip:a@b.c", from_="sip:me@b.c")
+        ),
+        lambda: commands.Refer(
+            call_id=CID,
+            device={"type": "sip", "params": {"to": "sip:a@b.c", "from": "sip:me@b.c"}},
+        ),
+    ),
+    "play.play": (
+        lambda: commands.Play(call_id=CID, control_id="p", play=[tts("a"), relaycall.silence(1)]),
+        lambda: commands.Play(
+            call_id=CID,
+            control_id="p",
+            play=[tts("a"), {"type": "silence", "params": {"duration": 1}}],
+        ),
+    ),
+    "record.audio": (
+        lambda: commands.Record(
+            call_id=CID, control_id="r", audio=commands.RecordAudio(format="wav", beep=True)
+        ),
+        lambda: commands.Record(call_id=CID, control_id="r", audio={"format": "wav", "beep": True}),
+    ),
+    "ai_message.reset": (
+        lambda: commands.AIMessage(
+            call_id=CID, reset=commands.AIReset(system_prompt="be brief", full_reset=True)
+        ),
+        lambda: commands.AIMessage(
+            call_id=CID, reset={"system_prompt": "be brief", "full_reset": True}
+        ),
+    ),
+    "live_transcribe.action": (
+        lambda: commands.LiveTranscribe(
+            call_id=CID,
+            action=commands.LiveTranscribeStart(lang="en-US", direction=["local-caller"]),
+        ),
+        lambda: commands.LiveTranscribe(
+            call_id=CID, action={"start": {"lang": "en-US", "direction": ["local-caller"]}}
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("where", sorted(SAME_AS_DICT))
+def test_nested_option_as_dict_builds_the_same_body(where):
+    """A nested option given as a dict in its wire shape sends exactly the typed body."""
+    typed, as_dict = SAME_AS_DICT[where]
+    assert as_dict().to_wire() == typed().to_wire()
+    assert as_dict() == typed()
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda: commands.Collect(call_id=CID, digits={"max": 0}),
+            "collect.digits.max: 0 must be >= 1",
+        ),
+        (
+            lambda: commands.Collect(call_id=CID, digits={"max": 2, "maximum": 3}),
+            "collect.digits.maximum: is not an allowed parameter here",
+        ),
+        (lambda: commands.Collect(call_id=CID, digits={}), "collect.digits.max: is required"),
+        (
+            lambda: commands.Detect(call_id=CID, detect={"type": "robot"}),
+            "detect.detect.type: 'robot' is not one of 'machine', 'fax', 'digit'",
+        ),
+        (
+            lambda: commands.Refer(
+                call_id=CID,
+                device={"type": "sip", "params": {"to": "sip:a@b", "password": 5}},
+            ),
+            "refer.device.params.password: <redacted> must be a string",
+        ),
+    ],
+)
+def test_nested_dict_errors_name_the_field_path(build, message):
+    """A bad nested dict fails before sending, naming the path as the typed classes do."""
+    with pytest.raises(relaycall.ValidationError) as info:
+        build()
+    assert str(info.value) == message
+
+
+async def test_call_methods_take_plain_dicts_on_the_wire():
+    """call.collect(digits={...}) and call.detect({...}) put the typed bodies on the wire."""
+    async with Emulator(time_scale=50, scenarios={TO: Scenario(dtmf="42#")}) as emu:
+        call = await answered(emu)
+        col = await call.collect(
+            digits={"max": 2, "terminators": "#"}, start_input_timers=True, control_id="c1"
+        )
+        assert (await col.wait(timeout=5)).digits == "42"
+        det = await call.detect({"type": "machine", "params": {"initial_timeout": 3}})
+        await det.stop()
+        bodies = {r.command: r.body["params"] for r in emu.requests}
+        assert bodies["calling.collect"]["digits"] == {"max": 2, "terminators": "#"}
+        assert bodies["calling.detect"]["detect"] == {
+            "type": "machine",
+            "params": {"initial_timeout": 3},
+        }
+        await call.end()

@@ -178,28 +178,78 @@ def _redacted(value: Any) -> str:
     return "None" if value is None else "'<redacted>'"
 
 
-def _field(validator: v.Validator, wire: str | None, raw: bool, secret: bool, **kw: Any) -> Any:
+def _has_dict(value: Any) -> bool:
+    # A loop, not any(): this runs for every play command, and a generator costs more.
+    if isinstance(value, Mapping):
+        return True
+    if isinstance(value, list | tuple):
+        for item in value:
+            if isinstance(item, Mapping):
+                return True
+    return False
+
+
+def _read_dicts(value: Any, inst: Any, field: attrs.Attribute[Any]) -> Any:
+    """
+    attrs converter of a nested-model field: a dict in its wire shape becomes the model.
+
+    ``digits={"max": 2}`` -> ``CollectDigits(max=2)``, with the same validation
+    and field paths (``collect.digits.max``) as the typed class; typed values
+    pass through untouched. The reader (and its cattrs code generation) is
+    imported on the first dict only.
+    """
+    if not _has_dict(value):
+        return value
+    from relaycall._reading import read_nested  # noqa: PLC0415 - only when dicts are used
+
+    return read_nested(type(inst), field.name, value)
+
+
+#: The converter every nested-model field shares.
+NESTED = attrs.Converter(_read_dicts, takes_self=True, takes_field=True)
+
+
+def _field(
+    validator: v.Validator, wire: str | None, raw: bool, secret: bool, nested: bool, **kw: Any
+) -> Any:
     meta: dict[str, Any] = {}
     if wire is not None:
         meta["wire"] = wire
     if raw:
         # Free-form JSON (SWML, custom data) goes out as plain JSON, not walked by cattrs.
         meta["raw"] = True
+    if nested:
+        kw["converter"] = NESTED
     return attrs.field(validator=validator, metadata=meta, repr=_redacted if secret else True, **kw)
 
 
 def opt(
-    validator: v.Validator, *, wire: str | None = None, raw: bool = False, secret: bool = False
+    validator: v.Validator,
+    *,
+    wire: str | None = None,
+    raw: bool = False,
+    secret: bool = False,
+    nested: bool = False,
 ) -> Any:
-    """An optional wire field, omitted when None. *secret* hides it from repr."""
-    return _field(validator, wire, raw, secret, default=None)
+    """
+    An optional wire field, omitted when None. *secret* hides it from repr.
+
+    *nested*: the field holds parameter models, which may also be given as
+    dicts in their wire shape (see :func:`_read_dicts`).
+    """
+    return _field(validator, wire, raw, secret, nested, default=None)
 
 
 def req(
-    validator: v.Validator, *, wire: str | None = None, raw: bool = False, secret: bool = False
+    validator: v.Validator,
+    *,
+    wire: str | None = None,
+    raw: bool = False,
+    secret: bool = False,
+    nested: bool = False,
 ) -> Any:
-    """A required wire field."""
-    return _field(validator, wire, raw, secret)
+    """A required wire field (*nested* as for :func:`opt`)."""
+    return _field(validator, wire, raw, secret, nested)
 
 
 def typed_params(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:

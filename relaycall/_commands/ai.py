@@ -134,7 +134,7 @@ class AIMessage(Command[Leg]):
     call_id: str = call_id_field()
     role: Literal["system", "user", "assistant"] | None = opt(v.one_of(*AI_MESSAGE_ROLES))
     message_text: str | None = opt(v.string())
-    reset: AIReset | None = opt(v.check(v.model_check(AIReset, "an AIReset")))
+    reset: AIReset | None = opt(v.check(v.model_check(AIReset, "an AIReset")), nested=True)
     global_data: Mapping[str, Any] | None = opt(v.check(v.json_object_check), raw=True)
 
 
@@ -392,12 +392,14 @@ class AISidecar(Command[Leg]):
     url: str | None = opt(v.uri())
     swaig: Mapping[str, Any] | None = opt(v.check(_swaig_check), wire="SWAIG", raw=True)
     permissions: SidecarPermissions | None = opt(
-        v.check(v.model_check(SidecarPermissions, "a SidecarPermissions"))
+        v.check(v.model_check(SidecarPermissions, "a SidecarPermissions")), nested=True
     )
     global_data: Mapping[str, Any] | None = opt(v.check(v.json_object_check), raw=True)
     hints: Sequence[str] | None = opt(v.check(v.seq_check(_str, min_items=1)))
-    params: SidecarParams | None = opt(v.check(v.model_check(SidecarParams, "a SidecarParams")))
-    action: Summarize | None = opt(v.check(v.model_check(Summarize, "a Summarize")))
+    params: SidecarParams | None = opt(
+        v.check(v.model_check(SidecarParams, "a SidecarParams")), nested=True
+    )
+    action: Summarize | None = opt(v.check(v.model_check(Summarize, "a Summarize")), nested=True)
 
 
 @command("calling.ai_sidecar.poke", label="ai_sidecar.poke", idempotency=Idempotency.UNSAFE)
@@ -501,7 +503,8 @@ class LiveTranscribe(Command[Leg]):
                 v.enum_check(("stop",)),
                 rule="must be a LiveTranscribeStart, a Summarize, or 'stop'",
             )
-        )
+        ),
+        nested=True,
     )
 
     @property
@@ -570,7 +573,8 @@ class LiveTranslate(Command[Leg]):
                 v.enum_check(("stop",)),
                 rule="must be a LiveTranslateStart, a Summarize, a LiveTranslateInject, or 'stop'",
             )
-        )
+        ),
+        nested=True,
     )
     status_url: str | None = opt(v.http_url())
 

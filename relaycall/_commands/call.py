@@ -205,7 +205,9 @@ class Refer(Command[Leg]):
     """Send a SIP REFER to move the call elsewhere (``calling.refer``)."""
 
     call_id: str = call_id_field()
-    device: SipReferDevice = req(v.check(v.model_check(SipReferDevice, "a SipReferDevice")))
+    device: SipReferDevice = req(
+        v.check(v.model_check(SipReferDevice, "a SipReferDevice")), nested=True
+    )
     status_url: str | None = opt(v.http_url())
 
 

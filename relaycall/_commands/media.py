@@ -11,6 +11,7 @@ import attrs
 
 from relaycall import _validate as v
 from relaycall._commands._base import (
+    NESTED,
     Command,
     FollowUp,
     Idempotency,
@@ -164,7 +165,7 @@ class Play(Command[Leg]):
 
     call_id: str = call_id_field()
     control_id: str = new_control_id_field()
-    play: Sequence[PlayItem] = req(v.check(_play_items_check))
+    play: Sequence[PlayItem] = req(v.check(_play_items_check), nested=True)
     volume: float | None = opt(v.number(-40, 40))
     direction: Literal["listen", "speak", "both"] | None = opt(v.one_of(*DIRECTIONS))
     loop: int | None = opt(v.integer(0))
@@ -235,8 +236,11 @@ class Record(Command[Leg]):
 
     call_id: str = call_id_field()
     control_id: str = new_control_id_field()
+    # The mypy attrs plugin reads no attrs.Converter; the type stays RecordAudio.
     audio: RecordAudio = attrs.field(
-        factory=RecordAudio, validator=v.check(v.model_check(RecordAudio, "a RecordAudio"))
+        factory=RecordAudio,
+        validator=v.check(v.model_check(RecordAudio, "a RecordAudio")),
+        converter=NESTED,  # type: ignore[misc]
     )
     status_url: str | None = opt(v.http_url())
 

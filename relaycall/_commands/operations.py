@@ -155,8 +155,12 @@ class Collect(Command[Leg]):
 
     call_id: str = call_id_field()
     control_id: str = new_control_id_field()
-    digits: CollectDigits | None = opt(v.check(v.model_check(CollectDigits, "a CollectDigits")))
-    speech: CollectSpeech | None = opt(v.check(v.model_check(CollectSpeech, "a CollectSpeech")))
+    digits: CollectDigits | None = opt(
+        v.check(v.model_check(CollectDigits, "a CollectDigits")), nested=True
+    )
+    speech: CollectSpeech | None = opt(
+        v.check(v.model_check(CollectSpeech, "a CollectSpeech")), nested=True
+    )
     initial_timeout: float | None = opt(v.number(0, lo_open=True))
     continuous: bool | None = opt(v.boolean())
     partial_results: bool | None = opt(v.boolean())
@@ -255,7 +259,8 @@ class Detect(Command[Leg]):
             v.model_check(
                 (DetectMachine, DetectFax, DetectDigit), "a DetectMachine, DetectFax or DetectDigit"
             )
-        )
+        ),
+        nested=True,
     )
     timeout: float | None = opt(v.number(0))
     status_url: str | None = opt(v.http_url())
@@ -318,7 +323,7 @@ class Tap(Command[Leg]):
     control_id: str = new_control_id_field()
     direction: Literal["listen", "speak", "both"] = req(v.one_of(*TAP_DIRECTIONS))
     device: RtpDevice | WsDevice = req(
-        v.check(v.model_check((RtpDevice, WsDevice), "an RtpDevice or WsDevice"))
+        v.check(v.model_check((RtpDevice, WsDevice), "an RtpDevice or WsDevice")), nested=True
     )
     status_url: str | None = opt(v.http_url())
 

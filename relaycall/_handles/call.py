@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import typing
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
 
 from relaycall._commands import ai as ai_cmd
 from relaycall._commands import call as call_cmd
@@ -391,7 +391,7 @@ class Call(Handle):
 
     def play(
         self,
-        *media: media_cmd.PlayItem,
+        *media: media_cmd.PlayItem | Mapping[str, Any],
         volume: float | None = None,
         direction: Literal["listen", "speak", "both"] | None = None,
         loop: int | None = None,
@@ -408,7 +408,8 @@ class Call(Handle):
         :func:`~relaycall.silence` and :func:`~relaycall.ringtone`.
         """
         cmd = media_cmd.Play(
-            call_id=self.id, control_id=control_id or new_control_id(), play=list(media),
+            call_id=self.id, control_id=control_id or new_control_id(),
+            play=cast("Any", list(media)),
             volume=volume, direction=direction, loop=loop, language=language, voice=voice,
             gender=gender, status_url=status_url,
         )  # fmt: skip
@@ -446,8 +447,8 @@ class Call(Handle):
     def collect(
         self,
         *,
-        digits: ops_cmd.CollectDigits | None = None,
-        speech: ops_cmd.CollectSpeech | None = None,
+        digits: ops_cmd.CollectDigits | Mapping[str, Any] | None = None,
+        speech: ops_cmd.CollectSpeech | Mapping[str, Any] | None = None,
         initial_timeout: float | None = None,
         continuous: bool | None = None,
         partial_results: bool | None = None,
@@ -465,8 +466,9 @@ class Call(Handle):
             result = await col.wait()
         """
         cmd = ops_cmd.Collect(
-            call_id=self.id, control_id=control_id or new_control_id(), digits=digits,
-            speech=speech, initial_timeout=initial_timeout, continuous=continuous,
+            call_id=self.id, control_id=control_id or new_control_id(),
+            digits=cast("Any", digits),
+            speech=cast("Any", speech), initial_timeout=initial_timeout, continuous=continuous,
             partial_results=partial_results, send_start_of_input=send_start_of_input,
             start_input_timers=start_input_timers, status_url=status_url,
         )  # fmt: skip
@@ -477,6 +479,7 @@ class Call(Handle):
         detect: ops_cmd.DetectMachine
         | ops_cmd.DetectFax
         | ops_cmd.DetectDigit
+        | Mapping[str, Any]
         | Literal["machine", "fax", "digit"] = "machine",
         *,
         timeout: float | None = None,
@@ -509,7 +512,7 @@ class Call(Handle):
 
     def tap(
         self,
-        device: ops_cmd.RtpDevice | ops_cmd.WsDevice | str,
+        device: ops_cmd.RtpDevice | ops_cmd.WsDevice | Mapping[str, Any] | str,
         *,
         direction: Literal["listen", "speak", "both"] = "both",
         status_url: str | None = None,
@@ -524,7 +527,7 @@ class Call(Handle):
         dev = ops_cmd.WsDevice(uri=device) if isinstance(device, str) else device
         cmd = ops_cmd.Tap(
             call_id=self.id, control_id=control_id or new_control_id(), direction=direction,
-            device=dev, status_url=status_url,
+            device=cast("Any", dev), status_url=status_url,
         )  # fmt: skip
         return self._start("tap", Tap, cmd)
 
@@ -583,12 +586,12 @@ class Call(Handle):
         message_text: str | None = None,
         *,
         role: Literal["system", "user", "assistant"] | None = None,
-        reset: ai_cmd.AIReset | None = None,
+        reset: ai_cmd.AIReset | Mapping[str, Any] | None = None,
         global_data: Mapping[str, Any] | None = None,
     ) -> Leg:
         """Inject a message into the AI agent's conversation (``calling.ai_message``)."""
         cmd = ai_cmd.AIMessage(
-            call_id=self.id, role=role, message_text=message_text, reset=reset,
+            call_id=self.id, role=role, message_text=message_text, reset=cast("Any", reset),
             global_data=global_data,
         )  # fmt: skip
         return await self._command("ai_message", cmd)
@@ -607,17 +610,19 @@ class Call(Handle):
         customer_role: Direction | None = None,
         url: str | None = None,
         swaig: Mapping[str, Any] | None = None,
-        permissions: ai_cmd.SidecarPermissions | None = None,
+        permissions: ai_cmd.SidecarPermissions | Mapping[str, Any] | None = None,
         global_data: Mapping[str, Any] | None = None,
         hints: Sequence[str] | None = None,
-        params: ai_cmd.SidecarParams | None = None,
-        action: ai_cmd.Summarize | None = None,
+        params: ai_cmd.SidecarParams | Mapping[str, Any] | None = None,
+        action: ai_cmd.Summarize | Mapping[str, Any] | None = None,
     ) -> Starting[Sidecar]:
         """Attach an AI sidecar that listens and advises your webhook (a :class:`Sidecar`)."""
         cmd = ai_cmd.AISidecar(
             call_id=self.id, lang=lang, prompt=prompt, model=model, direction=direction,
-            customer_role=customer_role, url=url, swaig=swaig, permissions=permissions,
-            global_data=global_data, hints=hints, params=params, action=action,
+            customer_role=customer_role, url=url, swaig=swaig,
+            permissions=cast("Any", permissions),
+            global_data=global_data, hints=hints, params=cast("Any", params),
+            action=cast("Any", action),
         )  # fmt: skip
         return self._start("ai_sidecar", Sidecar, cmd)
 

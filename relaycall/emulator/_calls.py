@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from relaycall import commands as c
+from relaycall._reading import WireError
 from relaycall.emulator._clock import Timer
 from relaycall.emulator._config import Scenario
-from relaycall.emulator._wire import WireError
 
 if TYPE_CHECKING:
     from relaycall.emulator._core import Emulator
