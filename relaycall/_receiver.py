@@ -92,9 +92,14 @@ class EventReceiver:
     here, carrying an unguessable token; callbacks without a token this
     receiver issued are refused (403) even where the platform does not sign.
 
-    Mount it in an aiohttp app (:meth:`add_to_app` / :meth:`handle`), in a
-    FastAPI or Starlette app (:meth:`asgi_app`), or run it on its own
-    (:meth:`start` / ``async with receiver.serve(...)``).
+    Route it in an aiohttp, FastAPI or Starlette app (:meth:`add_to_app`),
+    mount it in FastAPI or Starlette (``app.mount(path, receiver.asgi_app())``),
+    or run it on its own (:meth:`start` / ``async with receiver.serve(...)``).
+
+    Every status_url it writes has its path ending in ``/``
+    (``https://app.example.com/relaycall/events/?t=...``), whichever way
+    *public_url* was written: that is the one form a Starlette mount matches,
+    and :meth:`add_to_app` and :meth:`start` route both forms.
 
     Example::
 
@@ -106,9 +111,12 @@ class EventReceiver:
 
     Args:
         public_url: The full URL the platform reaches this receiver at (its
-            path included). Without it no status_url is filled in; it is set
-            by :meth:`start` when unset.
-        path: Where the handler is mounted locally (default: *public_url*'s path).
+            path included, a trailing ``/`` optional). Without it no status_url
+            is filled in; it is set by :meth:`start` when unset.
+        path: Where the handler is served locally (default: *public_url*'s
+            path), kept ending in ``/`` like the status_urls. Behind a proxy
+            or a server ``root_path`` that strips a prefix, give the path
+            inside the app.
         signing_key: The project's signing key. When set, callbacks must carry
             a valid ``X-SignalWire-Signature`` (and ``X-SignalWire-SHA256-Signature``
             is checked too when present).
@@ -132,10 +140,10 @@ class EventReceiver:
         signature_url: Callable[[str], str] | None = None,
         secret: bytes | None = None,
     ) -> None:
-        if public_url is not None and not public_url.startswith(("http://", "https://")):
-            raise UsageError(f"public_url must be an http(s) URL, not {public_url!r}")
-        self.public_url = public_url.split("?")[0] if public_url else None
-        self.path = path or (urlsplit(public_url).path if public_url else "") or "/relaycall/events"
+        self.public_url = public_url  # checked by the setter
+        self.path = _with_slash(
+            path or (urlsplit(public_url).path if public_url else "") or "/relaycall/events"
+        )
         self._signing_key = signing_key.encode() if signing_key else None
         self.require_token = require_token
         self.max_body_size = max_body_size
@@ -145,6 +153,24 @@ class EventReceiver:
         self._relay: AsyncRelay | None = None
         self._listeners: list[Callable[[Event], Any]] = []
         self._runner: web.AppRunner | None = None
+        self._asgi_app: _ASGIApp | None = None
+
+    @property
+    def public_url(self) -> str | None:
+        """The URL the platform reaches this receiver at, as given (without a query)."""
+        return self._public_url
+
+    @public_url.setter
+    def public_url(self, url: str | None) -> None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise UsageError(f"public_url must be an http(s) URL, not {url!r}")
+        self._public_url = url.split("?")[0] if url else None
+        # What every status_url starts with (and the URL checked against the
+        # signature): the path ending in "/", the only form a Starlette
+        # app.mount(path, ...) matches, so the README's recipe never meets the
+        # 307 redirect Starlette answers for the other form (a redirected POST
+        # is not something the platform can be relied on to follow).
+        self._callback_url = _with_slash(self._public_url) if self._public_url else None
 
     def __repr__(self) -> str:
         return f"<EventReceiver public_url={self.public_url!r} path={self.path!r}>"
@@ -173,16 +199,16 @@ class EventReceiver:
 
     def status_url(self, call_id: str) -> str:
         """The status_url for operations on *call_id*, with its token."""
-        if self.public_url is None:
+        if self._callback_url is None:
             raise UsageError("the receiver has no public_url yet (pass one, or start() it first)")
-        return f"{self.public_url}?t={self._mac('c:' + call_id)}"
+        return f"{self._callback_url}?t={self._mac('c:' + call_id)}"
 
     def dial_status_url(self) -> tuple[str, str]:
         """A status_url for a new call (its id is not known yet), and its nonce."""
-        if self.public_url is None:
+        if self._callback_url is None:
             raise UsageError("the receiver has no public_url yet (pass one, or start() it first)")
         nonce = secrets.token_urlsafe(12)
-        return f"{self.public_url}?t=d.{nonce}.{self._mac('d:' + nonce)}", nonce
+        return f"{self._callback_url}?t=d.{nonce}.{self._mac('d:' + nonce)}", nonce
 
     def _token_ok(self, token: str | None, event: Event, call: Call | None) -> bool:
         if not token:
@@ -217,12 +243,19 @@ class EventReceiver:
                 return False
         return True
 
-    def _url_to_sign(self, request_url: str, query: str) -> str:
+    def _urls_to_sign(self, request_url: str, query: str) -> tuple[str, ...]:
+        """The URLs a valid signature may be over, the likeliest first."""
         if self._signature_url is not None:
-            return self._signature_url(request_url)
-        if self.public_url is not None:
-            return f"{self.public_url}?{query}" if query else self.public_url
-        return request_url
+            return (self._signature_url(request_url),)
+        base = self._callback_url
+        if base is None:
+            return (request_url,)
+        # The platform signs the URL it posted to: the status_url relaycall
+        # wrote (its path ending in "/"), whatever a proxy made of the path on
+        # the way; or public_url without the "/", as a status_url the user
+        # wrote may have it (checked only when the first fails).
+        bare = base[:-1]
+        return (f"{base}?{query}", f"{bare}?{query}") if query else (base, bare)
 
     def ingest(
         self, body: bytes, *, url: str, query: str, headers: Mapping[str, str]
@@ -238,8 +271,8 @@ class EventReceiver:
             return self._reject_body(
                 f"body of {len(body)} bytes is over the {self.max_body_size} limit"
             )
-        if self._signing_key is not None and not self._signature_ok(
-            self._url_to_sign(url, query), body, headers
+        if self._signing_key is not None and not any(
+            self._signature_ok(signed, body, headers) for signed in self._urls_to_sign(url, query)
         ):
             return self._reject_auth("missing or wrong X-SignalWire-Signature")
         try:
@@ -314,7 +347,12 @@ class EventReceiver:
     # --- aiohttp ----------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.Response:
-        """An aiohttp handler: ``app.router.add_post(receiver.path, receiver.handle)``."""
+        """
+        An aiohttp handler: ``app.router.add_post(receiver.path, receiver.handle)``.
+
+        That routes only :attr:`path` (ending in ``/``, as the status_urls do);
+        :meth:`add_to_app` routes the form without it too.
+        """
         if request.content_length is not None and request.content_length > self.max_body_size:
             self.stats.received += 1
             status, text = self._reject_body("body too large")
@@ -327,7 +365,7 @@ class EventReceiver:
                 status, text = self._reject_body("body too large")
                 return web.Response(status=status, text=text)
         # The full URL is only read to check a signature against it (see
-        # _url_to_sign); building it from the request costs more than the rest
+        # _urls_to_sign); building it from the request costs more than the rest
         # of this handler, so it is built only when it will be read.
         url = str(request.url) if self._reads_request_url() else ""
         status, text = self.ingest(
@@ -336,14 +374,46 @@ class EventReceiver:
         return web.Response(status=status, text=text)
 
     def _reads_request_url(self) -> bool:
-        """Whether :meth:`ingest` will look at its *url* (only _url_to_sign does)."""
+        """Whether :meth:`ingest` will look at its *url* (only _urls_to_sign does)."""
         return self._signing_key is not None and (
             self._signature_url is not None or self.public_url is None
         )
 
-    def add_to_app(self, app: web.Application) -> None:
-        """Mount the handler at :attr:`path` in an aiohttp application."""
-        app.router.add_post(self.path, self.handle)
+    def add_to_app(self, app: Any) -> None:
+        """
+        Route POST callbacks at :attr:`path` to this receiver, with and without its trailing ``/``.
+
+        *app* is an aiohttp ``web.Application``, or a Starlette or FastAPI
+        application (or router): neither framework then answers a callback
+        with a redirect to the other form. Starlette routes are matched inside
+        the app's ``root_path``: a FastAPI ``root_path`` (``FastAPI(root_path=...)``)
+        is taken off the front of :attr:`path`; under a server's root path
+        (``uvicorn --root-path``), give the receiver the path inside the app.
+
+        Raises:
+            UsageError: *app* is none of these.
+        """
+        bare = self.path.rstrip("/")
+        if isinstance(app, web.Application):
+            for form in (bare, self.path) if bare else (self.path,):
+                app.router.add_post(form, self.handle)
+            return
+        # Starlette and FastAPI are duck-typed: relaycall does not depend on them.
+        router = getattr(app, "router", app)
+        if not callable(getattr(router, "add_route", None)) or not hasattr(router, "routes"):
+            raise UsageError(
+                "add_to_app takes an aiohttp web.Application or a Starlette/FastAPI app "
+                f"(or router), not {app!r}; for other ASGI frameworks mount receiver.asgi_app() "
+                f"at {bare or '/'!r} so that it takes {self.path!r}"
+            )
+        root = getattr(app, "root_path", "")
+        root = root.rstrip("/") if isinstance(root, str) else ""
+        if root and (bare == root or bare.startswith(root + "/")):
+            bare = bare[len(root) :]
+        endpoint = self.asgi_app()
+        for form in (bare, bare + "/") if bare else ("/",):
+            # A callable object, not a function, so Starlette serves it as raw ASGI.
+            router.add_route(form, endpoint, methods=["POST"], include_in_schema=False)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """
@@ -389,9 +459,16 @@ class EventReceiver:
             app = FastAPI()
             app.mount("/relaycall/events", receiver.asgi_app())
 
+        A mount matches only the path with a ``/`` after it, the form of every
+        status_url the receiver writes. As a route it must be given that form,
+        ``app.add_route("/relaycall/events/", receiver.asgi_app(), methods=["POST"])``,
+        or Starlette redirects each callback (307); :meth:`add_to_app` routes both.
+        It is an object, not a function, so Starlette serves it as raw ASGI.
         It needs no ASGI library: relaycall does not depend on FastAPI.
         """
-        return self._asgi
+        if self._asgi_app is None:
+            self._asgi_app = _ASGIApp(self)
+        return self._asgi_app
 
     async def _asgi(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -431,6 +508,21 @@ class EventReceiver:
         await _asgi_reply(send, status, text)
 
 
+class _ASGIApp:
+    """:meth:`EventReceiver.asgi_app`: an object, which Starlette does not take for an endpoint."""
+
+    __slots__ = ("_receiver",)
+
+    def __init__(self, receiver: EventReceiver) -> None:
+        self._receiver = receiver
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._receiver._asgi(scope, receive, send)
+
+    def __repr__(self) -> str:
+        return f"<ASGI app of {self._receiver!r}>"
+
+
 class _Serving:
     def __init__(self, receiver: EventReceiver, host: str, port: int) -> None:
         self._receiver, self._host, self._port = receiver, host, port
@@ -463,9 +555,27 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+def _with_slash(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
+
+
 def _asgi_url(scope: Mapping[str, Any], headers: Mapping[str, str], query: str) -> str:
+    """The URL an ASGI request was made to (for checking a signature over it)."""
     host = headers.get("host") or "{}:{}".format(*scope.get("server") or ("localhost", 80))
-    path = scope.get("root_path", "") + scope.get("path", "")
+    raw = scope.get("raw_path")
+    if raw:
+        # The request target as the server took it (escapes kept, as signed),
+        # which neither a mount nor a root_path changes; some servers leave
+        # the query in it.
+        path = raw.decode("latin-1").partition("?")[0]
+    else:
+        # The whole path, root_path included, as the ASGI spec has it (and
+        # Starlette >= 0.33 keeps it under a mount); older servers and
+        # frameworks left root_path out of it.
+        path = scope.get("path", "")
+        root = scope.get("root_path", "")
+        if root and not (path == root or path.startswith(root.rstrip("/") + "/")):
+            path = root + path
     url = f"{scope.get('scheme', 'http')}://{host}{path}"
     return f"{url}?{query}" if query else url
 
