@@ -21,6 +21,7 @@ from pathlib import Path
 
 from relaycall.testing import Emulator
 
+PYTHON = sys.executable
 REPO = Path(__file__).resolve().parent.parent
 SIGNING_KEY = "docs-and-examples-signing-key"
 
@@ -153,6 +154,12 @@ class Program:
                 self._proc.send_signal(signal.SIGTERM)
         return await self.wait(timeout)
 
+    def interrupt(self) -> None:
+        """Send SIGINT, as Ctrl-C would."""
+        assert self._proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            self._proc.send_signal(signal.SIGINT)
+
     async def kill(self) -> None:
         """Kill the program if it still runs (the cleanup of last resort)."""
         if self._proc is not None and self._proc.returncode is None:
@@ -173,6 +180,3 @@ async def run_program(
     finally:
         await program.kill()
     return code, program.output
-
-
-PYTHON = sys.executable

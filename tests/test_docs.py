@@ -6,8 +6,9 @@ between are allowed), invisible once rendered::
 
     <!-- doctest: MODE [key=value ...] -->
 
-- No marker: a complete program. It is saved as ``snippet.py`` in an empty folder and run
-  with ``python snippet.py``; it must exit with status 0. Its environment points it at an
+- No marker, or ``program [expect=TEXT]``: a complete program. It is saved as ``snippet.py``
+  in an empty folder and run with ``python snippet.py``; it must exit with status 0 (and
+  print TEXT, when given) and receive callbacks. Its environment points it at an
   emulator this test runs: ``SIGNALWIRE_BASE_URL``, ``SIGNALWIRE_PROJECT_ID``,
   ``SIGNALWIRE_API_TOKEN``, ``SIGNALWIRE_SIGNING_KEY``, and ``PUBLIC_URL`` /
   ``PORT`` (a free loopback port, and its URL) for a receiver of its own.
@@ -27,11 +28,16 @@ between are allowed), invisible once rendered::
   ``python app.py`` with ``PORT`` set), with the environment of a program. Once it listens,
   ``POST PATH`` must answer 2xx with TEXT in the body, the emulator's callbacks must all have
   been accepted, and the server must stop cleanly on SIGTERM.
+- ``command ready=TEXT`` (before a ``sh`` block): each command line (a ``# comment`` is
+  dropped) starts a server as a user would type it, ``relaycall`` being the console script
+  installed next to this Python, and with the port after ``--port`` replaced by a free one.
+  It must print TEXT, then stop cleanly on SIGINT (Ctrl-C).
 - ``skip reason="..."``: not run, and reported as skipped with the reason. Keep these rare:
   ``test_few_blocks_are_skipped`` counts them.
 
-A marker this file does not know, or one that does not precede a ``python`` block, is an
-error. Blocks in other languages (``sh``, ``json``, ``console``...) are not run.
+A marker this file does not know, or one that does not precede a ``python`` block (a ``sh``
+block for ``command``), is an error. Other blocks (``sh``, ``json``, ``console``...) are not
+run: the README's two set-up commands are what CI itself runs.
 """
 
 from __future__ import annotations
@@ -69,13 +75,16 @@ from tests._programs import (
 
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 RUN_LANGUAGES = {"python", "py", "pycon"}
-MODES = {
-    "program": set(),
-    "emulator": set(),
-    "pytest": set(),
-    "app": {"server", "post", "expect"},
-    "skip": {"reason"},
+#: mode -> (options it requires, options it may take)
+MODES: dict[str, tuple[set[str], set[str]]] = {
+    "program": (set(), {"expect"}),
+    "emulator": (set(), set()),
+    "pytest": (set(), set()),
+    "app": ({"server", "post", "expect"}, set()),
+    "skip": ({"reason"}, set()),
+    "command": ({"ready"}, set()),
 }
+SHELL_LANGUAGES = {"sh", "shell", "bash"}
 MAX_SKIPPED = 2
 
 CALLER = "+15551230000"
@@ -113,10 +122,11 @@ def parse_marker(spec: str, where: str) -> tuple[str, dict[str, str]]:
     options: dict[str, str] = {}
     for word in rest:
         key, eq, value = word.partition("=")
-        if not eq or key not in MODES[mode]:
-            raise ValueError(f"{where}: {mode!r} takes {sorted(MODES[mode])}, not {word!r}")
+        required, optional = MODES[mode]
+        if not eq or key not in required | optional:
+            raise ValueError(f"{where}: {mode!r} takes {sorted(required | optional)}, not {word!r}")
         options[key] = value
-    missing = MODES[mode] - options.keys()
+    missing = MODES[mode][0] - options.keys()
     if missing:
         raise ValueError(f"{where}: {mode!r} needs {sorted(missing)}")
     if mode == "skip" and not options["reason"].strip():
@@ -141,9 +151,11 @@ def parse_blocks(path: Path, text: str) -> list[Block]:
                     j += 1
                 following = _FENCE.match(lines[j]) if j < len(lines) else None
                 language = following["info"].split()[0] if following and following["info"] else ""
-                if language not in RUN_LANGUAGES:
+                command = marker["spec"].split()[:1] == ["command"]
+                if language not in (SHELL_LANGUAGES if command else RUN_LANGUAGES):
+                    kind = "an sh" if command else "a python"
                     raise ValueError(
-                        f"{path.name}:{i + 1}: a doctest marker not before a python block"
+                        f"{path.name}:{i + 1}: a doctest marker not before {kind} block"
                     )
             i += 1
             continue
@@ -172,7 +184,7 @@ def runnable_blocks() -> list[Block]:
         block
         for path in DOCUMENTS
         for block in parse_blocks(path, path.read_text(encoding="utf-8"))
-        if block.language in RUN_LANGUAGES
+        if block.language in RUN_LANGUAGES or block.mode == "command"
     ]
 
 
@@ -250,6 +262,7 @@ async def run_program_block(block: Block, folder: Path) -> None:
         env = program_env(emu, PUBLIC_URL=f"http://127.0.0.1:{port}", PORT=str(port))
         code, out = await run_program([PYTHON, "snippet.py"], env=env, cwd=folder)
         assert code == 0, f"{block.where} failed:\n{out}"
+        assert block.options.get("expect", "") in out, out
         assert_callbacks_received(emu)
 
 
@@ -291,6 +304,26 @@ async def run_app_block(block: Block, folder: Path) -> None:
         assert "Traceback" not in app.output, app.output
 
 
+async def run_command_block(block: Block, folder: Path) -> None:
+    for line in block.code.splitlines():
+        argv = shlex.split(line, comments=True)
+        if not argv:
+            continue
+        if argv[0] == "relaycall":
+            argv[0] = str(Path(PYTHON).parent / "relaycall")
+        if "--port" in argv:
+            argv[argv.index("--port") + 1] = str(free_port())
+        server = await Program(argv, env=program_env(None), cwd=folder).start()
+        try:
+            await server.wait_for_output(re.escape(block.options["ready"]))
+        finally:
+            if server.returncode is None:
+                server.interrupt()
+            code = await server.wait(20)
+        assert code == 0, server.output
+        assert "Traceback" not in server.output, server.output
+
+
 # --- the tests ----------------------------------------------------------------------------------
 
 
@@ -306,6 +339,8 @@ async def test_block_runs(block: Block, tmp_path: Path, monkeypatch: pytest.Monk
         await run_program_block(block, tmp_path)
     elif block.mode == "pytest":
         await run_pytest_block(block, tmp_path)
+    elif block.mode == "command":
+        await run_command_block(block, tmp_path)
     else:
         await run_app_block(block, tmp_path)
 
@@ -319,7 +354,7 @@ def test_few_blocks_are_skipped() -> None:
 def test_the_documents_have_blocks_of_every_mode() -> None:
     """The parser finds the README's blocks (a parser that finds nothing would pass)."""
     modes = {b.mode for b in BLOCKS}
-    assert {"program", "emulator", "pytest", "app"} <= modes
+    assert {"program", "emulator", "pytest", "app", "command"} <= modes
     assert {b.options["server"] for b in BLOCKS if b.mode == "app"} == {"uvicorn", "python"}
 
 
@@ -331,7 +366,17 @@ def test_the_documents_have_blocks_of_every_mode() -> None:
         ('<!-- doctest: skip reason="" -->\n```python\npass\n```\n', "needs a reason"),
         ("<!-- doctest: app server=uvicorn -->\n```python\npass\n```\n", "needs"),
         ("<!-- doctest: pytest -->\n```sh\nls\n```\n", "not before a python block"),
+        ("<!-- doctest: command ready=x -->\n```python\npass\n```\n", "not before an sh block"),
         ("<!-- doctest: emulator timeout=3 -->\n```python\npass\n```\n", "takes []"),
+    ],
+    ids=[
+        "unknown-mode",
+        "no-reason",
+        "empty-reason",
+        "app-incomplete",
+        "not-python",
+        "command-not-sh",
+        "unknown-option",
     ],
 )
 def test_bad_markers_are_errors(markdown: str, error: str) -> None:
