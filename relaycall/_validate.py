@@ -239,6 +239,69 @@ def seq_check(item: Check, *, min_items: int | None = None, what: str = "a list"
     return check
 
 
+# --- addresses (reference §4.1: dial's from, to and caller_id; §4.4: transfer's dest) --------
+
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+# A URI scheme and something after it, with no white space: the server parses the rest.
+_URI_FORMS = {
+    "sip": re.compile(r"sips?:\S+", re.IGNORECASE),
+    "verto": re.compile(r"verto:\S+", re.IGNORECASE),
+    "client": re.compile(r"client:\S+", re.IGNORECASE),
+    "fabric": re.compile(r"/\S+"),
+    "url": re.compile(r"https?://\S+", re.IGNORECASE),
+    # A SIP/Verto caller-id token: a name, not a number (numbers are E.164).
+    "token": re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}"),
+}
+_FORM_TEXT = {
+    "sip": "a sip:/sips: URI",
+    "verto": "a verto: URI",
+    "client": "a client: address",
+    "fabric": "a fabric address (/private/...)",
+    "url": "an http(s) URL returning SWML",
+    "token": "a caller-id name",
+}
+_NUMBERISH = re.compile(r"[+0-9 ().\-]+")
+
+
+def address_check(*forms: str) -> Check:
+    """
+    A phone number in E.164 (``+15557650000``) or one of the other *forms* the field takes.
+
+    Forms: ``sip`` (``sip:``/``sips:`` URI), ``verto``, ``client``, ``fabric``
+    (``/private/...``), ``url`` (http/https) and ``token`` (a caller-id name
+    that starts with a letter). A number written with spaces, dashes or
+    without ``+`` is refused with a hint, not sent for the server to refuse.
+    """
+    patterns = tuple(_URI_FORMS[f] for f in forms)
+    named = ["an E.164 number (+ and 2-15 digits, e.g. +15557650000)"]
+    named += [_FORM_TEXT[f] for f in forms]
+    listing = ", ".join(named[:-1]) + " or " + named[-1]
+
+    def check(path: str, value: Any) -> None:
+        if not isinstance(value, str):
+            fail(path, value, "must be a string")
+        text_check(path, value)
+        if not value:
+            fail(path, value, "must not be empty")
+        if _E164.fullmatch(value) or any(p.fullmatch(value) for p in patterns):
+            return
+        if _NUMBERISH.fullmatch(value) and any(ch.isdigit() for ch in value):
+            fail(path, value, _number_hint(value))
+        fail(path, value, f"is not an address the API takes: give {listing}")
+
+    return check
+
+
+def _number_hint(value: str) -> str:
+    """What is wrong with a phone number that is not E.164, and how to write it."""
+    digits = "".join(ch for ch in value if ch.isdigit())
+    if not value.startswith("+"):
+        return f"is not an E.164 number: write it with + and the country code (+<cc>{digits})"
+    if not 2 <= len(digits) <= 15 or digits[0] == "0":
+        return "is not an E.164 number: + then 2-15 digits, the first not 0"
+    return f"is not an E.164 number: write it as +{digits}, with no spaces or punctuation"
+
+
 def instance_check(types: type | tuple[type, ...], what: str) -> Check:
     def check(path: str, value: Any) -> None:
         if not isinstance(value, types):

@@ -1572,7 +1572,7 @@ INVALID: list[Invalid] = [
     ),
     _bad(
         "dial/to_script-bad-swml",
-        lambda: c.Dial(from_="+1", url=_U, to_script={"sections": {}}),
+        lambda: c.Dial(from_="+1555", url=_U, to_script={"sections": {}}),
         "dial.to_script: {'sections': {}} must be SWML text, a URL, or a SWML object",
         ("dial/full", (*P, "to_script"), {"sections": {}}),
         "rejects",
@@ -1809,7 +1809,8 @@ INVALID: list[Invalid] = [
     _bad(
         "calling.transfer/dest-int",
         lambda: c.Transfer(call_id=CALL_ID, dest=5551234),  # type: ignore[arg-type]
-        "transfer.dest: 5551234 must be a SIP URI, phone number, SWML URL or SWML object",
+        "transfer.dest: 5551234 must be a SIP URI, an E.164 phone number, an SWML URL or an "
+        "SWML object",
         ("calling.transfer/min", (*P, "dest"), 5551234),
         "rejects",
     ),

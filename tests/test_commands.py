@@ -330,8 +330,8 @@ _HUGE = 10**5000  # str() of this raises ValueError (int max str digits)
         (lambda: c.Play(call_id=CALL_ID, play=[], loop=_HUGE), "play.loop"),
         (lambda: c.Play(call_id=CALL_ID, play=[_HUGE]), "play.play[0]"),  # type: ignore[list-item]
         (lambda: c.AIHold(call_id=CALL_ID, timeout=_HUGE), "ai_hold.timeout"),
-        (lambda: c.Dial(from_="a", to="b", url="u", codecs=[_HUGE]), "dial.codecs"),  # type: ignore[list-item]
-        (lambda: c.Dial(from_="a", to="b", url="u", custom_variables={_HUGE: "x"}), "dial"),  # type: ignore[dict-item]
+        (lambda: c.Dial(from_="a", to="+15557650000", url="u", codecs=[_HUGE]), "dial.codecs"),  # type: ignore[list-item]
+        (lambda: c.Dial(from_="a", to="+1555", url="u", custom_variables={_HUGE: "x"}), "dial"),  # type: ignore[dict-item]
         (lambda: c.UserEvent(call_id=CALL_ID, event={"n": _HUGE}), "user_event.event.n"),
         (
             lambda: c.Detect(call_id=CALL_ID, detect=c.DetectMachine(initial_timeout=10**400)),
@@ -371,11 +371,14 @@ _SURROGATE = "a\ud800b"
     [
         (lambda: c.Play(call_id=CALL_ID, play=[relaycall.tts(_SURROGATE)]), "tts.text"),
         (
-            lambda: c.Dial(from_="a", to="b", url="u", custom_variables={"k": _SURROGATE}),
+            lambda: c.Dial(from_="a", to="+1555", url="u", custom_variables={"k": _SURROGATE}),
             "dial.custom_variables.k",
         ),
-        (lambda: c.Dial(from_=_SURROGATE, to="b", url="u"), "dial.from_"),
-        (lambda: c.Dial(from_="a", to="b", url="u", status_url="https://x/" + _SURROGATE), "dial"),
+        (lambda: c.Dial(from_=_SURROGATE, to="+1555", url="u"), "dial.from_"),
+        (
+            lambda: c.Dial(from_="a", to="+1555", url="u", status_url="https://x/" + _SURROGATE),
+            "dial",
+        ),
         (lambda: c.UserEvent(call_id=CALL_ID, event={_SURROGATE: 1}), "user_event.event"),
         (lambda: c.UserEvent(call_id=CALL_ID, event={"k": [_SURROGATE]}), "user_event.event"),
         (lambda: c.PlayStop(call_id=CALL_ID, control_id=_SURROGATE), "play.stop.control_id"),
@@ -421,7 +424,7 @@ def test_free_form_json_goes_out_as_plain_dicts_and_lists() -> None:
         swaig={"functions": ({"function": "f"},)},
     )
     for cmd in (
-        c.Dial(from_="a", to="b", swml=swml),
+        c.Dial(from_="a", to="+1555", swml=swml),
         c.Transfer(call_id=CALL_ID, dest=swml),
         sidecar,
     ):
@@ -798,17 +801,24 @@ _register(c.LiveTranslateInject, {"message": texts, "direction": enum(*LEGS)}, {
 # commands
 _status_events = st.lists(enum("created", "ringing", "answered", "ended"), max_size=4)
 _codecs = st.sampled_from(SCHEMA["$defs"]["OutboundCallCodec"]["enum"])
+# Addresses (reference §4.1): E.164 numbers, SIP URIs and the other forms each field takes.
+e164 = st.from_regex(r"\+[1-9][0-9]{1,14}", fullmatch=True)
+sip_uris = st.from_regex(r"sips?:[a-z0-9]{1,8}@[a-z0-9]{1,8}\.test", fullmatch=True)
+destinations = (
+    e164 | sip_uris | st.sampled_from(["verto:alice@example.test", "client:bob", "/private/room-1"])
+)
+callers = e164 | sip_uris | st.from_regex(r"[A-Za-z][A-Za-z0-9._-]{0,20}", fullmatch=True)
 _register(
     c.Dial,
-    {"from_": nonempty},
+    {"from_": callers},
     {
-        "to": nonempty,
+        "to": destinations,
         "url": nonempty,
         "swml": swml_docs,
         "to_script": texts | swml_docs,
         "username": texts,
         "password": texts,
-        "caller_id": texts,
+        "caller_id": callers,
         "fallback_url": texts,
         "status_url": http_urls,
         "status_events": _status_events,
@@ -833,7 +843,7 @@ _register(
     },
 )
 _register(c.End, ID, {"reason": enum("hangup", "cancel", "busy", "noAnswer", "decline", "error")})
-_register(c.Transfer, {**ID, "dest": nonempty | swml_docs}, {})
+_register(c.Transfer, {**ID, "dest": e164 | sip_uris | http_urls | swml_docs}, {})
 _register(
     c.Play,
     {

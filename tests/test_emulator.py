@@ -44,6 +44,7 @@ TOKEN = "emu-token"
 SCALE = 50.0
 ALL_EVENTS = ["created", "ringing", "answered", "ended"]
 CID = "6f1c1c1e-1111-4222-8333-944444444444"  # a well-formed call id no call has
+FROM_, TO_ = "+15551230000", "+15557650000"  # addresses for request bodies
 
 
 # --- the callback receiver ------------------------------------------------------------------------
@@ -264,11 +265,11 @@ SWML = {"sections": {"main": [{"hangup": {}}]}}
     ("body", "attribute", "code"),
     [
         ({"command": "dial",
-          "params": {"from": "+1", "to": "+2", "url": "https://a", "swml": SWML}},
+          "params": {"from": FROM_, "to": TO_, "url": "https://a", "swml": SWML}},
          "url", "invalid_parameter"),
-        ({"command": "dial", "id": CID, "params": {"from": "+1", "to": "+2", "url": "https://a"}},
+        ({"command": "dial", "id": CID, "params": {"from": FROM_, "to": TO_, "url": "https://a"}},
          "id", "invalid_parameter"),
-        ({"command": "dial", "params": {"to": "+2", "url": "https://a"}},
+        ({"command": "dial", "params": {"to": "+15557650000", "url": "https://a"}},
          "from", "missing_required_parameter"),
         ({"command": "update", "params": {"id": CID, "status": "canceled"}},
          "url", "missing_required_parameter"),
@@ -1090,7 +1091,7 @@ async def test_ten_thousand_concurrent_calls_with_running_operations() -> None:
         for i in range(n):
             reply = emu.handle(
                 {"command": "dial",
-                 "params": {"from": "+1", "to": f"+1555{i:07d}", "url": "https://x.test/s"}}
+                 "params": {"from": "+15551230000", "to": f"+1555{i:07d}", "url": "https://x.test/s"}}
             )  # fmt: skip
             ids.append(reply.body["id"])
         emu.clock.advance(0)  # the lifecycle steps due now run

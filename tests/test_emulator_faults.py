@@ -28,7 +28,10 @@ from relaycall.testing import Emulator, Scenario
 
 TO = "+15557650000"
 DIAL = {"from_": "+15551230000", "to": TO, "url": "https://example.test/swml"}
-DIAL_BODY = {"command": "dial", "params": {"from": "+1", "to": TO, "url": "https://x.test/s"}}
+DIAL_BODY = {
+    "command": "dial",
+    "params": {"from": "+15551230000", "to": TO, "url": "https://x.test/s"},
+}
 
 
 class Http:

@@ -308,3 +308,90 @@ async def test_call_methods_take_plain_dicts_on_the_wire():
             "params": {"initial_timeout": 3},
         }
         await call.end()
+
+
+# --- addresses ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("to", "rule"),
+    [
+        ("hello", "is not an address the API takes"),
+        ("12345", "write it with + and the country code"),
+        ("+1 (555) 765-0000", "write it as +15557650000, with no spaces or punctuation"),
+        ("+0123", "+ then 2-15 digits, the first not 0"),
+        ("+1234567890123456", "+ then 2-15 digits, the first not 0"),
+        ("sip:", "is not an address the API takes"),
+        ("sip:a b@c", "is not an address the API takes"),
+    ],
+)
+async def test_bad_destinations_fail_on_client_and_emulator(to, rule):
+    """dial.to must be E.164 or a URI form the reference lists: client and emulator agree."""
+    with pytest.raises(relaycall.ValidationError, match=r"dial\.to: ") as info:
+        commands.Dial(from_=FROM, to=to, url="https://x.test/s")
+    assert rule in str(info.value)
+    async with Emulator(time_scale=50) as emu:
+        with pytest.raises(relaycall.UnprocessableEntityError) as refused:
+            await emu.relay.execute(
+                "dial", params={"from": FROM, "to": to, "url": "https://x.test/s"}
+            )
+        (item,) = refused.value.errors
+        assert item.attribute == "to"
+        assert rule in item.message
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        "+15557650000",
+        "+44",
+        "sip:alice@example.com",
+        "sips:alice@example.com;transport=tls",
+        "verto:alice@example.com",
+        "client:alice",
+        "/private/alice",
+    ],
+)
+def test_every_documented_destination_form_is_accepted(to):
+    """Each destination form of reference §4.1 builds a dial."""
+    assert commands.Dial(from_=FROM, to=to, url="https://x.test/s").to_wire()["params"]["to"] == to
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "ok"),
+    [
+        ("from_", "alice", True),
+        ("from_", "sip:me@example.com", True),
+        ("from_", "5551230000", False),
+        ("caller_id", "Acme_Support", True),
+        ("caller_id", "+1-555-123-0000", False),
+    ],
+)
+def test_caller_addresses(field, value, ok):
+    """from and caller_id take E.164, a SIP URI or a caller-id name, never a loose number."""
+    build = {"from_": FROM, "to": TO, "url": "https://x.test/s", field: value}
+    if ok:
+        commands.Dial(**build)
+    else:
+        with pytest.raises(relaycall.ValidationError, match=f"dial.{field}: .*E.164"):
+            commands.Dial(**build)
+
+
+@pytest.mark.parametrize(
+    ("dest", "ok"),
+    [
+        ("+15557650000", True),
+        ("sip:desk@example.com", True),
+        ("https://example.com/next.swml", True),
+        ({"version": "1.0.0", "sections": {"main": [{"hangup": {}}]}}, True),
+        ("sales", False),
+        ("555-0100", False),
+    ],
+)
+def test_transfer_destinations(dest, ok):
+    """transfer.dest: a SIP URI, an E.164 number, an SWML URL or an SWML object (§4.4)."""
+    if ok:
+        commands.Transfer(call_id=CID, dest=dest)
+    else:
+        with pytest.raises(relaycall.ValidationError, match=r"transfer\.dest"):
+            commands.Transfer(call_id=CID, dest=dest)

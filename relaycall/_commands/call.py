@@ -82,6 +82,12 @@ def _swml_or_url(inst: Any, label: str) -> None:
         )
 
 
+# Addresses the reference allows (calling-api.md §4.1 and §4.4); docs/addresses.md.
+_TO = v.address_check("sip", "verto", "client", "fabric")
+_FROM = v.address_check("sip", "token")
+_DEST = v.address_check("sip", "url")
+
+
 @command("dial", label="dial", idempotency=Idempotency.UNSAFE, top_level_id=False)
 @attrs.frozen(kw_only=True)
 class Dial(Command[Leg]):
@@ -97,14 +103,14 @@ class Dial(Command[Leg]):
         Dial(from_="+15551230000", to="+15557650000", url="https://example.com/swml")
     """
 
-    from_: str = req(v.string(min_len=1), wire="from")
-    to: str | None = opt(v.string(min_len=1))
+    from_: str = req(v.check(_FROM), wire="from")
+    to: str | None = opt(v.check(_TO))
     url: str | None = opt(v.string(min_len=1))
     swml: Mapping[str, Any] | None = opt(v.check(swml_check), raw=True)
     to_script: str | Mapping[str, Any] | None = opt(v.check(_script_check), raw=True)
     username: str | None = opt(v.string())
     password: str | None = opt(v.string(secret=True), secret=True)
-    caller_id: str | None = opt(v.string())
+    caller_id: str | None = opt(v.check(_FROM))
     fallback_url: str | None = opt(v.string())
     status_url: str | None = opt(v.http_url())
     status_events: Sequence[Literal["created", "ringing", "answered", "ended"]] | None = opt(
@@ -167,9 +173,9 @@ class Transfer(Command[Leg]):
     dest: str | Mapping[str, Any] = req(
         v.check(
             v.any_of(
-                v.string_check(min_len=1),
+                _DEST,
                 swml_check,
-                rule="must be a SIP URI, phone number, SWML URL or SWML object",
+                rule="must be a SIP URI, an E.164 phone number, an SWML URL or an SWML object",
             )
         ),
         raw=True,
