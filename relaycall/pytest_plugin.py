@@ -14,6 +14,7 @@ pytest's "async def functions are not natively supported". The ini option
 Example::
 
     import pytest
+    from relaycall.testing import Scenario
 
     @pytest.mark.asyncio
     async def test_busy(relay_emulator):
