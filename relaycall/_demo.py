@@ -153,3 +153,6 @@ def main(time_scale: float = 10.0) -> int:
     except (RelayError, TimeoutError) as exc:
         print(f"\ndemo failed: {type(exc).__name__}: {exc}", file=sys.stderr)  # noqa: T201
         return 1
+    except KeyboardInterrupt:  # asyncio.run has cancelled run(), which closed what it opened
+        print("\nrelaycall demo: interrupted", file=sys.stderr)  # noqa: T201
+        return 130

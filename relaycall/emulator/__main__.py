@@ -1,5 +1,5 @@
 """
-``python -m relaycall.emulator``: serve the emulator until interrupted.
+``relaycall emulator`` (or ``python -m relaycall.emulator``): serve the emulator until interrupted.
 """
 
 from __future__ import annotations
@@ -7,64 +7,175 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import logging
+import math
+import os
+import shlex
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
 
 from aiohttp import web
 
 from relaycall.emulator._app import API_PATH, create_app
 from relaycall.emulator._config import EmulatorConfig
+from relaycall.emulator._core import request_call_id
 from relaycall.emulator._ratelimit import RateLimits
 
+__all__ = [
+    "add_arguments",
+    "build_parser",
+    "config_from",
+    "main",
+    "port_number",
+    "positive_float",
+    "positive_int",
+    "run",
+    "serve",
+]
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m relaycall.emulator",
-        description="A local emulator of SignalWire's Calling API (POST /api/calling/calls).",
-    )
+DESCRIPTION = (
+    "A local emulator of SignalWire's Calling API (POST /api/calling/calls): "
+    "no account, no network. It prints the variables that point relaycall at it."
+)
+
+logger = logging.getLogger("relaycall.emulator")
+
+
+# --- argument types: a bad value is one argparse error line and exit status 2 ---------------
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (argparse ``type=``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, not {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1 (argparse ``type=``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
+    return value
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 0 to 65535 (argparse ``type=``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0 to 65535, not {text!r}")
+    return value
+
+
+def _credential(what: str, *, user: bool) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if not text:
+            raise argparse.ArgumentTypeError(f"the {what} cannot be empty")
+        if user and ":" in text:  # the Basic auth user name ends at the first ':'
+            raise argparse.ArgumentTypeError(f"the {what} cannot contain ':'")
+        return text
+
+    return check
+
+
+# --- the parser ------------------------------------------------------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the emulator's options to *p* (``relaycall emulator`` shares them)."""
     d = EmulatorConfig()
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
-    p.add_argument("--port", type=int, default=8080, help="port (default %(default)s; 0 picks one)")
-    p.add_argument("--project", default=d.project_id, help="project id (Basic auth user)")
-    p.add_argument("--token", default=d.token, help="API token (Basic auth password)")
-    p.add_argument("--space-id", default=d.space_id, help="space id reported in callbacks")
-    p.add_argument("--signing-key", default=None, help="sign callbacks with this key")
-    p.add_argument("--time-scale", type=float, default=1.0, help="emulated seconds per real second")
-    p.add_argument(
-        "--allow-external-callbacks",
-        action="store_true",
-        help="deliver callbacks to non-loopback hosts too",
-    )
-    p.add_argument("--journal-size", type=int, default=d.journal_size)
     r = d.rate_limits
     p.add_argument(
-        "--post-limit", type=int, default=r.post_limit,
-        help="POSTs per --post-window in the rate-limit bucket (default %(default)s)",
+        "--host", default="127.0.0.1",
+        help="address to listen on (default: %(default)s)",
     )  # fmt: skip
     p.add_argument(
-        "--post-window", type=float, default=r.post_window,
-        help="seconds the bucket takes to refill (default %(default)s)",
+        "--port", type=port_number, default=8080,
+        help="port to listen on; 0 picks a free one (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--project", type=_credential("project id", user=True), default=d.project_id,
+        help="project id requests must carry as the Basic auth user (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--token", type=_credential("token", user=False), default=d.token,
+        help="API token requests must carry as the Basic auth password (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--space-id", default=d.space_id,
+        help="space id reported in callbacks (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--signing-key", default=None,
+        help="sign callbacks with this key (default: callbacks are not signed)",
+    )  # fmt: skip
+    p.add_argument(
+        "--time-scale", type=positive_float, default=d.time_scale,
+        help="emulated seconds per real second; 10 makes a 1 s ring take 0.1 s "
+        "(default: %(default)g)",
+    )  # fmt: skip
+    p.add_argument(
+        "--allow-external-callbacks", action="store_true",
+        help="deliver callbacks to non-loopback hosts too (default: loopback only)",
+    )  # fmt: skip
+    p.add_argument(
+        "--journal-size", type=positive_int, default=d.journal_size,
+        help="requests and callbacks the journal keeps, oldest dropped first "
+        "(default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--post-limit", type=positive_int, default=r.post_limit,
+        help="POSTs per --post-window in the rate-limit bucket (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--post-window", type=positive_float, default=r.post_window,
+        help="seconds the bucket takes to refill (default: %(default)g)",
     )  # fmt: skip
     p.add_argument(
         "--enforce-post-limit", action="store_true",
-        help="answer 429 with Retry-After when the bucket is empty (off: headers only)",
+        help="answer 429 with Retry-After when the bucket is empty "
+        "(default: off, the headers only count)",
     )  # fmt: skip
     p.add_argument(
-        "--calls-per-second", type=float, default=None,
-        help="queue new calls: created at this rate (emulated seconds; default: no queue)",
+        "--calls-per-second", type=positive_float, default=None,
+        help="queue new calls: created at this rate, in emulated seconds (default: no queue)",
     )  # fmt: skip
     p.add_argument(
-        "--call-queue-size", type=int, default=None,
-        help="dials that may wait in the call queue before 429 (default: no bound)",
+        "--call-queue-size", type=positive_int, default=None,
+        help="dials that may wait in the call queue before a 429 (default: no bound)",
     )  # fmt: skip
     p.add_argument(
-        "--no-rate-limit-headers", action="store_true", help="leave out X-RateLimit-* headers"
-    )
+        "--no-rate-limit-headers", action="store_true",
+        help="leave out the X-RateLimit-* headers (default: sent on every reply)",
+    )  # fmt: skip
     p.add_argument(
         "--no-media", action="store_true",
-        help="do not connect to stream and tap WebSocket URLs",
+        help="do not connect to stream and tap WebSocket URLs (default: connect to loopback ones)",
     )  # fmt: skip
+    p.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="print one line per request and per callback (default: warnings only)",
+    )  # fmt: skip
+
+
+def build_parser(prog: str = "python -m relaycall.emulator") -> argparse.ArgumentParser:
+    """The emulator's own parser, as ``python -m relaycall.emulator`` uses it."""
+    # A one-line usage, so a bad flag is two short lines rather than a screenful.
+    p = argparse.ArgumentParser(prog=prog, usage="%(prog)s [options]", description=DESCRIPTION)
+    add_arguments(p)
     return p
 
 
@@ -89,58 +200,200 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
     )
 
 
-async def serve(config: EmulatorConfig, host: str, port: int) -> None:
-    """Serve until cancelled, printing where and with which credentials."""
-    app = create_app(config)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
+# --- logging -----------------------------------------------------------------------------------
+
+
+class _NotTheRequestLine(logging.Filter):
+    """Drop the core's 400 note: the request line below carries the same detail."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("emulator: 400 ")
+
+
+def _setup_logging(verbose: bool, out: TextIO) -> None:
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(message)s", "%H:%M:%S"))
+    handler.addFilter(_NotTheRequestLine())
+    for old in list(logger.handlers):  # a second run in one process: one handler, not two
+        if any(isinstance(f, _NotTheRequestLine) for f in old.filters):
+            logger.removeHandler(old)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
+
+
+def _printable(text: str, limit: int = 80) -> str:
+    """*text* fit for one log line: a client's string cannot forge another line."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
+
+
+def _request_line(request: web.Request, status: int, response: Any, body: bytes | None) -> str:
+    """``POST /api/calling/calls dial -> 200 call=...``; the API's detail on a 4xx."""
+    what = f"{_printable(request.method)} {_printable(request.rel_url.raw_path, 200)}"
+    call_id: Any = None
+    if body is not None:
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            sent = json.loads(body)
+            if isinstance(sent, dict):
+                command = sent.get("command")
+                if isinstance(command, str):
+                    what += f" {_printable(command)}"
+                call_id = request_call_id(sent)
+                if command == "dial" and status == 200:
+                    raw = getattr(response, "body", None)
+                    reply = json.loads(raw) if isinstance(raw, bytes) else None
+                    call_id = reply.get("id") if isinstance(reply, dict) else None
+    line = f"emulator: {what} -> {status}"
+    if isinstance(call_id, str):
+        line += f" call={_printable(call_id)}"
+    headers = getattr(response, "headers", {})
+    detail = headers.get("X-Emulator-Detail")
+    if detail:
+        line += f" ({detail})"
+    return line
+
+
+@web.middleware
+async def _log_requests(
+    request: web.Request, handler: Callable[[web.Request], Any]
+) -> web.StreamResponse:
+    """One log line per request, once it is answered (installed by ``-v``)."""
     try:
-        bound = port
-        server = site._server  # the only way to learn the port when 0 was asked for
-        sockets = getattr(server, "sockets", None) or ()
-        for sock in sockets:
-            bound = sock.getsockname()[1]
-            break
-        shown = f"[{host}]" if ":" in host else host
-        out = sys.stdout
-        out.write(f"relaycall emulator listening on http://{shown}:{bound}\n")
-        out.write(f"  endpoint : http://{shown}:{bound}{API_PATH}\n")
-        out.write(f"  project  : {config.project_id}\n")
-        out.write(f"  token    : {config.token}\n")
-        out.write(f"  time x   : {config.time_scale:g}\n")
-        out.write(f"  signing  : {'on' if config.signing_key else 'off'}\n")
+        response: web.StreamResponse = await handler(request)
+    except web.HTTPException as exc:
+        logger.info("%s", _request_line(request, exc.status, exc, None))
+        raise
+    except Exception:
+        logger.info("%s", _request_line(request, 500, None, None))  # aiohttp answers 500
+        raise
+    # The handler has read the body, so this is aiohttp's cached copy.
+    body = await request.read() if request.method == "POST" and request.path == API_PATH else None
+    logger.info("%s", _request_line(request, response.status, response, body))
+    return response
+
+
+# --- serving -----------------------------------------------------------------------------------
+
+
+def _client_host(host: str) -> str:
+    """The address a client on this machine uses to reach *host*."""
+    if host in ("", "0.0.0.0"):  # noqa: S104 - mapping the wildcard, not binding it
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> str:
+    # asyncio words EADDRINUSE as "error while attempting to bind on address ...";
+    # the errno alone says it plainly. A resolver error (negative errno) has its own text.
+    number = exc.errno
+    why = os.strerror(number) if number is not None and number > 0 else exc.strerror
+    why = why or str(exc)
+    why = why[:1].lower() + why[1:]
+    return f"cannot listen on {_url_host(host)}:{port}: {why}"
+
+
+async def serve(
+    config: EmulatorConfig,
+    host: str,
+    port: int,
+    *,
+    verbose: bool = False,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    name: str = "relaycall emulator",
+) -> int:
+    """
+    Serve until SIGINT or SIGTERM, printing where and with which credentials.
+
+    Returns the exit status: 0 after a signal, 2 when the address cannot be
+    bound (one line on *err*, and nothing left open).
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[str] = loop.create_future()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not stop.done():
+            stop.set_result(sig.name)
+
+    # Before anything opens, so an early Ctrl-C still goes through the cleanup below.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
+            loop.add_signal_handler(sig, on_signal, sig)
+    app = create_app(config)
+    if verbose:
+        app.middlewares.append(_log_requests)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()  # starts the emulator: its callback session is open from here
+    try:
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            err.write(f"{name}: {_listen_error(host, port, exc)}\n")
+            return 2
+        addresses = runner.addresses
+        bound = addresses[0][1] if addresses else port
+        base = f"http://{_url_host(host)}:{bound}"
+        client_base = f"http://{_url_host(_client_host(host))}:{bound}"
         limits = config.rate_limits
         enforced = "enforced" if limits.enforce_post_limit else "headers only"
+        queue = f", {limits.calls_per_second:g} new calls/s" if limits.calls_per_second else ""
+        env = {
+            "SIGNALWIRE_BASE_URL": client_base,
+            "SIGNALWIRE_PROJECT_ID": config.project_id,
+            "SIGNALWIRE_API_TOKEN": config.token,
+        }
+        if config.signing_key:
+            env["SIGNALWIRE_SIGNING_KEY"] = config.signing_key
+        log = "one line per request and callback" if verbose else "warnings only (-v: more)"
         out.write(
-            f"  limits   : {limits.post_limit} POSTs per {limits.post_window:g} s ({enforced})"
-            + (f", {limits.calls_per_second:g} new calls/s" if limits.calls_per_second else "")
-            + "\n"
+            f"{name} listening on {base}\n"
+            f"  endpoint : {base}{API_PATH}\n"
+            f"  project  : {config.project_id}\n"
+            f"  token    : {config.token}\n"
+            f"  time x   : {config.time_scale:g}\n"
+            f"  signing  : {'on' if config.signing_key else 'off'}\n"
+            f"  limits   : {limits.post_limit} POSTs per {limits.post_window:g} s "
+            f"({enforced}){queue}\n"
+            f"  control  : {base}/__emulator/ (same credentials)\n"
+            f"  log      : {log}\n"
+            "Point relaycall at it (AsyncRelay() with no arguments reads these):\n"
+            "  export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + "\n"
         )
-        out.write(f"  control  : http://{shown}:{bound}/__emulator/ (same credentials)\n")
         out.flush()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
-                loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        why = await stop
     finally:
         await runner.cleanup()
+    out.write(f"{name} stopped ({why})\n")
+    out.flush()
+    return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse *argv* and serve until Ctrl-C. Returns the exit status."""
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace, name: str = "relaycall emulator") -> int:
+    """Serve with parsed *args*; returns the exit status."""
     try:
         config = config_from(args)
     except (TypeError, ValueError) as exc:
-        sys.stderr.write(f"relaycall emulator: {exc}\n")
+        sys.stderr.write(f"{name}: {exc}\n")
         return 2
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, args.host, args.port))
-    return 0
+    _setup_logging(args.verbose, sys.stdout)
+    try:
+        return asyncio.run(serve(config, args.host, args.port, verbose=args.verbose, name=name))
+    except KeyboardInterrupt:  # where signal handlers are not available (Windows)
+        sys.stdout.write(f"{name} stopped (interrupted)\n")
+        return 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m relaycall.emulator") -> int:
+    """Parse *argv* and serve until Ctrl-C. Returns the exit status."""
+    return run(build_parser(prog).parse_args(argv))
 
 
 if __name__ == "__main__":

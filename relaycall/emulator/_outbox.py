@@ -309,6 +309,17 @@ class Outbox:
         error: str | None = None,
         fault: str | None = None,
     ) -> None:
+        # One line per callback for `relaycall emulator -v`; a failed one has had its warning.
+        if outcome != "failed" and logger.isEnabledFor(logging.INFO):
+            params = payload.get("params") if isinstance(payload, dict) else None
+            params = params if isinstance(params, dict) else None
+            state = params.get("call_state") or params.get("state") if params else None
+            logger.info(
+                "emulator: callback %s%s call=%s -> %s: %s%s%s",
+                event_type, f" {state}" if state else "", call_id,
+                url.partition("?")[0] if url else "(no status_url)",  # no receiver tokens
+                outcome, f" {status}" if status else "", f" ({fault})" if fault else "",
+            )  # fmt: skip
         self._journal.add(
             CallbackEntry(
                 seq=self._journal.next_seq(),
