@@ -6,7 +6,8 @@ Call a number, play a message, record the reply, hang up: against the real API o
     python examples/quickstart.py +15557650000 +15551230000 https://example.com/swml
 
 The status callbacks come back to PUBLIC_URL (forwarded to this script on 127.0.0.1:PORT,
-by a tunnel or a proxy). Without SIGNALWIRE_PROJECT_ID it runs against the built-in
+by a tunnel or a proxy; PORT defaults to any free port). Without SIGNALWIRE_PROJECT_ID it
+runs against the built-in
 emulator instead, with nothing to set up.
 """
 
@@ -45,7 +46,9 @@ async def main() -> None:
             public_url=f"{public_url.rstrip('/')}/relaycall/events" if public_url else None,
             signing_key=os.environ.get("SIGNALWIRE_SIGNING_KEY"),
         )
-        port = int(os.environ.get("PORT", "8080"))
+        # Any free port by default (8080 is the emulator's); set PORT when PUBLIC_URL
+        # forwards to a fixed one.
+        port = int(os.environ.get("PORT", "0"))
         # Credentials from the SIGNALWIRE_* variables (SIGNALWIRE_BASE_URL for an emulator).
         async with relaycall.AsyncRelay(events=receiver) as relay, receiver.serve(port=port):
             await flow(relay, to, from_, url)
