@@ -7,8 +7,7 @@ Call a number, play a message, record the reply, hang up: against the real API o
 
 The status callbacks come back to PUBLIC_URL (forwarded to this script on 127.0.0.1:PORT,
 by a tunnel or a proxy; PORT defaults to any free port). Without SIGNALWIRE_PROJECT_ID it
-runs against the built-in
-emulator instead, with nothing to set up.
+runs against the built-in emulator instead, with nothing to set up.
 """
 
 from __future__ import annotations
