@@ -44,6 +44,13 @@ def _positive_seconds(value: Any) -> float:
     return s
 
 
+def _seconds_or_zero(value: Any) -> float:
+    """A duration that may also be 0 (off)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
+        return 0.0
+    return _positive_seconds(value)
+
+
 @attrs.frozen(kw_only=True)
 class Timeout:
     """
@@ -108,6 +115,12 @@ class Limits:
         burst: How many commands may go at once after an idle spell before
             the per-second caps apply.
         keepalive: Seconds an idle pooled connection is kept.
+        unsafe_keepalive: Seconds an idle pooled connection may still carry a
+            command that must not be sent twice (``dial``, ``update``,
+            ``transfer``...): an older one may be closing on the server side,
+            and a command lost with it would be ambiguous. Keep it well below
+            the server's keep-alive timeout; 0 opens a fresh connection for
+            each such command. They use a pool of their own.
     """
 
     max_connections: int = attrs.field(default=100, validator=_positive_int)
@@ -116,6 +129,7 @@ class Limits:
     calls_per_second: float | None = attrs.field(default=None, validator=_positive_rate)
     burst: int = attrs.field(default=1, validator=_positive_int)
     keepalive: float = attrs.field(default=15.0, converter=_positive_seconds)
+    unsafe_keepalive: float = attrs.field(default=0.5, converter=_seconds_or_zero)
 
     @property
     def concurrency(self) -> int:

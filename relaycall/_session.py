@@ -58,6 +58,7 @@ class _State(enum.Enum):
 # Module constants for the per-command checks: reading an Enum member off its
 # class costs about 70 ns on CPython 3.11, a global about 10.
 _OPEN, _CLOSED = _State.OPEN, _State.CLOSED
+_UNSAFE = Idempotency.UNSAFE
 
 
 class _Reply:
@@ -137,6 +138,11 @@ class AsyncRelay:
         base_url: Overrides *space*, e.g. ``http://127.0.0.1:8080`` for the
             emulator or a test server.
         session: An ``aiohttp.ClientSession`` to use; relaycall will not close it.
+            Every command then goes through it, so relaycall's guard against
+            stale keep-alive connections (:attr:`Limits.unsafe_keepalive`)
+            is yours to keep: give its connector a ``keepalive_timeout``
+            below the server's, or an unanswered ``dial`` on a connection
+            the server was closing raises AmbiguousOutcomeError.
         timeout: Per-attempt :class:`Timeout` (or seconds).
         retry: The :class:`RetryPolicy`; None sends each command once.
         limits: Pool size, in-flight and per-second caps (:class:`Limits`).
@@ -208,6 +214,9 @@ class AsyncRelay:
         self._limits = limits or Limits()
         self._session = session
         self._owns_session = session is None
+        # Commands that must not be sent twice get a pool of their own, made
+        # when the first one is sent (see _transport.make_unsafe_session).
+        self._unsafe_session: aiohttp.ClientSession | None = None
         self._state = _State.UNOPENED
         self._gate = Gate(self._limits.concurrency)
         self._rate = (
@@ -271,8 +280,19 @@ class AsyncRelay:
         self._state = _State.CLOSED
         for call in list(self._calls.values()):
             call._session_closed()
-        if self._owns_session and self._session is not None:
-            await self._session.close()
+        if self._owns_session:
+            for session in (self._session, self._unsafe_session):
+                if session is not None:
+                    await session.close()
+
+    def _open_unsafe(self) -> aiohttp.ClientSession:
+        """The session for commands that must not be sent twice, made on first use."""
+        session = self._ensure_open()
+        if self._owns_session:
+            session = _transport.make_unsafe_session(self._limits)
+        # A session given by the caller carries everything (see the class docstring).
+        self._unsafe_session = session
+        return session
 
     # --- handles ------------------------------------------------------------------------
 
@@ -488,6 +508,8 @@ class AsyncRelay:
     ) -> Coroutine[Any, Any, Any]:
         """Encode *body* and return the coroutine that sends it (and retries it if needed)."""
         session = self._ensure_open()
+        if idempotency is _UNSAFE:
+            session = self._unsafe_session or self._open_unsafe()
         data = _encode(body, name)
         client_timeout = (
             self._client_timeout

@@ -34,10 +34,38 @@ def client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
 
 
 def make_session(limits: Limits) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(
-        limit=limits.max_connections,
-        limit_per_host=0,
-        keepalive_timeout=limits.keepalive,
+    """The session for commands that may be re-sent: a pool kept for ``limits.keepalive``."""
+    return _session(limits, limits.keepalive)
+
+
+def make_unsafe_session(limits: Limits) -> aiohttp.ClientSession:
+    """
+    The session for commands that must not be sent twice (``dial``, ``transfer``...).
+
+    A server closes a connection that stayed idle for its keep-alive timeout
+    (often 1 to 5 s, some proxies less). A request written on it just as it
+    closes gets no reply, and nothing tells whether the server read it: for a
+    command that must not be sent twice that is an AmbiguousOutcomeError,
+    although in the usual case the server never saw it. So these commands
+    never take a connection idle for longer than ``limits.unsafe_keepalive``
+    (0.5 s by default), well inside any keep-alive timeout; aiohttp checks the
+    idle time when it hands out a pooled connection, and closes an older one
+    instead. Back-to-back dials still share connections; a dial after a pause
+    pays for a new one (a TCP and TLS handshake). A failure to connect is
+    provably before sending, and is retried (ConnectError).
+    """
+    return _session(limits, limits.unsafe_keepalive)
+
+
+def _session(limits: Limits, keepalive: float) -> aiohttp.ClientSession:
+    connector = (
+        aiohttp.TCPConnector(
+            limit=limits.max_connections, limit_per_host=0, keepalive_timeout=keepalive
+        )
+        if keepalive
+        # 0: a fresh connection for every request (aiohttp refuses a
+        # keepalive_timeout together with force_close).
+        else aiohttp.TCPConnector(limit=limits.max_connections, limit_per_host=0, force_close=True)
     )
     # Timeouts are given per request; the session's own default must not cut in first.
     return aiohttp.ClientSession(

@@ -1,0 +1,179 @@
+"""
+Stale keep-alive connections: a command that must not be sent twice is never
+written on a pooled connection the server may be closing.
+
+A real aiohttp server on 127.0.0.1 with a short keep-alive timeout closes
+every connection left idle that long. A ``dial`` written on one just as it
+closes gets no reply and, unanswered, is AmbiguousOutcomeError although the
+server never read it. The server here counts the dials it received and
+notes which client connection (port) each request came on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import attrs
+import pytest
+from aiohttp import web
+
+import relaycall
+from relaycall import Limits, commands
+
+from .conftest import PROJECT, TOKEN, call_leg
+
+DIAL: dict[str, Any] = {"from_": "+15551230000", "to": "+15557650000", "url": "https://x.test/s"}
+
+
+@attrs.define
+class KeepAliveServer:
+    """Answers every command with a call leg; closes connections idle for *keepalive* s."""
+
+    keepalive: float
+    dials: int = 0
+    #: (command, client port) per request, in arrival order.
+    seen: list[tuple[str, int]] = attrs.Factory(list)
+    runner: web.AppRunner | None = None
+    base_url: str = ""
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        assert request.transport is not None
+        self.seen.append((body["command"], request.transport.get_extra_info("peername")[1]))
+        if body["command"] == "dial":
+            self.dials += 1
+        return web.json_response(call_leg(body.get("id") or str(uuid.uuid4())))
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/api/calling/calls", self._handle)
+        self.runner = web.AppRunner(app, keepalive_timeout=self.keepalive, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.base_url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
+
+    def ports(self, command: str) -> list[int]:
+        return [port for name, port in self.seen if name == command]
+
+
+@pytest.fixture
+async def make_server() -> AsyncIterator[Any]:
+    servers: list[KeepAliveServer] = []
+
+    async def make(keepalive: float) -> KeepAliveServer:
+        server = KeepAliveServer(keepalive)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        assert server.runner is not None
+        await server.runner.cleanup()
+
+
+async def dial_after_gaps(
+    relay: relaycall.AsyncRelay, gap: float, workers: int, rounds: int
+) -> tuple[int, int]:
+    """*workers* loops of dial-then-idle-*gap*; returns (placed, ambiguous)."""
+    placed = ambiguous = 0
+
+    async def worker() -> None:
+        nonlocal placed, ambiguous
+        for _ in range(rounds):
+            try:
+                await relay.dial(**DIAL)
+                placed += 1
+            except relaycall.AmbiguousOutcomeError:
+                ambiguous += 1
+            # The idle gap is what is under test, not a wait for an event.
+            await asyncio.sleep(gap)
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return placed, ambiguous
+
+
+@pytest.mark.parametrize("keepalive", [0.2, 0.3])
+async def test_dials_after_idle_gaps_equal_to_the_keepalive_are_never_ambiguous(
+    make_server: Any, keepalive: float
+) -> None:
+    """
+    150 dials, each after an idle gap equal to the server's keep-alive timeout:
+    none is ambiguous, and the server received each exactly once. (With a
+    dial pool kept as long as the other, about one dial in six to one in two
+    raised AmbiguousOutcomeError here.)
+    """
+    server = await make_server(keepalive)
+    limits = Limits(unsafe_keepalive=0.1)
+    async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url, limits=limits) as r:
+        placed, ambiguous = await dial_after_gaps(r, keepalive, workers=30, rounds=5)
+    assert (placed, ambiguous) == (150, 0)
+    assert server.dials == 150
+
+
+async def test_only_unsafe_commands_skip_connections_idle_past_the_bound(
+    make_server: Any,
+) -> None:
+    """
+    After an idle spell longer than ``unsafe_keepalive`` (but shorter than the
+    server's keep-alive), a follow-up reuses its pooled connection, a dial
+    opens a fresh one, and a dial right after that reuses the fresh one.
+    """
+    server = await make_server(5.0)
+    limits = Limits(unsafe_keepalive=0.1)
+    stop = commands.PlayStop(call_id=str(uuid.uuid4()), control_id="p1")
+    async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url, limits=limits) as r:
+        await r.dial(**DIAL)
+        await r.send(stop)
+        await asyncio.sleep(0.25)  # the idle spell under test
+        await r.send(stop)
+        await r.dial(**DIAL)
+        await r.dial(**DIAL)
+    first, second, third = server.ports("dial")
+    assert second != first
+    assert third == second
+    stops = server.ports("calling.play.stop")
+    assert stops[0] == stops[1]
+    assert first not in stops  # the two kinds never share a connection
+
+
+async def test_unsafe_keepalive_zero_opens_a_connection_per_dial(make_server: Any) -> None:
+    """``unsafe_keepalive=0``: every dial on a new connection, even back to back."""
+    server = await make_server(5.0)
+    limits = Limits(unsafe_keepalive=0)
+    async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url, limits=limits) as r:
+        for _ in range(3):
+            await r.dial(**DIAL)
+    assert len(set(server.ports("dial"))) == 3
+
+
+async def test_a_session_given_by_the_caller_carries_every_command(make_server: Any) -> None:
+    """With ``session=``, dials go through the caller's session too, which stays open."""
+    server = await make_server(5.0)
+    started: list[str] = []
+
+    async def on_start(_: Any, __: Any, params: aiohttp.TraceRequestStartParams) -> None:
+        started.append(str(params.url))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_start)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+        relay = relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url, session=session)
+        async with relay:
+            await relay.dial(**DIAL)
+            await relay.send(commands.PlayStop(call_id=str(uuid.uuid4()), control_id="p1"))
+        assert not session.closed
+    assert len(started) == 2
+
+
+@pytest.mark.parametrize("bad", [-1, "0.5", True])
+def test_unsafe_keepalive_must_be_a_duration(bad: Any) -> None:
+    """A negative, non-numeric or boolean bound is refused when Limits is built."""
+    with pytest.raises(relaycall.UsageError, match=r"unsafe_keepalive|duration"):
+        Limits(unsafe_keepalive=bad)
