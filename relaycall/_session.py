@@ -24,11 +24,12 @@ import attrs
 from relaycall import _transport
 from relaycall._commands._base import Command, Idempotency
 from relaycall._commands.call import Dial
-from relaycall._config import USE_DEFAULT, Limits, RetryPolicy, Timeout, _Default
+from relaycall._config import USE_DEFAULT, Limits, RetryPolicy, Timeout, _Default, _seconds
 from relaycall._handles._base import Starting
 from relaycall._handles.call import Call
 from relaycall._limits import Gate, RateLimiter
 from relaycall._models import RawResponse, check_leg
+from relaycall._probe import QuietCalls
 from relaycall._receiver import STATUS_URL_COMMANDS, EventReceiver
 from relaycall._retry import retry_after_failure
 from relaycall._validate import uuid_check
@@ -150,6 +151,15 @@ class AsyncRelay:
         events: An :class:`EventReceiver` that routes status callbacks to this
             session's handles. With its *public_url* set, commands that take a
             ``status_url`` get one pointing at it unless you give your own.
+        probe_quiet_calls_after: While something waits on a call (``ended()``,
+            ``wait_for()``, ``events()``, an operation's ``wait()``) and
+            nothing has been heard of it for this many seconds, ask the
+            server whether it still exists, with a request that leaves a
+            live call as it is (``calling.user_event``, event
+            ``{"type": "relaycall.probe"}``). A 404 ends it here with reason
+            ``gone``, so a wait finishes even when the platform drops the
+            call's ``ended`` callback (callbacks are best-effort). None:
+            never probe. See ``relaycall/_probe.py`` for the choice.
     """
 
     def __init__(
@@ -165,6 +175,7 @@ class AsyncRelay:
         limits: Limits | None = None,
         user_agent: str | None = None,
         events: EventReceiver | None = None,
+        probe_quiet_calls_after: float | timedelta | None = 5.0,
     ) -> None:
         project_id = project_id or os.environ.get("SIGNALWIRE_PROJECT_ID")
         token = token or os.environ.get("SIGNALWIRE_API_TOKEN")
@@ -217,6 +228,16 @@ class AsyncRelay:
         # Commands that must not be sent twice get a pool of their own, made
         # when the first one is sent (see _transport.make_unsafe_session).
         self._unsafe_session: aiohttp.ClientSession | None = None
+        try:
+            probe_after = _seconds(probe_quiet_calls_after)
+        except UsageError:
+            raise UsageError(
+                "probe_quiet_calls_after must be a positive number of seconds, a timedelta "
+                f"or None, not {probe_quiet_calls_after!r}"
+            ) from None
+        self._quiet = QuietCalls(self, probe_after) if probe_after is not None else None
+        # What Call._publish stamps on every callback; empty while nobody waits.
+        self._heard: dict[Call, float] = self._quiet.heard if self._quiet is not None else {}
         self._state = _State.UNOPENED
         self._gate = Gate(self._limits.concurrency)
         self._rate = (
@@ -273,17 +294,42 @@ class AsyncRelay:
         """
         Release the HTTP session (unless it was given by the caller). Idempotent.
 
-        Every pending ``wait()`` resolves with reason ``session_closed``.
+        Every pending ``wait()`` resolves with reason ``session_closed``, every
+        ``events()`` iteration ends, and a pending ``wait_for()`` raises
+        ClientClosedError; so do those started afterwards, at once.
         """
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
         for call in list(self._calls.values()):
             call._session_closed()
+        if self._quiet is not None:
+            await self._quiet.close()
         if self._owns_session:
             for session in (self._session, self._unsafe_session):
                 if session is not None:
                     await session.close()
+
+    def _watch(self, call: Call, timeout: float | None, what: str) -> bool:
+        """
+        Somebody is about to wait on *call* (or one of its operations) for *what*.
+
+        False if the session is closed (the wait must answer at once). Raises
+        UsageError for a wait without a timeout that nothing could ever end:
+        with no EventReceiver, no callback reaches this session.
+        """
+        if self._state is _CLOSED:
+            return False
+        if self.events is None and timeout is None:
+            raise UsageError(
+                f"{what} would wait without end: this AsyncRelay has no EventReceiver "
+                "(AsyncRelay(events=...)), so no status callback can reach it. Give a "
+                "timeout= to wait anyway (for this process's own end() or stop()), or "
+                "configure a receiver"
+            )
+        if self._quiet is not None:
+            self._quiet.watch(call)
+        return True
 
     def _open_unsafe(self) -> aiohttp.ClientSession:
         """The session for commands that must not be sent twice, made on first use."""

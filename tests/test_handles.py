@@ -603,7 +603,8 @@ async def test_session_close_resolves_pending_waits(server):
     relay = relaycall.AsyncRelay("p", "t", base_url=server.base_url)
     call = relay.call(CALL_ID)
     pb = await call.play(tts("x"))
-    waits = [asyncio.create_task(pb.wait()), asyncio.create_task(call.ended())]
+    # With a timeout: without a receiver a wait with none is refused at once.
+    waits = [asyncio.create_task(pb.wait(timeout=30)), asyncio.create_task(call.ended(timeout=30))]
     await asyncio.sleep(0)
     await relay.close()
     pb_result, call_result = await asyncio.wait_for(asyncio.gather(*waits), 5)
@@ -615,7 +616,7 @@ async def test_session_close_resolves_pending_waits(server):
 async def test_cancelling_a_wait_does_not_stop_the_operation(relay, server):
     """A cancelled wait sends nothing: the operation keeps running."""
     pb = await relay.call(CALL_ID).play(tts("x"))
-    task = asyncio.create_task(pb.wait())
+    task = asyncio.create_task(pb.wait(timeout=30))
     await asyncio.sleep(0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -171,9 +171,16 @@ class Handle:
             self._waiters = []
         self._waiters.append(callback)
 
+    def _before_wait(self, timeout: float | None) -> None:
+        """Hook: a wait is about to start (the session may answer it at once, or refuse it)."""
+
     async def _wait(self, timeout: float | None) -> Any:
         if self._result is not None:
             return self._outcome()
+        self._before_wait(timeout)
+        closed = self._outcome()  # set if the session was closed: resolved as it stands
+        if closed is not None:
+            return closed
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self._waiters is None:
             self._waiters = []
@@ -360,6 +367,11 @@ class Operation(Handle):
 
     def _final_fallback(self, state: str) -> str:
         return "finished"
+
+    def _before_wait(self, timeout: float | None) -> None:
+        call = self.call
+        if not call._relay._watch(call, timeout, f"{self!r}.wait()"):
+            self._session_closed()
 
     def _session_closed(self) -> None:
         """The AsyncRelay closed: resolve waits as they stand, without inventing a state."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import typing
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
@@ -31,6 +32,7 @@ from relaycall._handles.operations import (
 from relaycall._models import CallLeg, FabricDeviceLeg, parse_leg
 from relaycall._states import CallState, ResultReason
 from relaycall.errors import (
+    ClientClosedError,
     ConflictError,
     InvalidStateError,
     NotFoundError,
@@ -178,6 +180,10 @@ class Call(Handle):
         self._notify_state()
         self._resolve(_call_result, "ended", end_reason, reason, event)
         self._close_listeners()
+
+    def _before_wait(self, timeout: float | None) -> None:
+        if not self._relay._watch(self, timeout, f"{self!r}.ended()"):
+            self._session_closed()
 
     def _session_closed(self) -> None:
         for op in list(self._ops.values()):
@@ -738,8 +744,12 @@ class Call(Handle):
         """
         Wait until the call has ended and return how.
 
-        Resolves on the ``ended`` callback, on a successful :meth:`end`, or
-        when the AsyncRelay closes (reason ``session_closed``).
+        Resolves on the ``ended`` callback, on a successful :meth:`end`, when
+        the AsyncRelay closes (reason ``session_closed``), or when the call,
+        quiet for ``probe_quiet_calls_after`` seconds, turns out to be unknown
+        to the server (reason ``gone``: its ``ended`` callback was lost).
+        Without an EventReceiver and without *timeout* it raises UsageError at
+        once, unless the outcome is known already: nothing could end the wait.
         """
         return await self._wait(timeout)  # type: ignore[no-any-return]
 
@@ -749,6 +759,11 @@ class Call(Handle):
 
         ``await call.wait_for("answered")`` returns ``"ended"`` if the call
         ended without being answered: check the result.
+
+        Raises ClientClosedError if the AsyncRelay closes first (or is closed
+        already): the state was not reached, and there is no state to return
+        that says so. Without an EventReceiver and without *timeout* it
+        raises UsageError at once unless the state is reached already.
         """
         if state not in _ORDER:
             from relaycall._validate import fail  # noqa: PLC0415
@@ -761,6 +776,8 @@ class Call(Handle):
 
         if reached():
             return self.state
+        if not self._relay._watch(self, timeout, f"{self!r}.wait_for({state!r})"):
+            raise self._closed_before(state)
         queue: asyncio.Queue[Any] = asyncio.Queue()
         entry: tuple[Operation | None, asyncio.Queue[Any]] = (None, queue)
         if self._listeners is None:
@@ -769,7 +786,9 @@ class Call(Handle):
 
         async def until() -> None:
             while not reached():
-                await queue.get()
+                # _CLOSE without the call having ended: the session closed.
+                if await queue.get() is _CLOSE and not reached():
+                    raise self._closed_before(state)
 
         try:
             await asyncio.wait_for(until(), timeout)
@@ -780,13 +799,24 @@ class Call(Handle):
                 self._listeners.remove(entry)
         return self.state
 
+    def _closed_before(self, state: str) -> ClientClosedError:
+        return ClientClosedError(
+            f"{self!r}: the AsyncRelay was closed before the call reached {state!r}"
+        )
+
     def events(self) -> AsyncIterator[Any]:
-        """Iterate over every status event of this call and its operations until it ends."""
+        """
+        Iterate over every status event of this call and its operations until it ends.
+
+        The iteration also ends when the AsyncRelay closes (at once if it is
+        closed). Without an EventReceiver it raises UsageError: no event
+        could ever come.
+        """
         return self._event_stream(None)
 
     async def _event_stream(self, op: Operation | None) -> AsyncIterator[Any]:
         target: Handle = op if op is not None else self
-        if target.done:
+        if target.done or not self._relay._watch(self, None, f"{target!r}.events()"):
             return
         queue: asyncio.Queue[Any] = asyncio.Queue()
         if self._listeners is None:
@@ -807,6 +837,9 @@ class Call(Handle):
 
     def _publish(self, event: Any, op: Operation | None) -> None:
         """Hand an event to everyone iterating this call, or that operation."""
+        heard = self._relay._heard
+        if heard and self in heard:
+            heard[self] = time.monotonic()  # not quiet: no liveness probe due
         for who, queue in self._listeners or ():
             if who is None or who is op:
                 queue.put_nowait(event)
