@@ -44,7 +44,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
 from relaycall import commands as c
-from relaycall.errors import ValidationError
+from relaycall.errors import ValidationError, show_value_masked
 
 __all__ = ["ERRORS_URL", "WireError", "read_nested"]
 
@@ -156,7 +156,7 @@ def _typed(kinds: Mapping[str, type[Any]], *, params_required: bool) -> Hook:
         kind = value["type"]
         cls = kinds.get(kind) if isinstance(kind, str) else None
         if cls is None:
-            raise WireError("type", f"{kind!r} is not one of {names}")
+            raise WireError("type", f"{_show(kind)} is not one of {names}")
         return _at("params", _structure(cls))(value.get("params", {}), None)
 
     return hook
@@ -180,7 +180,7 @@ def _keyed(kinds: Mapping[str, type[Any]], *, strings: tuple[str, ...] = ()) -> 
         if isinstance(value, str) and value in strings:
             return value
         if not isinstance(value, Mapping):
-            raise WireError("", f"{value!r} {rule}")
+            raise WireError("", f"{_show(value)} {rule}")
         if len(value) != 1:
             raise WireError("", f"must have exactly one key ({', '.join(kinds)})")
         ((key, inner),) = value.items()
@@ -228,7 +228,7 @@ def _tap(value: Any, _: Any) -> Any:
 
 def _json_string(value: Any, _: Any) -> Any:
     if not isinstance(value, str):
-        raise WireError("", f"{value!r} must be a string of digits (the API refuses a number)")
+        raise WireError("", f"{_show(value)} must be a string of digits (the API refuses a number)")
     return value
 
 
@@ -363,8 +363,8 @@ def _from_validation(cls: type[Any], spec: _Spec, exc: ValidationError) -> WireE
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """A short repr for a message; the values of secret keys (a SIP password) are masked."""
+    return show_value_masked(value, 60)
 
 
 _MODELS: tuple[type[Any], ...] = (

@@ -12,6 +12,7 @@ import os
 import platform
 import re
 import time
+import typing
 import warnings
 import weakref
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -36,11 +37,15 @@ from relaycall._validate import uuid_check
 from relaycall._version import __version__
 from relaycall.errors import (
     ClientClosedError,
+    MaskedBody,
+    MaskedStr,
     RelayError,
     ResponseValidationError,
     UsageError,
     ValidationError,
     make_status_error,
+    mask_secrets,
+    show_value_masked,
 )
 
 R = TypeVar("R")
@@ -90,12 +95,87 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 
 
 def _encode(body: Mapping[str, Any], command: str) -> bytes:
+    """
+    The JSON bytes of *body*; when it holds a secret, held masked (see below).
+
+    A body with a secret (a SIP password, a SWML ``connect.password``, a
+    webhook password) is kept in types whose repr is masked: the bytes in a
+    :class:`MaskedBody` and, in the body dict (kept for retries and
+    :class:`AmbiguousOutcomeError`), each secret value in a masked str. A
+    traceback with captured locals (``data``, ``body``, a retry's partial)
+    then shows ``'<redacted>'``. A typed command is walked only when it sets
+    a field that can hold a secret; for the rest (play, record, stop, a dial
+    without SIP credentials or SWML: nearly every command) the check is a
+    dict lookup.
+    """
     try:
-        return _ENCODER.encode(body).encode()
+        data = _ENCODER.encode(body).encode()
     except (TypeError, ValueError) as exc:
-        raise ValidationError(
-            f"{command}.params", body.get("params"), f"is not JSON: {exc}"
-        ) from exc
+        shown = mask_secrets(body.get("params"))
+        del body
+        raise ValidationError(f"{command}.params", shown, f"is not JSON: {exc}") from exc
+    params = body.get("params")
+    if type(body) is dict:  # a typed command's to_wire(); execute() sends an _Untyped
+        keys = _SECRET_PARAMS.get(command)
+        if keys is None:
+            keys = _SECRET_PARAMS[command] = _secret_params(command)
+        if not keys or (keys is not _ANY_KEY and keys.isdisjoint(params)):  # type: ignore[arg-type]
+            return data
+    masked = mask_secrets(params)
+    if masked is params:
+        return data
+    body["params"] = masked  # type: ignore[index]
+    return MaskedBody(data)
+
+
+class _Untyped(dict[str, Any]):
+    """The body execute() builds: any command name, any params, so always checked for secrets."""
+
+    __slots__ = ()
+
+
+#: Command name -> the keys of its params whose values may hold a secret (none:
+#: the empty set). Filled on first use of each name.
+_SECRET_PARAMS: dict[str, frozenset[str]] = {}
+#: For a name with no typed class: any key may.
+_ANY_KEY: frozenset[str] = frozenset({"*"})
+
+
+def _secret_params(name: str) -> frozenset[str]:
+    """The params keys of command *name* that may hold a secret, from its typed class."""
+    cls = command_class(name)
+    if cls is None:
+        return _ANY_KEY
+    return frozenset(
+        field.metadata.get("wire", field.name)
+        for field in attrs.fields(typing.cast("Any", cls))
+        if not field.metadata.get("omit") and _field_may_hold_secret(cls, field, set())
+    )
+
+
+def _field_may_hold_secret(cls: type, field: attrs.Attribute[Any], seen: set[type]) -> bool:
+    if callable(field.repr) or field.metadata.get("raw"):
+        return True  # a secret field (masked repr), or free-form JSON
+    try:
+        hint = typing.get_type_hints(cls).get(field.name)
+    except (NameError, TypeError):
+        return True  # cannot tell: walk its bodies
+    return any(_may_hold_secret(model, seen) for model in _attrs_classes(hint))
+
+
+def _may_hold_secret(cls: type, seen: set[type]) -> bool:
+    """Whether a nested model has a field that may hold a secret."""
+    if cls in seen:
+        return False
+    seen.add(cls)
+    return any(_field_may_hold_secret(cls, f, seen) for f in attrs.fields(cls))
+
+
+def _attrs_classes(hint: Any) -> list[type]:
+    """The attrs classes named anywhere in a type hint (``Sequence[PlayAudio | PlayTTS]``)."""
+    if isinstance(hint, type) and attrs.has(hint):
+        return [hint]
+    return [c for arg in typing.get_args(hint) for c in _attrs_classes(arg)]
 
 
 def _resolve_url(space: str | None, base_url: str | None) -> str:
@@ -178,7 +258,9 @@ class AsyncRelay:
         probe_quiet_calls_after: float | timedelta | None = 5.0,
     ) -> None:
         project_id = project_id or os.environ.get("SIGNALWIRE_PROJECT_ID")
-        token = token or os.environ.get("SIGNALWIRE_API_TOKEN")
+        # Held masked from here on: if this constructor raises, a traceback with
+        # captured locals shows '<redacted>', not the token.
+        token = MaskedStr(token or os.environ.get("SIGNALWIRE_API_TOKEN") or "") or None
         if base_url is None and space is None:
             # A URL in either variable points the session at a local server (the
             # emulator) without editing code: SIGNALWIRE_BASE_URL wins, and a
@@ -203,8 +285,6 @@ class AsyncRelay:
             raise UsageError("project_id cannot contain ':' (it is the Basic auth user name)")
         self._url = _resolve_url(space, base_url)
         self.project_id = project_id
-        # Only the encoded header is kept, so the token itself is in no attribute.
-        credentials = base64.b64encode(f"{project_id}:{token}".encode()).decode("ascii")
         ua = (
             f"relaycall/{__version__} aiohttp/{aiohttp.__version__} "
             f"python/{platform.python_version()}"
@@ -212,7 +292,12 @@ class AsyncRelay:
         if user_agent:
             ua = f"{ua} {user_agent}"
         self._headers = {
-            "Authorization": f"Basic {credentials}",
+            # Only the encoded header is kept, so the token itself is in no
+            # attribute; its repr is masked, so no traceback, log of the headers
+            # or debugger shows it. aiohttp sends the str as it is.
+            "Authorization": MaskedStr(
+                "Basic " + base64.b64encode(f"{project_id}:{token}".encode()).decode("ascii")
+            ),
             "Content-Type": "application/json",
             "Accept": "application/json",
             "User-Agent": ua,
@@ -459,7 +544,9 @@ class AsyncRelay:
             ResponseValidationError: The 2xx reply was not what the API declares.
         """
         if not isinstance(command, Command):
-            raise UsageError(f"send() takes a command from relaycall.commands, not {command!r}")
+            raise UsageError(
+                "send() takes a command from relaycall.commands, not " + show_value_masked(command)
+            )
         name = command.command_name
         if self.events is not None and name in STATUS_URL_COMMANDS:
             command = self._with_status_url(command)
@@ -526,10 +613,14 @@ class AsyncRelay:
         """
         if not isinstance(command, str) or not command:
             raise ValidationError("execute.command", command, "must be a non-empty string")
-        body: dict[str, Any] = {"command": command}
+        body: dict[str, Any] = _Untyped(command=command)
         if call_id is not None:
             body["id"] = call_id
         body["params"] = dict(params or {})
+        # The caller's dict: this frame holds it while it awaits the reply, and a
+        # traceback's captured locals would show a secret in it. The body is
+        # masked when it is encoded.
+        del params
         if idempotent is None:
             known = command_class(command)
             idem = known._idempotency if known is not None else Idempotency.UNSAFE

@@ -48,7 +48,16 @@ def field_validator(check: Check) -> Validator:
             if _optional(attribute):
                 return
             fail_rule(path_of(inst, attribute), "is required")
-        check(path_of(inst, attribute), value)
+        try:
+            check(path_of(inst, attribute), value)
+        except ValidationError as exc:
+            # Each frame of the check holds the value (a SWML document with a SIP
+            # password, a SWAIG object with a webhook password): a traceback with
+            # captured locals (pytest --showlocals, an error tracker) would print
+            # it once per frame. Drop those frames and this one's reference; the
+            # message names the path and masks secrets.
+            del value
+            raise exc.with_traceback(None)  # noqa: B904 - the same exception, re-raised
 
     return validate
 
@@ -128,6 +137,12 @@ def text_check(path: str, value: str, *, secret: bool = False) -> None:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
+            encodable = False
+        else:
+            encodable = True
+        if not encodable:
+            # Raised outside the handler: the encode error, whose frame holds the
+            # value (a password, say), is not chained to the ValidationError.
             fail(
                 path, value, "is not valid Unicode text (it holds a lone surrogate)", secret=secret
             )

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -73,9 +75,12 @@ __all__ = [
     "WaitTimeoutError",
 ]
 
-# Keys whose values never appear in an error message. The request body is kept
-# on the exception for reconciliation, but printing it must not leak a SIP
-# password or a bearer token into logs.
+# Keys whose values never appear in an error message, a repr or a traceback's
+# captured locals. The request body is kept on the exception for
+# reconciliation, but printing it must not leak a SIP password or a bearer
+# token into logs. Besides these exact keys, any key ending in one of the
+# suffixes is a secret (``sippassword``, ``client_secret``, ``x-api-key``,
+# ``meta_data_token``); case and ``-``/``_`` do not matter.
 SECRET_KEYS = frozenset(
     {
         "password",
@@ -85,20 +90,174 @@ SECRET_KEYS = frozenset(
         "authorization",
     }
 )
+_SECRET_SUFFIXES = (
+    "password",
+    "passwd",
+    "secret",
+    "api_key",
+    "apikey",
+    "_token",
+    "authorization",
+    "credentials",
+    "private_key",
+    "signing_key",
+)
 _REDACTED = "<redacted>"
+# Deeper than any JSON relaycall sends (validation stops at 64 levels); past it a
+# value is shown as this, so a cyclic structure cannot recurse without end.
+_MAX_DEPTH = 100
+_TOO_DEEP = "<nested too deeply>"
 
 
-def redact(value: Any) -> Any:
+def is_secret_key(key: object) -> bool:
+    """Whether a JSON object key names a secret (its value is never shown)."""
+    if not isinstance(key, str):
+        return False
+    k = key.lower().replace("-", "_")
+    return k in SECRET_KEYS or k.endswith(_SECRET_SUFFIXES)
+
+
+def redact(value: Any, _depth: int = 0) -> Any:
     """
     Return a copy of a JSON-like *value* with secret-bearing keys masked.
     """
+    if _depth > _MAX_DEPTH:
+        return _TOO_DEEP
     if isinstance(value, Mapping):
         return {
-            k: (_REDACTED if str(k).lower() in SECRET_KEYS else redact(v)) for k, v in value.items()
+            k: (_REDACTED if is_secret_key(k) else redact(v, _depth + 1)) for k, v in value.items()
         }
     if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
+        return [redact(v, _depth + 1) for v in value]
     return value
+
+
+# --- values whose repr is masked -------------------------------------------------------
+# A secret relaycall holds (the Authorization header, a password in a request
+# body) is kept in one of these: equal to the plain value, sent and JSON-encoded
+# as it, but its repr() is masked, so a traceback with captured locals (pytest
+# --showlocals, an error tracker), a logged dict or a debugger shows
+# '<redacted>'. str() and f-strings still give the value: that is how it is sent.
+
+
+class MaskedStr(str):
+    """A str whose repr is masked."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"'{_REDACTED}'"
+
+
+class MaskedInt(int):
+    """An int (a numeric PIN, say) whose repr is masked."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"'{_REDACTED}'"
+
+
+class MaskedFloat(float):
+    """A float whose repr is masked."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"'{_REDACTED}'"
+
+
+class MaskedDict(dict[Any, Any]):
+    """A dict held under a secret key (a credentials object): its repr is masked."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"'{_REDACTED}'"
+
+
+class MaskedList(list[Any]):
+    """A list held under a secret key: its repr is masked."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"'{_REDACTED}'"
+
+
+class MaskedBody(bytes):
+    """
+    An encoded JSON request body that holds a secret: its repr masks the secrets.
+
+    The bytes sent are the real ones; only repr() (a traceback's captured
+    ``data``, a ``functools.partial`` that holds it) shows them redacted.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        try:
+            shown = redact(json.loads(self))
+        except (ValueError, RecursionError):
+            return f"<{len(self)} bytes of JSON, not shown: it holds a secret>"
+        return repr(json.dumps(shown, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+_MASKED_TYPES = (MaskedStr, MaskedInt, MaskedFloat, MaskedDict, MaskedList)
+
+
+def _masked(value: Any) -> Any:
+    """*value* in a type whose repr is masked, equal to it and encoded as it."""
+    if isinstance(value, _MASKED_TYPES) or value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return MaskedStr(value)
+    if isinstance(value, int):
+        return MaskedInt(value)
+    if isinstance(value, float):
+        return MaskedFloat(value)
+    if isinstance(value, Mapping):
+        return MaskedDict(value)
+    if isinstance(value, list | tuple):
+        return MaskedList(value)
+    return value
+
+
+def mask_secrets(value: Any, _depth: int = 0) -> Any:
+    """
+    *value* with every secret key's value in a masked-repr type (see :class:`MaskedStr`).
+
+    Copy on write: a container with no secret inside is returned as it is (so
+    its repr, and an error message showing it, is unchanged), one with a
+    secret is copied along the way to it; the caller's objects are never
+    modified. Copied mappings become dicts, copied sequences keep list or tuple.
+    """
+    if _depth > _MAX_DEPTH:
+        return value
+    if isinstance(value, Mapping) and not isinstance(value, MaskedDict):
+        out: dict[Any, Any] | None = None
+        for k, v in value.items():
+            new = _masked(v) if is_secret_key(k) else mask_secrets(v, _depth + 1)
+            if new is not v and out is None:
+                out = dict(value)
+            if out is not None:
+                out[k] = new
+        return value if out is None else out
+    if isinstance(value, list | tuple) and not isinstance(value, MaskedList):
+        items = [mask_secrets(v, _depth + 1) for v in value]
+        if all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return tuple(items) if isinstance(value, tuple) else items
+    return value
+
+
+# user:password@ in a URL or SIP URI shown in a message.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*:(?://)?[^\s:/@'\"]*:)[^\s/@'\"]+@")
+
+
+def mask_userinfo(text: str) -> str:
+    """*text* with the password of any ``scheme://user:password@`` (or ``sip:user:pw@``) masked."""
+    return _USERINFO.sub(rf"\1{_REDACTED}@", text) if "@" in text else text
 
 
 class RelayError(Exception):
@@ -464,26 +623,47 @@ class ValidationError(UsageError, ValueError):
     def __init__(
         self, path: str, value: Any, rule: str, *, secret: bool = False, show_value: bool = True
     ) -> None:
+        secret = secret or _secret_path(path)
         self.path = path
-        self.value = value
+        # Equal to what was given, with its secrets in masked-repr types: an
+        # error tracker or a debugger showing the exception's attributes shows
+        # no password.
+        try:
+            self.value = _masked(value) if secret else mask_secrets(value)
+        except Exception:  # noqa: BLE001 - a Mapping whose items() fails: keep it as given
+            self.value = value
         self.rule = rule
         if not show_value:
             super().__init__(f"{path}: {rule}")
             return
-        shown = _REDACTED if secret else _show(value)
+        # A value at a secret key (``...connect.password``) is never shown, and
+        # neither is one inside what is shown (a malformed SWML step holding a
+        # password): every message is masked here, not by each check.
+        shown = _REDACTED if secret else show_value_masked(value)
         super().__init__(f"{path}: {shown} {rule}")
 
 
-def _show(value: Any) -> str:
+def _secret_path(path: str) -> bool:
+    """Whether a field path ends at a secret key (``a.b[0].password[2]`` -> ``password``)."""
+    last = path.rsplit(".", 1)[-1].split("[", 1)[0]
+    return is_secret_key(last)
+
+
+def show_value_masked(value: Any, limit: int = 80) -> str:
+    """A short repr of *value* for a message, with secrets masked (see :func:`mask_secrets`)."""
     if isinstance(value, bool) or value is None:
         return repr(value)
     try:
+        value = mask_secrets(value)
         text = str(value) if isinstance(value, int | float) else repr(value)
     except (ValueError, RecursionError):
         # An int past Python's str() digit limit (or one nested inside the value), or
         # a structure too deep to repr: the message must still be built.
         return f"<{type(value).__name__} too large to show>"
-    return text if len(text) <= 80 else text[:77] + "..."
+    except Exception:  # noqa: BLE001 - a repr (or items()) that fails: the message must be built
+        return f"<{type(value).__name__} that cannot be shown>"
+    text = mask_userinfo(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class WaitTimeoutError(RelayError, *_TIMEOUT_BASES):  # type: ignore[misc]

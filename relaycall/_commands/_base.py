@@ -13,6 +13,7 @@ import attrs
 
 from relaycall import _validate as v
 from relaycall._converter import register_model
+from relaycall.errors import ValidationError, mask_secrets
 
 R = TypeVar("R")
 M = TypeVar("M")
@@ -178,6 +179,11 @@ def _redacted(value: Any) -> str:
     return "None" if value is None else "'<redacted>'"
 
 
+def _secrets_masked(value: Any) -> str:
+    """repr of free-form JSON (SWML, SWAIG) with the values of secret keys masked."""
+    return repr(mask_secrets(value))
+
+
 def _has_dict(value: Any) -> bool:
     # A loop, not any(): this runs for every play command, and a generator costs more.
     if isinstance(value, Mapping):
@@ -202,7 +208,13 @@ def _read_dicts(value: Any, inst: Any, field: attrs.Attribute[Any]) -> Any:
         return value
     from relaycall._reading import read_nested  # noqa: PLC0415 - only when dicts are used
 
-    return read_nested(type(inst), field.name, value)
+    try:
+        return read_nested(type(inst), field.name, value)
+    except ValidationError as exc:
+        # As in _validate.field_validator: the reader's frames hold the dict (a
+        # SIP password in a refer device's params); a traceback shows none of it.
+        del value
+        raise exc.with_traceback(None)  # noqa: B904 - the same exception, re-raised
 
 
 #: The converter every nested-model field shares.
@@ -220,7 +232,8 @@ def _field(
         meta["raw"] = True
     if nested:
         kw["converter"] = NESTED
-    return attrs.field(validator=validator, metadata=meta, repr=_redacted if secret else True, **kw)
+    shown = _redacted if secret else _secrets_masked if raw else True
+    return attrs.field(validator=validator, metadata=meta, repr=shown, **kw)
 
 
 def opt(
