@@ -5,12 +5,15 @@ Timeouts, limits and the retry policy, as frozen attrs classes.
 from __future__ import annotations
 
 import enum
+import math
 from datetime import timedelta
 from typing import Any, Final
 
 import attrs
 
+from relaycall._validate import is_number
 from relaycall.errors import UsageError
+from relaycall.errors import show_value_masked as _shown
 
 __all__ = ["USE_DEFAULT", "Limits", "RetryPolicy", "Timeout"]
 
@@ -27,20 +30,41 @@ class _Default(enum.Enum):
 USE_DEFAULT: Final = _Default.token
 
 
+class _BadArgument(UsageError):
+    """A field of these classes is wrong; :func:`_named` says which field."""
+
+    def __init__(self, value: Any, rule: str, what: str = "a duration") -> None:
+        self.value = value
+        self.rule = rule
+        super().__init__(f"{what} {rule}, not {_shown(value)}")
+
+
+_DURATION = "must be a positive number of seconds, a timedelta or None"
+_FINITE = "must be a finite number of seconds (None means no bound)"
+
+
 def _seconds(value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, timedelta):
         value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise UsageError(f"a duration must be a positive number of seconds or None, not {value!r}")
-    return float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _BadArgument(value, _DURATION)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int past a float's range: 10**400
+        raise _BadArgument(value, _FINITE) from None
+    if math.isnan(seconds) or seconds <= 0:
+        raise _BadArgument(value, _DURATION)
+    if math.isinf(seconds):
+        raise _BadArgument(value, _FINITE)
+    return seconds
 
 
 def _positive_seconds(value: Any) -> float:
     s = _seconds(value)
     if s is None:
-        raise UsageError("this duration cannot be None")
+        raise _BadArgument(value, "must be a positive number of seconds or a timedelta")
     return s
 
 
@@ -51,7 +75,51 @@ def _seconds_or_zero(value: Any) -> float:
     return _positive_seconds(value)
 
 
-@attrs.frozen(kw_only=True)
+def _positive_int(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    where = f"{type(inst).__name__}.{attribute.name}"
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UsageError(f"{where} must be a positive integer or None, not {_shown(value)}")
+    if not is_number(value):  # 10**400: the limiter computes with it as a float
+        raise UsageError(f"{where} is too large: {_shown(value)}")
+
+
+def _positive_rate(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    # An int past a float's range (10**400) is no rate: 1 / rate would overflow.
+    if not is_number(value) or value <= 0:
+        where = f"{type(inst).__name__}.{attribute.name}"
+        raise UsageError(f"{where} must be a positive, finite number or None, not {_shown(value)}")
+
+
+def _named(cls: type, fields: list[attrs.Attribute[Any]]) -> list[attrs.Attribute[Any]]:
+    """
+    attrs field transformer: a converter's error names the class and field.
+
+    ``Timeout(connect=-1)`` says ``Timeout.connect must be ...``, not just
+    that some duration is wrong.
+    """
+    return [
+        f.evolve(converter=_naming(f.converter, f"{cls.__name__}.{f.name}"))
+        if callable(f.converter)
+        else f
+        for f in fields
+    ]
+
+
+def _naming(convert: Any, where: str) -> Any:
+    def named(value: Any) -> Any:
+        try:
+            return convert(value)
+        except _BadArgument as exc:
+            raise UsageError(f"{where} {exc.rule}, not {_shown(value)}") from None
+
+    return named
+
+
+@attrs.frozen(kw_only=True, field_transformer=_named)
 class Timeout:
     """
     How long one HTTP attempt may take, in seconds (``timedelta`` accepted).
@@ -82,23 +150,17 @@ class Timeout:
             return value
         if value is None:
             return cls(connect=None, read=None, total=None)
-        seconds = _positive_seconds(value)
+        try:
+            seconds = _positive_seconds(value)
+        except _BadArgument as exc:
+            rule = exc.rule
+            if rule == _DURATION:
+                rule = "must be a Timeout, a positive number of seconds, a timedelta or None"
+            raise UsageError(f"timeout {rule}, not {_shown(value)}") from None
         return cls(connect=min(5.0, seconds), read=seconds, total=seconds)
 
 
-def _positive_int(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise UsageError(f"{attribute.name} must be a positive integer or None, not {value!r}")
-
-
-def _positive_rate(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (
-        isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
-    ):
-        raise UsageError(f"{attribute.name} must be a positive number or None, not {value!r}")
-
-
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, field_transformer=_named)
 class Limits:
     """
     How hard one AsyncRelay may drive the API.
@@ -136,7 +198,7 @@ class Limits:
         return self.max_concurrency or self.max_connections
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, field_transformer=_named)
 class RetryPolicy:
     """
     When and how long to wait before re-sending a failed command.
@@ -168,7 +230,7 @@ class RetryPolicy:
     @jitter.validator
     def _check_jitter(self, attribute: attrs.Attribute[Any], value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-            raise UsageError(f"jitter must be between 0 and 1, not {value!r}")
+            raise UsageError(f"RetryPolicy.jitter must be between 0 and 1, not {_shown(value)}")
 
     @classmethod
     def disabled(cls) -> RetryPolicy:

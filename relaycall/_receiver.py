@@ -34,7 +34,8 @@ from relaycall._events import (
     parse_event,
 )
 from relaycall._handles._base import _run_callback
-from relaycall.errors import UsageError
+from relaycall._validate import http_url_check
+from relaycall.errors import UsageError, show_value_masked
 
 if TYPE_CHECKING:
     from relaycall._handles._base import Operation
@@ -140,6 +141,7 @@ class EventReceiver:
         signature_url: Callable[[str], str] | None = None,
         secret: bytes | None = None,
     ) -> None:
+        _check_arguments(locals())
         self.public_url = public_url  # checked by the setter
         self.path = _with_slash(
             path or (urlsplit(public_url).path if public_url else "") or "/relaycall/events"
@@ -162,8 +164,8 @@ class EventReceiver:
 
     @public_url.setter
     def public_url(self, url: str | None) -> None:
-        if url is not None and not url.startswith(("http://", "https://")):
-            raise UsageError(f"public_url must be an http(s) URL, not {url!r}")
+        if url is not None:
+            http_url_check("public_url", url)  # a ValidationError naming it
         self._public_url = url.split("?")[0] if url else None
         # What every status_url starts with (and the URL checked against the
         # signature): the path ending in "/", the only form a Starlette
@@ -553,6 +555,29 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
         if k.lower() == name:
             return v
     return None
+
+
+def _check_arguments(args: Mapping[str, Any]) -> None:
+    """EventReceiver's arguments (public_url is checked by its setter)."""
+    path = args.get("path")
+    if path is not None and (not isinstance(path, str) or not path.startswith("/")):
+        raise UsageError(f"path must be a string starting with '/', not {show_value_masked(path)}")
+    key = args.get("signing_key")
+    if key is not None and not isinstance(key, str):
+        raise UsageError(f"signing_key must be a string, not {type(key).__name__}")
+    secret = args.get("secret")
+    if secret is not None and not isinstance(secret, bytes):
+        raise UsageError(f"secret must be bytes, not {type(secret).__name__}")
+    if not isinstance(args.get("require_token", True), bool):
+        raise UsageError("require_token must be True or False")
+    url_of = args.get("signature_url")
+    if url_of is not None and not callable(url_of):
+        raise UsageError(
+            f"signature_url must be a function of the URL, not {type(url_of).__name__}"
+        )
+    size = args.get("max_body_size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise UsageError(f"max_body_size must be a positive integer, not {show_value_masked(size)}")
 
 
 def _with_slash(url: str) -> str:

@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
@@ -33,7 +34,7 @@ from relaycall._models import RawResponse, check_leg
 from relaycall._probe import QuietCalls
 from relaycall._receiver import STATUS_URL_COMMANDS, EventReceiver
 from relaycall._retry import retry_after_failure
-from relaycall._validate import uuid_check
+from relaycall._validate import text_check, uuid_check
 from relaycall._version import __version__
 from relaycall.errors import (
     ClientClosedError,
@@ -178,11 +179,74 @@ def _attrs_classes(hint: Any) -> list[type]:
     return [c for arg in typing.get_args(hint) for c in _attrs_classes(arg)]
 
 
+_TEXT_ARGS = ("project_id", "token", "space", "base_url", "user_agent")
+
+
+def _check_arguments(args: Mapping[str, Any]) -> None:
+    """AsyncRelay's arguments, by type, before anything is built from them."""
+    for name in _TEXT_ARGS:
+        value = args[name]
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"{name} must be a string, not {type(value).__name__}")
+    session = args["session"]
+    # Duck-typed: a stand-in with post() (a test double, a wrapper) is fine.
+    if session is not None and not callable(getattr(session, "post", None)):
+        raise UsageError(
+            f"session must be an aiohttp.ClientSession or None, not {type(session).__name__}"
+        )
+    for name, kinds, what in (
+        ("retry", (RetryPolicy, _Default), "a RetryPolicy"),
+        ("limits", Limits, "a Limits"),
+        ("events", EventReceiver, "an EventReceiver"),
+    ):
+        value = args[name]
+        if value is not None and not isinstance(value, kinds):
+            raise UsageError(f"{name} must be {what} or None, not {type(value).__name__}")
+
+
+# Control characters would end the header line (aiohttp refuses them at send time).
+_HEADER_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _header_text(name: str, value: str, *, secret: bool = False) -> None:
+    """A value that goes into an HTTP header: no control characters, valid Unicode."""
+    shown = "" if secret else f": {show_value_masked(value)}"
+    if _HEADER_UNSAFE.search(value):
+        raise UsageError(f"{name} must not contain control characters or line breaks{shown}")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise UsageError(f"{name} is not valid Unicode text (a lone surrogate){shown}") from None
+
+
+def _base_url_check(base_url: str) -> None:
+    """A URL aiohttp can post to, with no credentials of its own."""
+    shown = show_value_masked(base_url)
+    if _HEADER_UNSAFE.search(base_url) or " " in base_url:
+        raise UsageError(f"base_url must not contain spaces or control characters: {shown}")
+    try:
+        parts = urlsplit(base_url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no port
+    except ValueError as exc:
+        raise UsageError(f"base_url is not a URL ({exc}): {shown}") from None
+    if not parts.hostname:
+        raise UsageError(f"base_url has no host: {shown}")
+    if parts.username is not None or parts.password is not None:
+        # aiohttp would send them as a second Authorization: relaycall's is the one.
+        raise UsageError(
+            f"base_url must not contain user:password@ (relaycall authenticates with "
+            f"project_id and token): {shown}"
+        )
+
+
 def _resolve_url(space: str | None, base_url: str | None) -> str:
     if base_url is not None:
         base = base_url.rstrip("/")
-        if not re.match(r"https?://", base):
-            raise UsageError(f"base_url must start with http:// or https://, not {base_url!r}")
+        if not re.match(r"https?://", base_url):
+            raise UsageError(
+                f"base_url must start with http:// or https://, not {show_value_masked(base_url)}"
+            )
+        _base_url_check(base_url)
         return base if base.endswith(API_PATH) else base + API_PATH
     if space is None:
         raise UsageError(
@@ -193,7 +257,8 @@ def _resolve_url(space: str | None, base_url: str | None) -> str:
     name = host.removesuffix(".signalwire.com")
     if not _SPACE.fullmatch(name):
         raise UsageError(
-            f"space {space!r} is not a space name; give 'example' or 'example.signalwire.com'"
+            f"space {show_value_masked(space)} is not a space name; give 'example' or "
+            "'example.signalwire.com'"
         )
     return f"https://{name}.signalwire.com{API_PATH}"
 
@@ -257,6 +322,7 @@ class AsyncRelay:
         events: EventReceiver | None = None,
         probe_quiet_calls_after: float | timedelta | None = 5.0,
     ) -> None:
+        _check_arguments(locals())
         project_id = project_id or os.environ.get("SIGNALWIRE_PROJECT_ID")
         # Held masked from here on: if this constructor raises, a traceback with
         # captured locals shows '<redacted>', not the token.
@@ -283,6 +349,10 @@ class AsyncRelay:
         assert token is not None
         if ":" in project_id:
             raise UsageError("project_id cannot contain ':' (it is the Basic auth user name)")
+        _header_text("project_id", project_id)
+        _header_text("token", token, secret=True)
+        if user_agent:
+            _header_text("user_agent", user_agent)
         self._url = _resolve_url(space, base_url)
         self.project_id = project_id
         ua = (
@@ -434,7 +504,10 @@ class AsyncRelay:
         For an inbound call or one placed by another process. The same id
         gives the same handle while it is in use here.
         """
-        existing = self._calls.get(call_id)
+        try:
+            existing = self._calls.get(call_id)
+        except TypeError:  # unhashable (a list): no id, as uuid_check says next
+            existing = None
         if existing is not None:
             return existing
         uuid_check("call.call_id", call_id)
@@ -613,6 +686,17 @@ class AsyncRelay:
         """
         if not isinstance(command, str) or not command:
             raise ValidationError("execute.command", command, "must be a non-empty string")
+        text_check("execute.command", command)
+        if call_id is not None and not isinstance(call_id, str):
+            raise ValidationError("execute.call_id", call_id, "must be a string or None")
+        if params is not None and not isinstance(params, Mapping):
+            raise ValidationError(
+                "execute.params", params, "must be a dict (a JSON object) or None"
+            )
+        if idempotent is not None and not isinstance(idempotent, bool):
+            raise ValidationError("execute.idempotent", idempotent, "must be True, False or None")
+        if retry is not None and not isinstance(retry, RetryPolicy | _Default):
+            raise UsageError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
         body: dict[str, Any] = _Untyped(command=command)
         if call_id is not None:
             body["id"] = call_id

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from relaycall._states import OperationState
+from relaycall._validate import fail, is_number
 from relaycall.errors import InvalidStateError, NotFoundError, RelayError, WaitTimeoutError
 
 if TYPE_CHECKING:
@@ -175,6 +176,8 @@ class Handle:
         """Hook: a wait is about to start (the session may answer it at once, or refuse it)."""
 
     async def _wait(self, timeout: float | None) -> Any:
+        if timeout is not None:
+            wait_timeout_check("wait.timeout", timeout)
         if self._result is not None:
             return self._outcome()
         self._before_wait(timeout)
@@ -196,6 +199,18 @@ class Handle:
         finally:
             if self._waiters is not None and fut in self._waiters:
                 self._waiters.remove(fut)
+
+
+def wait_timeout_check(path: str, timeout: Any) -> None:
+    """
+    A wait's *timeout*: None or a number of seconds >= 0.
+
+    Checked before anything else, so a wrong one is refused even when the wait
+    would have returned at once; an int past a float's range (10**400), NaN
+    or infinity would otherwise fail inside asyncio.
+    """
+    if timeout is not None and (not is_number(timeout) or timeout < 0):
+        fail(path, timeout, "must be a finite number of seconds >= 0, or None to wait unbounded")
 
 
 _background: set[asyncio.Task[Any]] = set()

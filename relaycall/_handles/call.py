@@ -16,7 +16,7 @@ from relaycall._commands import call as call_cmd
 from relaycall._commands import media as media_cmd
 from relaycall._commands import operations as ops_cmd
 from relaycall._commands._base import Command, new_control_id
-from relaycall._handles._base import Handle, Operation, Starting
+from relaycall._handles._base import Handle, Operation, Starting, wait_timeout_check
 from relaycall._handles.operations import (
     Collector,
     Detector,
@@ -765,7 +765,8 @@ class Call(Handle):
         that says so. Without an EventReceiver and without *timeout* it
         raises UsageError at once unless the state is reached already.
         """
-        if state not in _ORDER:
+        wait_timeout_check("wait_for.timeout", timeout)
+        if not isinstance(state, str) or state not in _ORDER:
             from relaycall._validate import fail  # noqa: PLC0415
 
             fail("wait_for.state", state, f"is not a call state ({', '.join(_ORDER)})")
