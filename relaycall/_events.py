@@ -14,6 +14,7 @@ which keeps the whole payload.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -366,10 +367,9 @@ def parse_event(payload: Any) -> Event:
     if event_type == "calling.call.state":
         state = params.get("call_state", state)
     for name, value in (("call_id", call_id), ("control_id", control_id), ("state", state)):
-        if value is not None and not isinstance(value, str):
-            raise EventParseError(f"{name} must be a string, not {type(value).__name__}")
-    ts = payload.get("timestamp")
-    timestamp = float(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else None
+        if value is not None and not (isinstance(value, str) and value.isascii()):
+            _check_text(name, value)
+    timestamp = _seconds("timestamp", payload.get("timestamp"), 1)
     fields = {
         "_tag": _BY_TYPE.get(event_type, UnknownEvent).__name__ if event_type else "UnknownEvent",
         "event_type": event_type,
@@ -395,13 +395,55 @@ def _sidecar(payload: Mapping[str, Any]) -> SidecarEvent:
     call_id = info.get("call_id")
     if not isinstance(call_id, str):
         raise EventParseError("call_info.call_id must be a string")
+    _check_text("call_info.call_id", call_id)
     kind = ev.get("type")
-    ts = ev.get("ts")
+    if isinstance(kind, str):
+        _check_text("sidecar_event.type", kind)
     return SidecarEvent(
         event_type="calling.ai.sidecar",
         call_id=call_id,
         state=kind if isinstance(kind, str) else None,
         params=ev,
-        timestamp=ts / 1e6 if isinstance(ts, int) and not isinstance(ts, bool) else None,
+        # Microseconds, an integer in the reference's schema.
+        timestamp=_seconds("sidecar_event.ts", ev.get("ts"), 1_000_000),
         raw=payload,
     )
+
+
+def _encodable(text: str) -> bool:
+    """Whether *text* is valid Unicode: JSON's ``\\ud800`` escapes decode to lone surrogates."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_text(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise EventParseError(f"{name} must be a string, not {type(value).__name__}")
+    if not _encodable(value):
+        # An id goes into HMACs, logs and URLs: all need real text.
+        raise EventParseError(f"{name} is not valid Unicode (a lone surrogate)")
+
+
+def _seconds(name: str, value: Any, per_second: int) -> float | None:
+    """
+    A callback's time as seconds since the epoch; None when it carries none.
+
+    A value that is not a number counts as absent (the receiver's time window
+    then does not apply to the callback); a number that is not finite
+    (``1e999``) or does not fit a float (``10**400``) makes the callback
+    unreadable.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = value / per_second
+    except OverflowError:  # an int too large for a float
+        raise EventParseError(f"{name} is an integer too large for a time") from None
+    if not math.isfinite(seconds):
+        raise EventParseError(f"{name} is not a finite number ({seconds!r})")
+    return float(seconds)

@@ -16,6 +16,8 @@ other than ``finished`` may lack the fields a callback would have carried.
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,8 @@ from relaycall._states import CallState, OperationState, ResultReason
 
 if TYPE_CHECKING:
     from relaycall._handles._base import Operation
+
+logger = logging.getLogger("relaycall")
 
 
 @attrs.frozen(kw_only=True)
@@ -139,15 +143,25 @@ def _str(value: Any) -> str | None:
 
 
 def _num(value: Any) -> float | None:
+    """A finite number as a float; None for anything else (``1e999``, NaN, ``10**400``, "3")."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond a float's range
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """A whole count (a size in bytes): None unless it is finite and fits 64 bits."""
+    number = value if isinstance(value, int) and not isinstance(value, bool) else _num(value)
+    if number is None or not -_INT64 <= number < _INT64:
         return None
-    return int(value)
+    return int(number)
+
+
+_INT64 = 2**63
 
 
 def _recording(base: dict[str, Any], p: Mapping[str, Any]) -> RecordingResult:
@@ -203,6 +217,10 @@ def result_for(op: Operation, reason: str, event: Any, last: Any = None) -> Oper
 
     *last* is the latest informative event before it: a detect's verdict or a
     continuous collect's result, which the final event need not repeat.
+
+    It never raises, whatever the callback held: a field it cannot read is
+    None, and should reading fail all the same, the result has the common
+    fields and *event* (the raw payload) only. A wait must end either way.
     """
     from relaycall._handles import operations as ops  # noqa: PLC0415 - avoids a cycle
 
@@ -213,6 +231,19 @@ def result_for(op: Operation, reason: str, event: Any, last: Any = None) -> Oper
         "reason": reason,
         "event": event,
     }
+    try:
+        return _read(ops, op, base, event, last)
+    except Exception:
+        logger.exception(
+            "relaycall: could not read the result of %r off its callback; "
+            "it ends with the common fields (and the raw event) only",
+            op,
+        )
+        # The kind's result class, every field read off nothing: None.
+        return _read(ops, op, base, None, None)
+
+
+def _read(ops: Any, op: Operation, base: dict[str, Any], event: Any, last: Any) -> OperationResult:
     p = _params(event)
     if last is not None and (
         (isinstance(op, ops.Detector) and not isinstance(_params(event).get("detect"), Mapping))

@@ -142,7 +142,7 @@ class Handle:
         if not waiters:
             self._result = _Pending(build, args)
             return
-        result = self._result = build(self, *args)
+        result = self._result = self._build(build, args)
         for w in waiters:
             if isinstance(w, asyncio.Future):
                 if not w.done():
@@ -154,8 +154,24 @@ class Handle:
         """The result, built now if nobody had asked for it yet (None while unresolved)."""
         result = self._result
         if type(result) is _Pending:
-            result = self._result = result.build(self, *result.args)
+            result = self._result = self._build(result.build, result.args)
         return result
+
+    def _build(self, build: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        """
+        ``build(self, *args)``, which must not strand a wait by raising.
+
+        The builders read callbacks defensively and do not raise; should one
+        all the same (a bug, or a payload nobody foresaw), the error is logged
+        and the result is built again from the same arguments with the events
+        left out (every field read off them is then None), so the handle still
+        resolves, with its state and reason.
+        """
+        try:
+            return build(self, *args)
+        except Exception:
+            logger.exception("relaycall: building the result of %r failed", self)
+        return build(self, *[None if hasattr(a, "params") else a for a in args])
 
     def on_finished(self, callback: Callable[[Any], Any]) -> None:
         """
