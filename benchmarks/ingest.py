@@ -46,7 +46,8 @@ def callback_bodies(call_id: str, control_id: str) -> list[bytes]:
     """The two callbacks posted for one live call: a play event and a call-state event."""
     base = {
         "event_channel": f"swml:{call_id}",
-        "timestamp": 1764000000.123,
+        # Now: the receiver refuses callbacks older than its max_clock_skew.
+        "timestamp": round(time.time(), 3),
         "project_id": PROJECT,
         "space_id": SPACE_ID,
     }

@@ -1,9 +1,10 @@
 """
 EventReceiver: takes status callbacks over HTTP, checks them, and routes them to handles.
 
-The checks run in order on the raw bytes before anything is parsed: size,
-then signature (when a signing key is set), then JSON, then shape, then the
-URL token relaycall put in every status_url it generated. Routing is two
+The checks run in order, size and signature (when a signing key is set) on
+the raw bytes before anything is parsed: then JSON (bounded depth, standard
+numbers), then shape, then the URL token relaycall put in every status_url
+it generated, then the timestamp window (docs/security.md). Routing is two
 dict lookups (call id, then control id), so ingest cost does not grow with
 the number of live calls. Nothing the user registered runs inside the
 request: callbacks are scheduled, so a slow one cannot delay the 200.
@@ -11,18 +12,21 @@ request: callbacks are scheduled, so a slow one cannot delay the 200.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import attrs
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from relaycall._events import (
     CallStateEvent,
@@ -34,7 +38,7 @@ from relaycall._events import (
     parse_event,
 )
 from relaycall._handles._base import _run_callback
-from relaycall._validate import http_url_check
+from relaycall._validate import http_url_check, is_number
 from relaycall.errors import UsageError, show_value_masked
 
 if TYPE_CHECKING:
@@ -82,6 +86,17 @@ class ReceiverStats:
     duplicate: int = 0
     rejected_auth: int = 0
     rejected_body: int = 0
+    #: Authentic callbacks refused (403) for a ``timestamp`` older than
+    #: ``max_clock_skew``: a replay, or a retry after a long outage.
+    rejected_timestamp: int = 0
+    #: Connections closed for not sending a request head within ``header_timeout``,
+    #: and requests answered 408 for not sending their body within ``body_timeout``.
+    rejected_slow: int = 0
+    #: Connections closed or refused (503) at ``max_connections`` (standalone server).
+    rejected_busy: int = 0
+    #: Callbacks whose handling raised inside relaycall (a bug, logged at error
+    #: level): answered 400, never 500.
+    failed: int = 0
 
 
 class EventReceiver:
@@ -128,6 +143,18 @@ class EventReceiver:
             string, which is right behind a proxy that rewrites host or path.
         secret: Key for the URL tokens (random per receiver by default; give
             one to let several processes accept each other's tokens).
+        max_clock_skew: Callbacks whose ``timestamp`` is more than this many
+            seconds in the past are refused (403), so that a captured callback
+            cannot be replayed later; None turns the check off. Callbacks
+            without a timestamp are not checked (docs/security.md).
+        header_timeout: The standalone server (:meth:`start`) closes a
+            connection that has not sent a complete request head this many
+            seconds after it opened or after its previous request.
+        body_timeout: A request whose body has not fully arrived this many
+            seconds after its head is answered 408 (every adapter).
+        max_connections: The standalone server keeps at most this many
+            connections open; past it, a new one displaces the oldest still
+            waiting for its request head, or is refused (503) when none is.
     """
 
     def __init__(
@@ -140,6 +167,10 @@ class EventReceiver:
         max_body_size: int = 256 * 1024,
         signature_url: Callable[[str], str] | None = None,
         secret: bytes | None = None,
+        max_clock_skew: float | None = 300.0,
+        header_timeout: float = 10.0,
+        body_timeout: float = 10.0,
+        max_connections: int = 256,
     ) -> None:
         _check_arguments(locals())
         self.public_url = public_url  # checked by the setter
@@ -154,7 +185,13 @@ class EventReceiver:
         self.stats = ReceiverStats()
         self._relay: AsyncRelay | None = None
         self._listeners: list[Callable[[Event], Any]] = []
+        _check_bounds(max_clock_skew, header_timeout, body_timeout, max_connections)
+        self.max_clock_skew = max_clock_skew
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.max_connections = max_connections
         self._runner: web.AppRunner | None = None
+        self._connections: _Connections | None = None
         self._asgi_app: _ASGIApp | None = None
 
     @property
@@ -234,14 +271,16 @@ class EventReceiver:
         sha256 = _header(headers, "x-signalwire-sha256-signature")
         if sha1 is None and sha256 is None:
             return False
-        signed = url.encode() + body
+        signed = _utf8(url) + body
+        # Compared as bytes: compare_digest raises TypeError for a str that is
+        # not ASCII, and header values are whatever the client sent.
         if sha1 is not None:
             want = hmac.new(self._signing_key, signed, hashlib.sha1).hexdigest()
-            if not hmac.compare_digest(want, sha1.strip().lower()):
+            if not hmac.compare_digest(want.encode(), _utf8(sha1.strip().lower())):
                 return False
         if sha256 is not None:
             want = hmac.new(self._signing_key, signed, hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(want, sha256.strip().lower()):
+            if not hmac.compare_digest(want.encode(), _utf8(sha256.strip().lower())):
                 return False
         return True
 
@@ -266,8 +305,24 @@ class EventReceiver:
         Check, parse and route one callback; return the HTTP status and a short text.
 
         Framework adapters call this with the raw body, the full request URL,
-        its query string and headers. It never raises for bad input.
+        its query string and headers. It never raises: bad input is answered
+        400 or 403, and should handling a callback raise all the same (a bug),
+        the error is logged at error level, counted in ``stats.failed`` and
+        answered 400 rather than 500.
         """
+        try:
+            return self._ingest(body, url, query, headers)
+        except Exception:
+            self.stats.failed += 1
+            logger.exception(
+                "handling a callback (call_id %s) failed; answered 400", _peek_call_id(body)
+            )
+            return 400, "malformed callback"
+
+    def _ingest(
+        self, body: bytes, url: str, query: str, headers: Mapping[str, str]
+    ) -> tuple[int, str]:
+        # The order of the checks is documented in docs/security.md.
         self.stats.received += 1
         if len(body) > self.max_body_size:
             return self._reject_body(
@@ -278,19 +333,23 @@ class EventReceiver:
         ):
             return self._reject_auth("missing or wrong X-SignalWire-Signature")
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return self._reject_body("body is not JSON")
+            payload = _decode_json(body)
+        except _JSONError as exc:
+            return self._reject_body(str(exc))
         try:
             event = parse_event(payload)
         except EventParseError as exc:
             return self._reject_body(str(exc))
+        if not _token_is_text(query):
+            return self._reject_auth("malformed token")
         relay = self._relay
         call = relay._calls.get(event.call_id) if relay is not None and event.call_id else None
         if self.require_token:
             token = _token_of(query)
             if not self._token_ok(token, event, call):
                 return self._reject_auth("missing or wrong token")
+        if (too_old := self._too_old(event)) is not None:
+            return self._reject_timestamp(too_old)
         self._route(event, call)
         for listener in self._listeners:
             _run_callback(listener, event)
@@ -303,6 +362,24 @@ class EventReceiver:
 
     def _reject_auth(self, why: str) -> tuple[int, str]:
         self.stats.rejected_auth += 1
+        logger.warning("refused a callback: %s", why)
+        return 403, "forbidden"
+
+    def _too_old(self, event: Event) -> str | None:
+        """Why *event* is outside the time window (None when it is inside, or carries no time)."""
+        skew, stamp = self.max_clock_skew, event.timestamp
+        if skew is None or stamp is None:
+            return None
+        # Only the past is bounded, as Stripe does: a replay is old, while a
+        # time ahead of ours is a clock difference (or an emulator whose clock
+        # runs faster than real time), which nobody can exploit.
+        age = time.time() - stamp
+        if age <= skew:
+            return None
+        return f"its timestamp is {age:.0f} s old (max_clock_skew is {skew:g} s)"
+
+    def _reject_timestamp(self, why: str) -> tuple[int, str]:
+        self.stats.rejected_timestamp += 1
         logger.warning("refused a callback: %s", why)
         return 403, "forbidden"
 
@@ -353,27 +430,80 @@ class EventReceiver:
         An aiohttp handler: ``app.router.add_post(receiver.path, receiver.handle)``.
 
         That routes only :attr:`path` (ending in ``/``, as the status_urls do);
-        :meth:`add_to_app` routes the form without it too.
+        :meth:`add_to_app` routes the form without it too, and refuses an
+        oversize body before the client sends it (no ``100 Continue``).
         """
+        connections, transport = self._connections, request.transport
+        guard = connections.by_transport.get(transport) if connections and transport else None
+        if guard is None:
+            return await self._handle(request)
+        guard.busy()  # its head is in: no header deadline while it is served
+        try:
+            return await self._handle(request)
+        finally:
+            guard.idle()  # the next request's head is due within header_timeout
+
+    async def _handle(self, request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > self.max_body_size:
+            return self._too_large()
+        content = request.content
+        try:
+            if content.is_eof():
+                # The whole body came with the head (the usual case): no timer needed.
+                body = await _read_body(content, self.max_body_size)
+            else:
+                body = await asyncio.wait_for(
+                    _read_body(content, self.max_body_size), self.body_timeout
+                )
+        except asyncio.TimeoutError:
             self.stats.received += 1
-            status, text = self._reject_body("body too large")
+            status, text = self._reject_slow()
+            response = web.Response(status=status, text=text)
+            response.force_close()
+            return response
+        except Exception as exc:  # noqa: BLE001 - the client went away, or sent a broken chunk
+            self.stats.received += 1
+            status, text = self._reject_body(f"body could not be read: {exc!r}")
             return web.Response(status=status, text=text)
-        chunks = bytearray()
-        async for chunk in request.content.iter_chunked(65536):
-            chunks += chunk
-            if len(chunks) > self.max_body_size:
-                self.stats.received += 1
-                status, text = self._reject_body("body too large")
-                return web.Response(status=status, text=text)
+        if body is None:
+            return self._too_large()
         # The full URL is only read to check a signature against it (see
         # _urls_to_sign); building it from the request costs more than the rest
         # of this handler, so it is built only when it will be read.
-        url = str(request.url) if self._reads_request_url() else ""
+        url = _request_url(request) if self._reads_request_url() else ""
         status, text = self.ingest(
-            bytes(chunks), url=url, query=request.query_string, headers=request.headers
+            body, url=url, query=request.query_string, headers=request.headers
         )
         return web.Response(status=status, text=text)
+
+    def _too_large(self) -> web.Response:
+        self.stats.received += 1
+        status, text = self._reject_body("body too large")
+        response = web.Response(status=status, text=text)
+        response.force_close()  # the rest of the body is not worth reading
+        return response
+
+    def _reject_slow(self) -> tuple[int, str]:
+        self.stats.rejected_slow += 1
+        logger.warning("refused a callback: its body took over %g s", self.body_timeout)
+        return 408, "request body too slow"
+
+    async def _expect(self, request: web.Request) -> web.StreamResponse | None:
+        """
+        aiohttp's ``Expect: 100-continue`` handling, refusing an oversize body first.
+
+        A client that asks before sending its body is told no at once, instead
+        of being invited with ``100 Continue`` to send what will be refused.
+        """
+        if request.content_length is not None and request.content_length > self.max_body_size:
+            return self._too_large()
+        expect = request.headers.get("Expect", "")
+        if request.version == HttpVersion11:
+            if expect.lower() != "100-continue":
+                raise web.HTTPExpectationFailed(text=f"unknown Expect: {expect}")
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the response proper has not started
+        return None
 
     def _reads_request_url(self) -> bool:
         """Whether :meth:`ingest` will look at its *url* (only _urls_to_sign does)."""
@@ -398,7 +528,7 @@ class EventReceiver:
         bare = self.path.rstrip("/")
         if isinstance(app, web.Application):
             for form in (bare, self.path) if bare else (self.path,):
-                app.router.add_post(form, self.handle)
+                app.router.add_post(form, self.handle, expect_handler=self._expect)
             return
         # Starlette and FastAPI are duck-typed: relaycall does not depend on them.
         router = getattr(app, "router", app)
@@ -430,9 +560,14 @@ class EventReceiver:
         self.add_to_app(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        self._runner = runner
+        connections = _Connections(self)
+        site = _GuardedSite(runner, host, port, connections)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner, self._connections = runner, connections
         addresses = runner.addresses
         bound = addresses[0][1] if addresses else port
         url = f"http://{host}:{bound}{self.path}"
@@ -443,8 +578,15 @@ class EventReceiver:
     async def stop(self) -> None:
         """Stop the standalone server."""
         runner, self._runner = self._runner, None
+        if self._connections is not None:
+            # Connections not inside the handler go first: aiohttp would wait
+            # for one still reading off a refused body (up to its lingering time).
+            for guard in list(self._connections.by_transport.values()):
+                if not guard.serving:
+                    guard.close()
         if runner is not None:
             await runner.cleanup()
+        self._connections = None
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> _Serving:
         """``async with receiver.serve(host, port):`` runs :meth:`start` / :meth:`stop`."""
@@ -486,27 +628,32 @@ class EventReceiver:
         if scope.get("method") != "POST":
             await _asgi_reply(send, 405, "method not allowed")
             return
-        chunks = bytearray()
-        too_big = False
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(chunks) > self.max_body_size:
-                too_big = True
-                chunks.clear()
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
         query = scope.get("query_string", b"").decode("latin-1")
-        if too_big:
+        # Decided before the first receive(): that is when an ASGI server
+        # answers "Expect: 100-continue", inviting the body.
+        if _over(headers.get("content-length"), self.max_body_size):
             self.stats.received += 1
-            status, text = self._reject_body("body too large")
-        else:
-            status, text = self.ingest(
-                bytes(chunks), url=_asgi_url(scope, headers, query), query=query, headers=headers
+            await _asgi_reply(send, *self._reject_body("body too large"), close=True)
+            return
+        try:
+            body = await asyncio.wait_for(
+                _asgi_body(receive, self.max_body_size), self.body_timeout
             )
+        except asyncio.TimeoutError:
+            self.stats.received += 1
+            await _asgi_reply(send, *self._reject_slow(), close=True)
+            return
+        if body is _GONE:
+            return
+        if body is None:
+            self.stats.received += 1
+            await _asgi_reply(send, *self._reject_body("body too large"), close=True)
+            return
+        assert isinstance(body, bytes)
+        status, text = self.ingest(
+            body, url=_asgi_url(scope, headers, query), query=query, headers=headers
+        )
         await _asgi_reply(send, status, text)
 
 
@@ -535,6 +682,337 @@ class _Serving:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._receiver.stop()
+
+
+def _check_bounds(
+    max_clock_skew: Any, header_timeout: Any, body_timeout: Any, max_connections: Any
+) -> None:
+    """EventReceiver's time window and slow-client bounds."""
+    if max_clock_skew is not None and not (is_number(max_clock_skew) and max_clock_skew >= 0):
+        raise UsageError(
+            "max_clock_skew must be a finite number of seconds >= 0, or None to turn the "
+            f"check off, not {show_value_masked(max_clock_skew)}"
+        )
+    for name, value in (("header_timeout", header_timeout), ("body_timeout", body_timeout)):
+        if not (is_number(value) and value > 0):
+            raise UsageError(
+                f"{name} must be a finite number of seconds > 0, not {show_value_masked(value)}"
+            )
+    whole = isinstance(max_connections, int) and not isinstance(max_connections, bool)
+    if not whole or max_connections < 1:
+        raise UsageError(
+            f"max_connections must be a positive integer, not {show_value_masked(max_connections)}"
+        )
+
+
+class _Connections:
+    """
+    The standalone server's connections: which are open, and which wait for a request head.
+
+    *waiting* keeps the order in which connections started waiting, so that
+    the first one is the one a new connection displaces when the server is full.
+    """
+
+    __slots__ = ("by_transport", "receiver", "waiting")
+
+    def __init__(self, receiver: EventReceiver) -> None:
+        self.receiver = receiver
+        self.by_transport: dict[asyncio.BaseTransport, _Guard] = {}
+        self.waiting: dict[_Guard, None] = {}
+
+    def admit(self) -> bool:
+        """Make room for one more connection if need be; False if none can be made."""
+        receiver = self.receiver
+        if len(self.by_transport) < receiver.max_connections:
+            return True
+        receiver.stats.rejected_busy += 1
+        if not self.waiting:
+            logger.warning("refused a connection: %d open, all serving", len(self.by_transport))
+            return False
+        # The oldest idle or slow connection goes: a client that sends its
+        # request at once (the platform) is never the oldest one waiting.
+        oldest = next(iter(self.waiting))
+        logger.info("closed the longest-waiting of %d connections", len(self.by_transport))
+        oldest.close()
+        return True
+
+
+class _Guard(asyncio.Protocol):
+    """
+    One connection of the standalone server: aiohttp's protocol inside, a deadline around it.
+
+    While the connection waits for a request head (from when it opens, and
+    again after each request the receiver served) a timer runs, which closes
+    it at ``header_timeout``. aiohttp has no such bound: a client trickling a
+    header a byte at a time holds its connection for as long as it likes.
+    """
+
+    __slots__ = ("_connections", "_inner", "_served", "_tail", "_timer", "serving", "transport")
+
+    def __init__(self, inner: asyncio.Protocol, connections: _Connections) -> None:
+        self._inner: asyncio.Protocol | None = inner
+        self._connections = connections
+        self._timer: asyncio.TimerHandle | None = None
+        self._served = 0
+        #: Whether the receiver's handler is serving a request of it.
+        self.serving = False
+        #: The last bytes received while waiting for a head (None once its end came).
+        self._tail: bytes | None = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if not self._connections.admit():
+            self._inner = None
+            transport.write(_BUSY)
+            transport.close()
+            return
+        self._connections.by_transport[transport] = self
+        assert self._inner is not None
+        self._inner.connection_made(transport)
+        self.idle()
+
+    def idle(self) -> None:
+        """Wait for a request head, for at most header_timeout from now."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self.serving = False
+        self._cancel_timer()
+        waiting = self._connections.waiting
+        waiting.pop(self, None)
+        waiting[self] = None  # now the newest
+        self._tail = b""
+        self._timer = asyncio.get_running_loop().call_later(
+            self._connections.receiver.header_timeout, self._expired
+        )
+
+    def busy(self) -> None:
+        """A request head arrived, and the receiver is serving the request."""
+        self._served += 1
+        self.serving = True
+        self._tail = None
+        self._cancel_timer()
+        self._connections.waiting.pop(self, None)
+
+    def close(self) -> None:
+        self._forget()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _expired(self) -> None:
+        self._timer = None
+        receiver = self._connections.receiver
+        receiver.stats.rejected_slow += 1
+        logger.info("closed a connection: no request head within %g s", receiver.header_timeout)
+        if not self._served and self.transport is not None:
+            # Said only before any request was served: to a client about to
+            # reuse an idle connection it would read as its request's answer.
+            self.transport.write(_TIMED_OUT)
+        self.close()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _forget(self) -> None:
+        self._cancel_timer()
+        self._connections.waiting.pop(self, None)
+        if self.transport is not None:
+            self._connections.by_transport.pop(self.transport, None)
+
+    # The rest of the protocol goes to aiohttp's.
+
+    def data_received(self, data: bytes) -> None:
+        tail = self._tail
+        if tail is not None:
+            # A head has ended (aiohttp will serve it): no longer the first to
+            # be displaced, though the deadline holds until the receiver serves
+            # it (a request to another path never is, and is closed on time).
+            seen = tail + data
+            if b"\r\n\r\n" in seen:
+                self._tail = None
+                self._connections.waiting.pop(self, None)
+            else:
+                self._tail = seen[-3:]
+        if self._inner is not None:
+            self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received() if self._inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._forget()
+        inner, self._inner = self._inner, None
+        if inner is not None:
+            inner.connection_lost(exc)
+
+
+class _GuardedSite(web.BaseSite):
+    """aiohttp's TCPSite, with each connection inside a :class:`_Guard`."""
+
+    __slots__ = ("_connections", "_host", "_port")
+
+    def __init__(
+        self, runner: web.BaseRunner, host: str, port: int, connections: _Connections
+    ) -> None:
+        # An accept queue as long as the connections it may hold: a burst of
+        # them is accepted (and judged) rather than reset by the kernel.
+        super().__init__(runner, backlog=max(128, connections.receiver.max_connections))
+        self._host, self._port, self._connections = host, port, connections
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        connections = self._connections
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: _Guard(server(), connections), self._host, self._port, backlog=self._backlog
+        )
+
+
+_CLOSING = b"\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1" + _CLOSING
+_TIMED_OUT = b"HTTP/1.1 408 Request Timeout" + _CLOSING
+
+
+async def _read_body(content: Any, limit: int) -> bytes | None:
+    """A request's body, or None once it is over *limit* bytes (the rest is not read)."""
+    chunks = bytearray()
+    async for chunk in content.iter_chunked(65536):
+        chunks += chunk
+        if len(chunks) > limit:
+            return None
+    return bytes(chunks)
+
+
+_GONE = object()
+
+
+async def _asgi_body(receive: Any, limit: int) -> bytes | object | None:
+    """An ASGI request's body; None once it is over *limit*; _GONE if the client left."""
+    chunks = bytearray()
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return _GONE
+        chunks += message.get("body", b"")
+        more = message.get("more_body", False)
+        if len(chunks) > limit:
+            return None
+    return bytes(chunks)
+
+
+def _over(length: str | None, limit: int) -> bool:
+    """Whether a Content-Length header announces more than *limit* bytes."""
+    if length is None:
+        return False
+    length = length.strip()
+    if not (length.isascii() and length.isdigit()):
+        return False  # not a length: the server refuses it, or reading finds out
+    return len(length) > 18 or int(length) > limit
+
+
+def _request_url(request: web.Request) -> str:
+    """The URL an aiohttp request was made to; "" when its Host header makes none."""
+    try:
+        return str(request.url)
+    except ValueError:  # a Host header yarl cannot build a URL with: no signature matches
+        return ""
+
+
+#: How deep a callback's JSON may nest. The platform's deepest is a handful of
+#: levels; Python's parser would go on to ~1,000 and then raise RecursionError,
+#: and every later walk over a deep value (a repr, a log line) pays for it.
+MAX_JSON_DEPTH = 64
+
+
+class _JSONError(ValueError):
+    """A body that is not a JSON document the receiver reads (answered 400)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _JSONError(f"body is not JSON: {name} is not a JSON value")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def _decode_json(body: bytes) -> Any:
+    """
+    Parse a callback body as ``json.loads`` does, with bounded depth and standard numbers.
+
+    ``NaN`` and ``Infinity`` (which Python writes but JSON has not) are refused;
+    ``1e999`` and ``10**400`` are JSON and parse (to inf, and an int), for the
+    readers to judge.
+    """
+    try:
+        text = body.decode(json.detect_encoding(body), "surrogatepass")
+        payload = _DECODER.decode(text)
+    except RecursionError:
+        raise _JSONError(f"body is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except _JSONError:
+        raise
+    except ValueError as exc:  # UnicodeDecodeError and over-long integers included
+        raise _JSONError(f"body is not JSON: {exc}") from None
+    # Only a body with that many brackets can be that deep: the walk is rare.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and _too_deep(payload):
+        raise _JSONError(f"body is nested deeper than {MAX_JSON_DEPTH} levels")
+    return payload
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether containers nest more than MAX_JSON_DEPTH deep in *value* (without recursing)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _utf8(text: str) -> bytes:
+    """*text* as UTF-8, whatever it holds: a lone surrogate cannot make it raise."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
+def _token_is_text(query: str) -> bool:
+    """Whether the query's token, if any, is ASCII, as every token relaycall writes is."""
+    if query.isascii() and "%" not in query:  # then the token, decoded, is ASCII too
+        return True
+    token = _token_of(query)
+    return token is None or token.isascii()
+
+
+_CALL_ID = re.compile(rb'"call_id"\s*:\s*"([^"\\]{1,100})"')
+
+
+def _peek_call_id(body: Any) -> str | None:
+    """The call id a body names, for a log line about a body that could not be handled."""
+    if not isinstance(body, bytes | bytearray):
+        return None
+    found = _CALL_ID.search(body)
+    return found.group(1).decode("utf-8", "replace") if found else None
 
 
 def _token_of(query: str) -> str | None:
@@ -605,16 +1083,11 @@ def _asgi_url(scope: Mapping[str, Any], headers: Mapping[str, str], query: str) 
     return f"{url}?{query}" if query else url
 
 
-async def _asgi_reply(send: Any, status: int, text: str) -> None:
+async def _asgi_reply(send: Any, status: int, text: str, *, close: bool = False) -> None:
+    """Answer with *text*; *close* the connection when the body was left unread."""
     body = text.encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
