@@ -7,11 +7,12 @@ app (``receiver.add_to_app(app)``, access log off):
 - ``relaycall/N``: an EventReceiver bound to an AsyncRelay holding N live calls,
   each with a running Playback (started against the benchmark server, so each
   play carried a status_url the receiver filled in). The receiver keeps its
-  default ``require_token=True``: every callback carries the token of
-  ``receiver.status_url(call_id)``, which the receiver checks (an HMAC per
-  callback). Callbacks alternate between a ``calling.call.play`` (``playing``,
-  routed to the Playback) and a ``calling.call.state`` (``answered``, routed to
-  the Call); neither is final, so the handles stay live round after round.
+  default ``require_token=True``: every callback carries its token (the
+  play's own status_url for play events, ``receiver.status_url(call_id)`` for
+  the call's), which the receiver checks (an HMAC per callback). Callbacks
+  alternate between a ``calling.call.play`` (``playing``, routed to the
+  Playback) and a ``calling.call.state`` (``answered``, routed to the Call);
+  neither is final, so the handles stay live round after round.
 - ``aiohttp``: a bare aiohttp handler that reads the body and ``json.loads`` it.
 
 A load generator in another process (an aiohttp client, keep-alive, a fixed
@@ -66,16 +67,17 @@ def callback_bodies(call_id: str, control_id: str) -> list[bytes]:
     return [json.dumps(play).encode(), json.dumps(state).encode()]
 
 
-async def _live_handles(relay: Any, n: int) -> tuple[list[Any], list[tuple[str, str]]]:
+async def _live_handles(relay: Any, n: int) -> tuple[list[Any], list[tuple[str, str, str]]]:
     """
     Start *n* calls, each with a running Playback.
 
-    Returns the calls (the relay holds them weakly: keep them) and their
-    (call_id, control_id) pairs.
+    Returns the calls (the relay holds them weakly: keep them) and, for each,
+    (call_id, control_id, the query of the play's own status_url): a play's
+    callbacks carry the token of that one start of it.
     """
     import relaycall  # noqa: PLC0415
 
-    out: list[tuple[str, str]] = []
+    out: list[tuple[str, str, str]] = []
     ids = [str(uuid.uuid4()) for _ in range(n)]
     live = []
 
@@ -84,7 +86,8 @@ async def _live_handles(relay: Any, n: int) -> tuple[list[Any], list[tuple[str, 
             call = relay.call(call_id)
             pb = await call.play(relaycall.tts(TEXT))
             live.append(call)
-            out.append((call_id, pb.control_id))
+            url = relay.events._operation_status_url(call_id, pb._generation)
+            out.append((call_id, pb.control_id, url.split("?", 1)[1]))
 
     await asyncio.gather(*(worker(ids[i::CONNECTION_LIMIT]) for i in range(CONNECTION_LIMIT)))
     return live, out
@@ -133,11 +136,11 @@ def _serve_receiver(mode: str, server_url: str, handles: int, conn: Any) -> None
             receiver.public_url = base + RECEIVER_PATH
             async with relay:
                 _live, pairs = await _live_handles(relay, handles)
-                for call_id, control_id in pairs:
-                    url = receiver.status_url(call_id)
-                    query = url.split("?", 1)[1]
-                    for body in callback_bodies(call_id, control_id):
-                        targets.append((f"{RECEIVER_PATH}?{query}", body))
+                for call_id, control_id, play_query in pairs:
+                    call_query = receiver.status_url(call_id).split("?", 1)[1]
+                    play, state = callback_bodies(call_id, control_id)
+                    targets.append((f"{RECEIVER_PATH}?{play_query}", play))
+                    targets.append((f"{RECEIVER_PATH}?{call_query}", state))
                 conn.send((base, targets))
                 await _until_sigterm()
         else:
@@ -244,10 +247,11 @@ async def _ingest_cost(server_url: str, handles: int, calls: int, rounds: int) -
     async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server_url, events=receiver) as relay:
         _live, pairs = await _live_handles(relay, handles)
         work = []
-        for call_id, control_id in pairs:
+        for call_id, control_id, play_query in pairs:
             url = receiver.status_url(call_id)
-            query = url.split("?", 1)[1]
-            work += [(body, url, query) for body in callback_bodies(call_id, control_id)]
+            call_query = url.split("?", 1)[1]
+            play, state = callback_bodies(call_id, control_id)
+            work += [(play, url, play_query), (state, url, call_query)]
         headers = {"Content-Type": "application/json"}
         ingest = receiver.ingest
         out = []

@@ -69,10 +69,19 @@ def _positive_seconds(value: Any) -> float:
 
 
 def _seconds_or_zero(value: Any) -> float:
-    """A duration that may also be 0 (off)."""
+    """A duration that may also be 0 (off), but not None."""
     if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
         return 0.0
-    return _positive_seconds(value)
+    if value is None:
+        raise _BadArgument(value, _DURATION_OR_OFF)
+    try:
+        return _positive_seconds(value)
+    except _BadArgument as exc:
+        rule = "must be a finite number of seconds" if exc.rule == _FINITE else _DURATION_OR_OFF
+        raise _BadArgument(value, rule) from None
+
+
+_DURATION_OR_OFF = "must be 0 (off), a positive number of seconds or a timedelta"
 
 
 def _positive_int(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -213,6 +222,11 @@ class RetryPolicy:
             retry starts if its wait would cross it. None: only *max_attempts*.
         max_retry_after: Longest ``Retry-After`` honoured; a longer one is
             capped to this.
+        ambiguous_grace: With an EventReceiver, how long a ``dial`` whose
+            outcome is ambiguous (dropped connection, 5xx, read timeout) waits
+            for a callback carrying its own token: one arriving proves the
+            call was placed, and the dial returns its Call instead of raising
+            AmbiguousOutcomeError. 0 disables the wait.
 
     Which failures are retried depends on the command (see the README):
     follow-ups and start commands retry transport failures, 429 and 5xx;
@@ -226,6 +240,7 @@ class RetryPolicy:
     jitter: float = attrs.field(default=0.25)
     deadline: float | None = attrs.field(default=60.0, converter=_seconds)
     max_retry_after: float = attrs.field(default=60.0, converter=_positive_seconds)
+    ambiguous_grace: float = attrs.field(default=5.0, converter=_seconds_or_zero)
 
     @jitter.validator
     def _check_jitter(self, attribute: attrs.Attribute[Any], value: Any) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import enum
 import hashlib
 import hmac
 import json
@@ -84,6 +85,12 @@ class ReceiverStats:
     #: Events for a handle still held but already final (a repeated ``ended`` for a
     #: call, say): acknowledged, changing nothing.
     duplicate: int = 0
+    #: Callbacks that beat their dial's reply: held, then applied in order once
+    #: the reply names the call (counted again as routed then).
+    held: int = 0
+    #: Authentic callbacks issued for an earlier start of an operation (a replay,
+    #: or a control_id used again): acknowledged, changing nothing.
+    stale: int = 0
     rejected_auth: int = 0
     rejected_body: int = 0
     #: Authentic callbacks refused (403) for a ``timestamp`` older than
@@ -236,32 +243,69 @@ class EventReceiver:
         digest = hmac.new(self._secret, text.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest[:18]).decode()
 
-    def status_url(self, call_id: str) -> str:
-        """The status_url for operations on *call_id*, with its token."""
+    def _need_url(self) -> str:
         if self._callback_url is None:
             raise UsageError("the receiver has no public_url yet (pass one, or start() it first)")
-        return f"{self._callback_url}?t={self._mac('c:' + call_id)}"
+        return self._callback_url
+
+    def status_url(self, call_id: str) -> str:
+        """
+        A status_url for callbacks about *call_id*, with a token bound to that call.
+
+        Its callbacks are accepted only for *call_id* (and only for operations
+        this process did not start with a handle: those get their own URL).
+        """
+        return f"{self._need_url()}?t={self._mac('c:' + call_id)}"
+
+    def _operation_status_url(self, call_id: str, generation: str) -> str:
+        """The status_url of one operation: bound to its call and to this start of it."""
+        return f"{self._need_url()}?t=o.{generation}.{self._mac(f'o:{call_id}:{generation}')}"
 
     def dial_status_url(self) -> tuple[str, str]:
         """A status_url for a new call (its id is not known yet), and its nonce."""
-        if self._callback_url is None:
-            raise UsageError("the receiver has no public_url yet (pass one, or start() it first)")
+        base = self._need_url()
         nonce = secrets.token_urlsafe(12)
-        return f"{self._callback_url}?t=d.{nonce}.{self._mac('d:' + nonce)}", nonce
+        return f"{base}?t=d.{nonce}.{self._mac('d:' + nonce)}", nonce
 
-    def _token_ok(self, token: str | None, event: Event, call: Call | None) -> bool:
+    def _authorize(self, token: str | None, event: Event, call: Call | None) -> _Verdict:
+        """
+        What the URL token allows this callback to do (the table in docs/security.md).
+
+        Every token relaycall issues authorises one call, and an operation's
+        token one start of that operation: a leaked URL can act on nothing else.
+        The MAC is checked before anything else, in constant time, on bytes.
+        """
         if not token:
-            return False
-        if token.startswith("d."):
-            nonce, _, mac = token[2:].partition(".")
-            if not hmac.compare_digest(mac, self._mac("d:" + nonce)):
-                return False
-            # Bound to the call it was issued for, once that call is known here.
-            bound = getattr(call, "_nonce", None) if call is not None else None
-            return bound is None or hmac.compare_digest(bound, nonce)
+            return _FORBIDDEN
+        kind, _, rest = token.partition(".")
+        if kind == "d":
+            nonce, _, mac = rest.partition(".")
+            if not _same(mac, self._mac("d:" + nonce)):
+                return _FORBIDDEN
+            if call is not None:
+                # The call a dial created carries its nonce; any other call
+                # (attached by id, or dialed with the user's own status_url) does not.
+                bound = call._nonce
+                return _OK if bound is not None and _same(bound, nonce) else _FORBIDDEN
+            relay = self._relay
+            if relay is not None and event.call_id is not None and nonce in relay._pending:
+                return _HELD  # the dial's reply has not bound its call yet
+            return _OK  # a dial this process no longer waits for: counted unknown_call
         if event.call_id is None:
-            return False
-        return hmac.compare_digest(token, self._mac("c:" + event.call_id))
+            return _FORBIDDEN
+        if kind == "o":
+            generation, _, mac = rest.partition(".")
+            if not _same(mac, self._mac(f"o:{event.call_id}:{generation}")):
+                return _FORBIDDEN
+            op = self._operation_for(event, call) if call is not None else None
+            if op is not None and op._generation != generation:
+                return _STALE  # issued for an earlier start of this operation
+            return _OK
+        if _same(token, self._mac("c:" + event.call_id)):
+            op = self._operation_for(event, call) if call is not None else None
+            # A call token does not reach operations started here with a handle.
+            return _STALE if op is not None and op._generation is not None else _OK
+        return _FORBIDDEN
 
     # --- the pipeline ------------------------------------------------------------------------
 
@@ -344,13 +388,27 @@ class EventReceiver:
             return self._reject_auth("malformed token")
         relay = self._relay
         call = relay._calls.get(event.call_id) if relay is not None and event.call_id else None
-        if self.require_token:
-            token = _token_of(query)
-            if not self._token_ok(token, event, call):
-                return self._reject_auth("missing or wrong token")
+        token = _token_of(query)
+        verdict = _OK
+        if token is not None or self.require_token:
+            verdict = self._authorize(token, event, call)
+            if verdict is _FORBIDDEN:
+                if self.require_token:
+                    return self._reject_auth("missing or wrong token")
+                verdict = _OK  # tokens are not required: one that is not ours is ignored
         if (too_old := self._too_old(event)) is not None:
             return self._reject_timestamp(too_old)
-        self._route(event, call)
+        if verdict is _STALE:
+            self.stats.stale += 1
+            return 200, "ok"
+        if verdict is _HELD:
+            # Kept until the dial's reply names its call, then routed in order.
+            assert token is not None
+            assert relay is not None
+            relay._hold(token[2:].partition(".")[0], event)
+            self.stats.held += 1
+        else:
+            self._route(event, call)
         for listener in self._listeners:
             _run_callback(listener, event)
         return 200, "ok"
@@ -682,6 +740,21 @@ class _Serving:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._receiver.stop()
+
+
+class _Verdict(enum.Enum):
+    OK = "ok"
+    FORBIDDEN = "forbidden"
+    HELD = "held"
+    STALE = "stale"
+
+
+_OK, _FORBIDDEN, _HELD, _STALE = _Verdict.OK, _Verdict.FORBIDDEN, _Verdict.HELD, _Verdict.STALE
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time equality that cannot raise: compare_digest refuses non-ASCII str."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode())
 
 
 def _check_bounds(

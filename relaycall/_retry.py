@@ -41,6 +41,19 @@ logger = logging.getLogger("relaycall")
 T = TypeVar("T")
 
 
+class AlreadyProcessed(RelayError):
+    """
+    A re-send was about to go out, but callbacks show the first attempt was processed.
+
+    Raised by the session before an attempt 2, 3... of a start or a dial whose
+    callbacks have arrived; the retry loop treats it as final, and the start
+    or dial that sent the command catches it: it never reaches the user.
+    """
+
+    def __init__(self, command: str) -> None:
+        super().__init__(f"{command}: not re-sent; its callbacks show it was processed")
+
+
 class Decision(enum.Enum):
     RETRY = "retry"
     FINAL = "final"

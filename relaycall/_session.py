@@ -4,10 +4,12 @@ AsyncRelay: the session every command goes through.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import enum
 import functools
 import json
+import logging
 import os
 import platform
 import re
@@ -33,10 +35,12 @@ from relaycall._limits import Gate, RateLimiter
 from relaycall._models import RawResponse, check_leg
 from relaycall._probe import QuietCalls
 from relaycall._receiver import STATUS_URL_COMMANDS, EventReceiver
+from relaycall._retry import AlreadyProcessed as _AlreadyProcessed
 from relaycall._retry import retry_after_failure
 from relaycall._validate import text_check, uuid_check
 from relaycall._version import __version__
 from relaycall.errors import (
+    AmbiguousOutcomeError,
     ClientClosedError,
     MaskedBody,
     MaskedStr,
@@ -50,6 +54,7 @@ from relaycall.errors import (
 )
 
 R = TypeVar("R")
+logger = logging.getLogger("relaycall")
 
 API_PATH = "/api/calling/calls"
 _ALL_CALL_EVENTS = ("created", "ringing", "answered", "ended")
@@ -392,7 +397,7 @@ class AsyncRelay:
             ) from None
         self._quiet = QuietCalls(self, probe_after) if probe_after is not None else None
         # What Call._publish stamps on every callback; empty while nobody waits.
-        self._heard: dict[Call, float] = self._quiet.heard if self._quiet is not None else {}
+        self._last_heard: dict[Call, float] = self._quiet.heard if self._quiet is not None else {}
         self._state = _State.UNOPENED
         self._gate = Gate(self._limits.concurrency)
         self._rate = (
@@ -409,6 +414,8 @@ class AsyncRelay:
         # Ended calls also drop their operations explicitly, so memory does not
         # grow with calls that are over.
         self._calls: weakref.WeakValueDictionary[str, Call] = weakref.WeakValueDictionary()
+        # Dials sent with a receiver's status_url and not answered yet, by token nonce.
+        self._pending: dict[str, _PendingDial] = {}
         self.events = events
         if events is not None:
             events._bind(self)
@@ -569,15 +576,65 @@ class AsyncRelay:
         return Starting(self._dial(cmd))
 
     async def _dial(self, cmd: Dial) -> Call:
-        nonce = None
         receiver = self.events
-        if receiver is not None and receiver.public_url is not None and cmd.status_url is None:
-            url, nonce = receiver.dial_status_url()
+        if receiver is None or receiver.public_url is None or cmd.status_url is not None:
+            try:
+                return self._adopt(await self._send_leg(cmd))
+            except AmbiguousOutcomeError as exc:
+                raise AmbiguousOutcomeError(
+                    exc.command, exc.body, exc.cause, hint=_NO_RECONCILE
+                ).with_traceback(exc.__traceback__) from exc.cause
+        url, nonce = receiver.dial_status_url()
+        pending = self._pending[nonce] = _PendingDial()
+        try:
             cmd = self._with_status_url(cmd, url)  # type: ignore[assignment]
-        call = self._adopt(await self._send_leg(cmd))
-        if nonce is not None and call._nonce is None:
-            call._nonce = nonce
+            try:
+                leg = await self._send_leg(cmd, pending)
+            except AmbiguousOutcomeError as exc:
+                # The dial may have been processed: its own callbacks say whether
+                # it was. Wait a little for one before giving up.
+                if not await pending.heard_within(self._retry.ambiguous_grace):
+                    raise
+                logger.info("dial outcome was ambiguous (%s); its callbacks show it placed", exc)
+                return self._bind_held(nonce, pending, None)
+            except _AlreadyProcessed:
+                # A re-send after 429/503 was about to go out, but the first
+                # attempt's callbacks had arrived: it was processed.
+                return self._bind_held(nonce, pending, None)
+            return self._bind_held(nonce, pending, leg)
+        finally:
+            self._pending.pop(nonce, None)
+
+    def _bind_held(self, nonce: str, pending: _PendingDial, leg: Mapping[str, Any] | None) -> Call:
+        """
+        The Call a dial placed, from its reply's leg or else from its callbacks.
+
+        Callbacks that beat the reply were held; they are applied now, in the
+        order they came, before anything else can reach the call (no await
+        between binding and applying).
+        """
+        if leg is not None:
+            call = self._adopt(leg)
+        else:
+            call_id: str = pending.events[0].call_id
+            call = self._calls.get(call_id) or Call(self, call_id, "queued")
+            self._calls[call_id] = call
+        call._nonce = nonce
+        receiver = self.events
+        assert receiver is not None
+        for event in pending.events:
+            if event.call_id == call.id:
+                receiver._route(event, call)
+        pending.events.clear()
         return call
+
+    def _hold(self, nonce: str, event: Any) -> None:
+        """Keep a callback that beat the reply of the dial waiting for *nonce*."""
+        pending = self._pending.get(nonce)
+        if pending is not None and not pending.hold(event):
+            logger.warning(
+                "dropped a callback for a dial in flight: %d held already", pending.LIMIT
+            )
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         if (
@@ -628,7 +685,9 @@ class AsyncRelay:
         result: R = await self._request(name, wire, idempotency, timeout, retry, parse)
         return result
 
-    def _send_leg(self, command: Command[Any]) -> Coroutine[Any, Any, Mapping[str, Any]]:
+    def _send_leg(
+        self, command: Command[Any], watch: Any = None
+    ) -> Coroutine[Any, Any, Mapping[str, Any]]:
         """
         What the handles send through: :meth:`send` for a command answered with a call leg.
 
@@ -641,13 +700,20 @@ class AsyncRelay:
         """
         name = command.command_name
         if self.events is not None and name in STATUS_URL_COMMANDS:
-            command = self._with_status_url(command)
+            command = self._with_status_url(command, None, watch)
         return self._request(
-            name, command.to_wire(), command.idempotency, USE_DEFAULT, USE_DEFAULT, check_leg
+            name, command.to_wire(), command.idempotency, USE_DEFAULT, USE_DEFAULT, check_leg, watch
         )
 
-    def _with_status_url(self, command: Command[R], dial_url: str | None = None) -> Command[R]:
-        """Point an unset status_url at the receiver (and ask a dial for every call state)."""
+    def _with_status_url(
+        self, command: Command[R], dial_url: str | None = None, watch: Any = None
+    ) -> Command[R]:
+        """
+        Point an unset status_url at the receiver (and ask a dial for every call state).
+
+        An operation started with a handle (*watch*) gets a URL bound to that
+        start of it; other commands one bound to their call.
+        """
         receiver = self.events
         if receiver is None or receiver.public_url is None:
             return command
@@ -658,9 +724,13 @@ class AsyncRelay:
             events: list[Any] = list(command.status_events or _ALL_CALL_EVENTS)
             return attrs.evolve(command, status_url=url, status_events=events)  # type: ignore[return-value]
         call_id: str = command.call_id  # type: ignore[attr-defined]
-        updated: Command[R] = attrs.evolve(  # type: ignore[misc]
-            command, status_url=receiver.status_url(call_id)
+        generation = getattr(watch, "_generation", None)
+        url = (
+            receiver.status_url(call_id)
+            if generation is None
+            else receiver._operation_status_url(call_id, generation)
         )
+        updated: Command[R] = attrs.evolve(command, status_url=url)  # type: ignore[misc]
         return updated
 
     async def execute(
@@ -726,8 +796,15 @@ class AsyncRelay:
         timeout: Timeout | float | timedelta | _Default | None,
         retry: RetryPolicy | _Default | None,
         parse: Callable[[Any], Any] | None,
+        watch: Any = None,
     ) -> Coroutine[Any, Any, Any]:
-        """Encode *body* and return the coroutine that sends it (and retries it if needed)."""
+        """
+        Encode *body* and return the coroutine that sends it (and retries it if needed).
+
+        *watch* is the handle (or pending dial) the command starts: before a
+        re-send, its callbacks are checked, and an attempt they show was
+        processed is not sent again.
+        """
         session = self._ensure_open()
         if idempotency is _UNSAFE:
             session = self._unsafe_session or self._open_unsafe()
@@ -740,8 +817,9 @@ class AsyncRelay:
         policy = self._retry if retry is USE_DEFAULT else (retry or RetryPolicy.disabled())
         dial_rate = self._dial_rate if name == "dial" else None
         return self._attempt(
-            session, name, data, client_timeout, dial_rate, 1, body, idempotency, policy, parse
-        )
+            session, name, data, client_timeout, dial_rate, watch, 1, body, idempotency, policy,
+            parse,
+        )  # fmt: skip
 
     async def _attempt(  # noqa: PLR0917 - private; positional on the hot path
         self,
@@ -750,6 +828,7 @@ class AsyncRelay:
         data: bytes,
         client_timeout: aiohttp.ClientTimeout,
         dial_rate: RateLimiter | None,
+        watch: Any,
         number: int,
         body: Mapping[str, Any] | None = None,
         idempotency: Idempotency = Idempotency.UNSAFE,
@@ -771,6 +850,8 @@ class AsyncRelay:
         """
         if self._state is _CLOSED:
             raise ClientClosedError(f"{name}: the AsyncRelay was closed")
+        if number > 1 and watch is not None and watch._processed():
+            raise _AlreadyProcessed(name)
         started = time.monotonic()
         try:
             gate = self._gate
@@ -817,7 +898,7 @@ class AsyncRelay:
             first,
             # A partial, not a lambda: a lambda here would make every local it
             # reads a cell, created on each call even when nothing fails.
-            functools.partial(self._attempt, session, name, data, client_timeout, dial_rate),
+            functools.partial(self._attempt, session, name, data, client_timeout, dial_rate, watch),
             started=started,
             policy=policy,
             idempotency=idempotency,
@@ -828,6 +909,50 @@ class AsyncRelay:
             return _parsed(reply.body, parse, name)
         reply.retries = retries
         return reply
+
+
+_NO_RECONCILE = (
+    " With an EventReceiver that has a public_url, relaycall reconciles this itself: the"
+    " dial's own callbacks show whether it was placed (RetryPolicy.ambiguous_grace)."
+)
+
+
+class _PendingDial:
+    """A dial sent but not yet answered: the callbacks that beat its reply, in order."""
+
+    __slots__ = ("_heard", "events")
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self._heard: asyncio.Event | None = None
+
+    #: More callbacks than a call makes before its dial is answered: a bound, so
+    #: whoever holds the URL of a dial in flight cannot grow memory without end.
+    LIMIT = 64
+
+    def hold(self, event: Any) -> bool:
+        if len(self.events) >= self.LIMIT:
+            return False
+        self.events.append(event)
+        if self._heard is not None:
+            self._heard.set()
+        return True
+
+    def _processed(self) -> bool:
+        return bool(self.events)
+
+    async def heard_within(self, seconds: float) -> bool:
+        """Whether a callback arrives within *seconds* (at once if one has)."""
+        if self.events:
+            return True
+        if seconds <= 0:
+            return False
+        self._heard = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._heard.wait(), seconds)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
 
 def _parsed(body: Any, parse: Callable[[Any], Any], name: str) -> Any:

@@ -596,13 +596,15 @@ class AmbiguousOutcomeError(RelayError):
     ``__cause__``.
     """
 
-    def __init__(self, command: str, body: Mapping[str, Any], cause: RelayError) -> None:
+    def __init__(
+        self, command: str, body: Mapping[str, Any], cause: RelayError, *, hint: str = ""
+    ) -> None:
         self.command = command
         self.body = body
         self.cause = cause
         super().__init__(
             f"{command} may or may not have been carried out ({cause}); it was not re-sent "
-            f"because the API has no idempotency key. Reconcile before trying again. "
+            f"because the API has no idempotency key. Reconcile before trying again.{hint} "
             f"Request body: {redact(body)}"
         )
 

@@ -29,6 +29,7 @@ import pytest
 from aiohttp import web
 
 import relaycall
+import relaycall.testing
 from relaycall import RetryPolicy, commands
 from relaycall.emulator import CallbackEntry, RateLimits, RequestEntry
 from relaycall.testing import Emulator, Scenario
@@ -89,16 +90,41 @@ async def test_503_on_a_start_command_starts_it_once_with_the_same_control_id():
 
 
 async def test_dropped_start_command_is_resent_and_the_409_means_it_started():
-    """The play ran but its reply was lost; the re-send gets 409, and the handle plays."""
-    async with Emulator(time_scale=50, retry=FAST) as emu:
-        call = await answered_call(emu)
-        emu.faults.drop_connection(command="calling.play")
-        pb = await call.play(relaycall.ringtone("us"))
-        assert pb.state == "playing"
+    """The play ran but its reply was lost; the re-send gets 409, and the handle plays.
+
+    Without a receiver no callback can show the first attempt was processed,
+    so the start is re-sent with the same control_id and the 409 means it ran.
+    """
+    async with Emulator(time_scale=50) as emu:
+        relay = relaycall.AsyncRelay(
+            relaycall.testing.DEFAULT_PROJECT, relaycall.testing.DEFAULT_TOKEN,
+            base_url=emu.base_url, retry=FAST,
+        )  # fmt: skip
+        async with relay:
+            call = relay.call((await answered_call(emu)).id)
+            emu.faults.drop_connection(command="calling.play")
+            pb = await call.play(relaycall.ringtone("us"))
+            assert pb.state == "playing"
         plays = requests_for(emu, "calling.play")
         assert [(r.status, r.fault) for r in plays] == [(200, "drop_connection"), (409, None)]
         assert plays[0].body == plays[1].body
-        assert list(emu.call(call).ops) == [("play", pb.control_id)]
+        assert list(emu.call(call.id).ops) == [("play", pb.control_id)]
+
+
+async def test_dropped_start_is_not_resent_once_its_callbacks_arrived():
+    """The play ran but its reply was lost; its 'playing' callback arrived: no re-send.
+
+    A re-send would start a play that had already finished a second time
+    (issue: 12/12 for a short file). The backoff gives the callback time to land.
+    """
+    policy = RetryPolicy(initial_backoff=0.3, max_backoff=0.3, jitter=0)
+    async with Emulator(time_scale=50, retry=policy) as emu:
+        call = await answered_call(emu)
+        emu.faults.drop_connection(command="calling.play")
+        pb = await call.play(relaycall.silence(0.01))
+        assert (await pb.wait(timeout=5)).state == "finished"
+        plays = requests_for(emu, "calling.play")
+        assert [(r.status, r.fault) for r in plays] == [(200, "drop_connection")]
 
 
 async def test_dropped_stop_is_resent_and_the_operation_ends_once():
@@ -140,39 +166,97 @@ async def test_429_retry_after_is_waited_for():
 
 async def test_dial_whose_connection_drops_after_the_request_is_not_resent():
     """
-    The emulator places the call, then closes the connection without answering:
-    relaycall raises AmbiguousOutcomeError and never re-sends; there is exactly
-    one dial in the journal and one live call, which is why re-sending would be wrong.
+    Without a receiver: the emulator places the call, then closes the connection
+    without answering; relaycall raises AmbiguousOutcomeError, says how to enable
+    reconciliation, and never re-sends: exactly one dial and one live call.
     """
-    async with Emulator(time_scale=20, retry=FAST) as emu:
-        emu.faults.drop_connection(command="dial")
-        with pytest.raises(relaycall.AmbiguousOutcomeError) as info:
-            await emu.relay.dial(**DIAL)
-        assert isinstance(info.value.cause, relaycall.ConnectionLostError)
-        assert info.value.command == "dial"
-        (dial,) = requests_for(emu, "dial")
-        assert (dial.status, dial.fault) == (200, "drop_connection")
-        assert dial.body == info.value.body  # the exact body, kept for reconciliation
-        live = [c for c in emu.core.calls.values() if c.is_live]
-        assert [c.id for c in live] == [dial.call_id]
-        # Reconciling: the call exists; attach to it instead of dialling again.
-        call = emu.relay.call(live[0].id)
-        await call.end()
+    async with Emulator(time_scale=20) as emu:
+        relay = relaycall.AsyncRelay(
+            relaycall.testing.DEFAULT_PROJECT, relaycall.testing.DEFAULT_TOKEN,
+            base_url=emu.base_url, retry=FAST,
+        )  # fmt: skip
+        async with relay:
+            emu.faults.drop_connection(command="dial")
+            with pytest.raises(relaycall.AmbiguousOutcomeError, match="ambiguous_grace") as info:
+                await relay.dial(**DIAL)
+            assert isinstance(info.value.cause, relaycall.ConnectionLostError)
+            assert info.value.command == "dial"
+            (dial,) = requests_for(emu, "dial")
+            assert (dial.status, dial.fault) == (200, "drop_connection")
+            assert dial.body == info.value.body  # the exact body, kept for reconciliation
+            live = [c for c in emu.core.calls.values() if c.is_live]
+            assert [c.id for c in live] == [dial.call_id]
+            # Reconciling: the call exists; attach to it instead of dialling again.
+            await relay.call(live[0].id).end()
         assert len(requests_for(emu, "dial")) == 1
 
 
-@pytest.mark.parametrize("processed", [False, True])
-async def test_500_on_dial_is_ambiguous_and_sent_once(processed):
-    """500 on dial: AmbiguousOutcomeError, one dial; with processed=True the call exists."""
+async def test_dropped_dial_is_reconciled_through_its_own_callbacks():
+    """
+    With a receiver, the same dropped dial returns its Call: the callbacks that
+    carry the dial's own token prove it was placed. One dial, one call, and the
+    call is driven as usual.
+    """
     async with Emulator(time_scale=20, retry=FAST) as emu:
+        emu.faults.drop_connection(command="dial")
+        call = await emu.relay.dial(**DIAL)
+        (dial,) = requests_for(emu, "dial")
+        assert call.id == dial.call_id
+        assert await call.wait_for("answered", timeout=5) == "answered"
+        assert list(emu.core.calls) == [call.id]
+        await call.end()
+
+
+@pytest.mark.parametrize("processed", [False, True])
+async def test_500_on_dial_is_sent_once_and_reconciled_when_processed(processed):
+    """500 on dial: one dial; processed, its callbacks give the Call; not, it is ambiguous."""
+    policy = RetryPolicy(initial_backoff=0.05, max_backoff=0.2, jitter=0, ambiguous_grace=0.5)
+    async with Emulator(time_scale=20, retry=policy) as emu:
         emu.faults.fail(500, command="dial", processed=processed)
-        with pytest.raises(relaycall.AmbiguousOutcomeError) as info:
-            await emu.relay.dial(**DIAL)
-        assert isinstance(info.value.cause, relaycall.InternalServerError)
+        if processed:
+            call = await emu.relay.dial(**DIAL)
+            assert list(emu.core.calls) == [call.id]
+        else:
+            with pytest.raises(relaycall.AmbiguousOutcomeError) as info:
+                await emu.relay.dial(**DIAL)
+            assert isinstance(info.value.cause, relaycall.InternalServerError)
+            assert len(emu.core.calls) == 0
         (dial,) = requests_for(emu, "dial")
         assert dial.status == 500
         assert dial.fault == ("fail_after_processing" if processed else "fail")
-        assert len(emu.core.calls) == (1 if processed else 0)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_dial_refused_after_processing_is_bound_not_resent(status):
+    """A 429/503 returned after the call was placed: its callbacks arrive, no second call.
+
+    The issue measured 6,000 duplicate calls over 2,000 such dials.
+    """
+    policy = RetryPolicy(initial_backoff=0.3, max_backoff=0.3, jitter=0)
+    async with Emulator(time_scale=20, retry=policy) as emu:
+        emu.faults.fail(status, 5, command="dial", processed=True)
+        calls = await asyncio.gather(*(emu.relay.dial(**DIAL) for _ in range(5)))
+        assert len(requests_for(emu, "dial")) == 5
+        assert sorted(c.id for c in calls) == sorted(emu.core.calls)
+
+
+async def test_callbacks_that_beat_the_dial_reply_are_applied_in_order():
+    """The far end is busy at once and the dial's reply is 0.3 s slower than its callbacks.
+
+    The callbacks are held until the reply names the call, then applied in
+    order: ended() finishes (it never did: 100/100).
+    """
+    async with Emulator(
+        time_scale=50, scenarios={TO: Scenario(answer="busy", ring_seconds=0)}
+    ) as emu:
+        emu.faults.latency(0.3, command="dial")
+        calls = await asyncio.gather(*(emu.relay.dial(**DIAL) for _ in range(20)))
+        results = await asyncio.gather(*(c.ended(timeout=5) for c in calls))
+        assert {(r.state, r.end_reason, r.reason) for r in results} == {
+            ("ended", "busy", "finished")
+        }
+        assert emu.receiver.stats.held >= 20
+        assert emu.receiver.stats.unknown_call == 0
 
 
 async def test_503_on_dial_is_retried_because_it_was_not_processed():

@@ -24,7 +24,7 @@ from relaycall.emulator import EmulatorConfig, Faults, RateLimits
 from relaycall.emulator.__main__ import build_parser, config_from
 from relaycall.emulator._media import pcmu, tone
 from relaycall.emulator._ratelimit import CallQueue, PostBucket
-from relaycall.testing import Emulator, Scenario
+from relaycall.testing import DEFAULT_PROJECT, DEFAULT_TOKEN, Emulator, Scenario
 
 TO = "+15557650000"
 DIAL = {"from_": "+15551230000", "to": TO, "url": "https://example.test/swml"}
@@ -203,15 +203,30 @@ async def test_a_request_hook_answer_gets_the_headers(http: Http) -> None:
 
 
 async def test_latency_is_added_after_the_command_is_carried_out() -> None:
-    """A reply later than the client's timeout: a dial that is ambiguous, and placed."""
+    """A reply later than the client's timeout: a dial that is ambiguous, and placed.
+
+    The emulator carried the dial out before holding its reply: its callbacks
+    arrive meanwhile, so relaycall (with the Emulator's receiver) returns the
+    Call instead of raising; a session without a receiver raises.
+    """
     async with Emulator(time_scale=50, timeout=relaycall.Timeout(read=0.2, total=0.2)) as emu:
         rule = emu.faults.latency(0.5, times=1, command="dial")
-        with pytest.raises(relaycall.AmbiguousOutcomeError) as info:
-            await emu.relay.dial(**DIAL)
-        assert isinstance(info.value.cause, relaycall.ReadTimeout)
+        call = await emu.relay.dial(**DIAL)
         (dial,) = emu.requests
         assert (dial.status, dial.delay) == (200, 0.5)
-        assert len(emu.core.calls) == 1
+        assert list(emu.core.calls) == [call.id]
+        assert rule.hits == 1
+        assert emu.faults.rules == []
+        bare = relaycall.AsyncRelay(
+            DEFAULT_PROJECT, DEFAULT_TOKEN, base_url=emu.base_url,
+            timeout=relaycall.Timeout(read=0.2, total=0.2),
+        )  # fmt: skip
+        async with bare:
+            emu.faults.latency(0.5, times=1, command="dial")
+            with pytest.raises(relaycall.AmbiguousOutcomeError) as info:
+                await bare.dial(**DIAL)
+        assert isinstance(info.value.cause, relaycall.ReadTimeout)
+        assert len(emu.core.calls) == 2
         assert rule.hits == 1
         assert emu.faults.rules == []
 

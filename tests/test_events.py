@@ -85,6 +85,14 @@ async def poster():
         yield Poster(http, KEY)
 
 
+def sent_url(server, control_id: str) -> str:
+    """The status_url relaycall gave the platform with the start command of *control_id*."""
+    for body in server.bodies:
+        if body["params"].get("control_id") == control_id and "status_url" in body["params"]:
+            return str(body["params"]["status_url"])
+    raise AssertionError(f"no start command with control_id {control_id!r} was sent")
+
+
 async def dialled(erelay, server) -> relaycall.Call:
     server.reply(Respond(body=call_leg(CALL_ID)))
     return await erelay.dial(**DIAL)
@@ -99,9 +107,11 @@ async def test_status_urls_are_filled_in_with_tokens(erelay, server, receiver):
     dial = server.bodies[0]["params"]
     assert dial["status_url"].startswith(receiver.public_url + "?t=d.")
     assert dial["status_events"] == ["created", "ringing", "answered", "ended"]
-    await call.play(tts("x"))
+    pb = await call.play(tts("x"))
     play_url = server.bodies[1]["params"]["status_url"]
-    assert play_url == receiver.status_url(CALL_ID)
+    # An operation started with a handle gets a URL bound to this start of it.
+    assert play_url == receiver._operation_status_url(CALL_ID, pb._generation)
+    assert play_url.startswith(receiver.public_url + "?t=o.")
     await call.record(status_url="https://mine.example.test/cb")
     assert server.bodies[2]["params"]["status_url"] == "https://mine.example.test/cb"
     await call.end()
@@ -132,7 +142,7 @@ async def test_signed_events_drive_call_and_playback(erelay, server, receiver, p
         )
     assert await call.wait_for("answered", timeout=5) == "answered"
     pb = await call.play(tts("hello"), control_id="p1")
-    purl = receiver.status_url(CALL_ID)
+    purl = sent_url(server, "p1")
     assert (
         await poster.post(
             purl, envelope("calling.call.play", call_id=CALL_ID, control_id="p1", state="playing")
@@ -158,7 +168,7 @@ async def test_flat_payload_is_routed(erelay, server, receiver, poster):
     call = await dialled(erelay, server)
     pb = await call.play(tts("x"), control_id="flat")
     payload = {"control_id": "flat", "call_id": CALL_ID, "node_id": "n1", "state": "finished"}
-    assert await poster.post(receiver.status_url(CALL_ID), payload) == 200
+    assert await poster.post(sent_url(server, "flat"), payload) == 200
     assert (await pb.wait(timeout=5)).state == "finished"
 
 
@@ -168,7 +178,7 @@ async def test_record_finished_carries_url(erelay, server, receiver, poster):
     rec = await call.record(format="wav", control_id="r1")
     await rec.pause()
     await poster.post(
-        receiver.status_url(CALL_ID),
+        sent_url(server, "r1"),
         envelope(
             "calling.call.record",
             call_id=CALL_ID,
@@ -189,7 +199,7 @@ async def test_collect_digits_partial_and_final(erelay, server, receiver, poster
     col = await call.collect(
         digits=relaycall.commands.CollectDigits(max=2), partial_results=True, control_id="c1"
     )
-    url = receiver.status_url(CALL_ID)
+    url = sent_url(server, "c1")
     partial = {"type": "digit", "params": {"digits": "1"}}
     await poster.post(
         url,
@@ -221,7 +231,7 @@ async def test_collect_no_input(erelay, server, receiver, poster, rtype, state):
         speech=relaycall.commands.CollectSpeech(), control_id="c2"
     )
     await poster.post(
-        receiver.status_url(CALL_ID),
+        sent_url(server, "c2"),
         envelope("calling.call.collect", call_id=CALL_ID, control_id="c2", result={"type": rtype}),
     )
     assert (await col.wait(timeout=5)).state == state
@@ -233,7 +243,7 @@ async def test_continuous_collect_ends_only_with_final_state(erelay, server, rec
     col = await call.collect(
         speech=relaycall.commands.CollectSpeech(), continuous=True, control_id="cc"
     )
-    url = receiver.status_url(CALL_ID)
+    url = sent_url(server, "cc")
     said = {"type": "speech", "params": {"text": "yes", "confidence": 0.9}}
     await poster.post(
         url,
@@ -257,7 +267,7 @@ async def test_continuous_collect_ends_only_with_final_state(erelay, server, rec
 async def test_detect_machine_verdict(erelay, server, receiver, poster):
     """MACHINE, READY, finished: the result says MACHINE."""
     det = await (await dialled(erelay, server)).detect("machine", control_id="d1")
-    url = receiver.status_url(CALL_ID)
+    url = sent_url(server, "d1")
     for what in ("MACHINE", "READY", "finished"):
         detect = {"type": "machine", "params": {"event": what}}
         await poster.post(
@@ -277,7 +287,7 @@ async def test_transcript_goes_to_the_calls_transcription(erelay, server, receiv
         "space_id": "5b9c0a2e-0000-4000-8000-000000000000",
         "params": {"id": "tr-9", "call_id": CALL_ID, "segment_id": "s", "text": "hello there"},
     }
-    await poster.post(receiver.status_url(CALL_ID), payload)
+    await poster.post(sent_url(server, "t1"), payload)
     result = await tr.wait(timeout=5)
     assert (result.state, result.text, result.transcript_id) == ("finished", "hello there", "tr-9")
 
@@ -336,7 +346,7 @@ async def test_events_iteration(erelay, server, receiver, poster):
 
     op_task = asyncio.create_task(consume_op())
     await asyncio.sleep(0)
-    url = receiver.status_url(CALL_ID)
+    url = sent_url(server, "it")
     await poster.post(
         url, envelope("calling.call.play", call_id=CALL_ID, control_id="it", state="playing")
     )
@@ -362,7 +372,7 @@ async def test_duplicate_final_event_resolves_once(erelay, server, receiver, pos
     pb = await (await dialled(erelay, server)).play(tts("x"), control_id="dup")
     done: list = []
     pb.on_finished(done.append)
-    url = receiver.status_url(CALL_ID)
+    url = sent_url(server, "dup")
     body = envelope("calling.call.play", call_id=CALL_ID, control_id="dup", state="finished")
     assert await poster.post(url, body) == 200
     first = await pb.wait(timeout=5)
@@ -384,7 +394,7 @@ async def test_out_of_order_events_never_leave_a_final_state(erelay, server, rec
     call = await dialled(erelay, server)
     pb = await call.play(tts("x"), control_id="ooo")
     await pb.stop()
-    url = receiver.status_url(CALL_ID)
+    url = sent_url(server, "ooo")
     await poster.post(
         url, envelope("calling.call.play", call_id=CALL_ID, control_id="ooo", state="paused")
     )
@@ -443,7 +453,7 @@ async def test_unknown_event_type_is_kept(erelay, server, receiver, poster):
 async def test_forged_and_missing_signatures_are_403(erelay, server, receiver, poster):
     """Wrong key, tampered body, missing headers, one bad header of two: 403, not applied."""
     pb = await (await dialled(erelay, server)).play(tts("x"), control_id="sig")
-    url = receiver.status_url(CALL_ID)
+    url = sent_url(server, "sig")
     body = json.dumps(
         envelope("calling.call.play", call_id=CALL_ID, control_id="sig", state="finished")
     ).encode()
@@ -550,7 +560,7 @@ async def test_signature_over_public_url_behind_a_proxy(server, sleeps, poster):
         port = rx._runner.addresses[0][1]
         local = f"http://127.0.0.1:{port}/events"
         pb = await relay.call(CALL_ID).play(tts("x"), control_id="px")
-        signed_url = rx.status_url(CALL_ID)
+        signed_url = sent_url(server, "px")
         query = urlsplit(signed_url).query
         body = json.dumps(
             envelope("calling.call.play", call_id=CALL_ID, control_id="px", state="finished")
@@ -581,7 +591,7 @@ async def test_aiohttp_app_mount(server, sleeps, poster):
             payload = envelope(
                 "calling.call.play", call_id=CALL_ID, control_id="am", state="finished"
             )
-            assert await poster.post(rx.status_url(CALL_ID), payload, signed=False) == 200
+            assert await poster.post(sent_url(server, "am"), payload, signed=False) == 200
             assert pb.state == "finished"
     finally:
         await ts.close()
@@ -609,7 +619,7 @@ async def test_fastapi_adapter_through_uvicorn(server, poster):
             PROJECT, TOKEN, base_url=server.base_url, events=rx
         ) as relay:
             pb = await relay.call(CALL_ID).play(tts("x"), control_id="fa")
-            url = rx.status_url(CALL_ID)
+            url = sent_url(server, "fa")
             payload = envelope(
                 "calling.call.play", call_id=CALL_ID, control_id="fa", state="finished"
             )
@@ -700,7 +710,7 @@ async def test_transcript_failed_ends_transcription(erelay, server, receiver, po
         "space_id": "5b9c0a2e-0000-4000-8000-000000000000",
         "params": {"id": "tr-1", "call_id": CALL_ID, "segment_id": "s"},
     }
-    await poster.post(receiver.status_url(CALL_ID), payload)
+    await poster.post(sent_url(server, "tf"), payload)
     assert (await tr.wait(timeout=5)).state == "failed"
 
 
@@ -708,7 +718,7 @@ async def test_live_translate_stopped_event_ends_handle(erelay, server, receiver
     """A calling.call.live_translate stopped callback ends the LiveTranslation."""
     lt = await (await dialled(erelay, server)).live_translate("en-US", "fr-FR")
     await poster.post(
-        receiver.status_url(CALL_ID),
+        server.bodies[-1]["params"]["status_url"],
         envelope("calling.call.live_translate", call_id=CALL_ID, state="stopped"),
     )
     assert (await lt.wait(timeout=5)).state == "stopped"

@@ -264,7 +264,7 @@ class Operation(Handle):
     already ended on the server).
     """
 
-    __slots__ = ("_last", "call", "control_id")
+    __slots__ = ("_generation", "_heard", "_last", "call", "control_id")
 
     #: The state right after the start command is accepted.
     RUNNING: ClassVar[str] = "running"
@@ -279,6 +279,12 @@ class Operation(Handle):
         #: The latest event that said something about the outcome (a detect
         #: result, a partial collect); the final event may not repeat it.
         self._last: Any = None
+        #: Names this start of the operation in its status_url token, so a
+        #: callback issued for an earlier start (same control_id) never resolves
+        #: this one. None: not started here with a receiver's status_url.
+        self._generation: str | None = None
+        #: A callback for it has arrived: the start command was processed.
+        self._heard = False
 
     def _started(self, command: Any) -> None:
         """Hook: the start command was accepted (a collector notes continuous mode)."""
@@ -299,6 +305,7 @@ class Operation(Handle):
         reordered callback can then never undo a pause or a stop. Final events
         end the operation, once.
         """
+        self._heard = True
         if self._state in self.FINAL:
             return False
         final = self._final_state_of(event)
@@ -307,6 +314,10 @@ class Operation(Handle):
             return True
         self._set_final(final, reason="finished", event=event)
         return True
+
+    def _processed(self) -> bool:
+        """Whether callbacks show the start command was processed (so never re-send it)."""
+        return self._heard
 
     @property
     def state(self) -> OperationState:

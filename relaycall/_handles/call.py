@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 import typing
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -30,6 +31,7 @@ from relaycall._handles.operations import (
     Transcription,
 )
 from relaycall._models import CallLeg, FabricDeviceLeg, parse_leg
+from relaycall._retry import AlreadyProcessed as _AlreadyProcessed
 from relaycall._states import CallState, ResultReason
 from relaycall.errors import (
     ClientClosedError,
@@ -291,8 +293,13 @@ class Call(Handle):
         # Registered before sending: a status callback can beat the HTTP reply.
         handle = handle_cls(self, key)
         self._ops[key] = handle
+        relay = self._relay
+        if relay.events is not None and getattr(command, "status_url", True) is None:
+            handle._generation = secrets.token_urlsafe(6)
         try:
-            self._observe_leg(await self._relay._send_leg(command))
+            self._observe_leg(await relay._send_leg(command, handle))
+        except _AlreadyProcessed:
+            pass  # a re-send was due, but its callbacks show the first attempt started it
         except NotFoundError as exc:
             gone = self._gone(command, exc)
             self._drop_failed(handle)
@@ -338,6 +345,9 @@ class Call(Handle):
             call_id=self.id, url=url, swml=swml, status=status,
             fallback_url=fallback_url, status_url=status_url,
         )  # fmt: skip
+        # The document may hold a password: not kept in this frame while it waits
+        # (tracebacks with captured locals would show it).
+        del swml
         # With a status, this process ends the call: that is the reason its waits
         # report, whatever the reply's leg says.
         leg = await self._command("update", cmd, observe=status is None)
@@ -369,7 +379,9 @@ class Call(Handle):
 
     async def transfer(self, dest: str | Mapping[str, Any]) -> Leg:
         """Transfer to a SIP URI, a phone number, a SWML URL or an inline SWML object."""
-        return await self._command("transfer", call_cmd.Transfer(call_id=self.id, dest=dest))
+        cmd = call_cmd.Transfer(call_id=self.id, dest=dest)
+        del dest  # an SWML dest may hold a password: not kept in this frame while it waits
+        return await self._command("transfer", cmd)
 
     async def disconnect(self) -> Leg:
         """Unbridge connected legs without hanging up either (``calling.disconnect``)."""
@@ -387,6 +399,7 @@ class Call(Handle):
         """Send a SIP REFER to *to* (a ``sip:`` URI)."""
         device = call_cmd.SipReferDevice(to=to, from_=from_, username=username, password=password)
         cmd = call_cmd.Refer(call_id=self.id, device=device, status_url=status_url)
+        del password, device  # not kept in this frame while it waits for the reply
         return await self._command("refer", cmd)
 
     async def user_event(self, event: Mapping[str, Any]) -> Leg:
@@ -838,7 +851,7 @@ class Call(Handle):
 
     def _publish(self, event: Any, op: Operation | None) -> None:
         """Hand an event to everyone iterating this call, or that operation."""
-        heard = self._relay._heard
+        heard = self._relay._last_heard
         if heard and self in heard:
             heard[self] = time.monotonic()  # not quiet: no liveness probe due
         for who, queue in self._listeners or ():
