@@ -195,5 +195,11 @@ async def _loop_errors_fail_the_test() -> AsyncIterator[None]:
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's real SignalWire credentials."""
-    for name in ("SIGNALWIRE_PROJECT_ID", "SIGNALWIRE_API_TOKEN", "SIGNALWIRE_SPACE"):
+    for name in (
+        "SIGNALWIRE_PROJECT_ID",
+        "SIGNALWIRE_API_TOKEN",
+        "SIGNALWIRE_SPACE",
+        "SIGNALWIRE_BASE_URL",
+        "SIGNALWIRE_SIGNING_KEY",
+    ):
         monkeypatch.delenv(name, raising=False)

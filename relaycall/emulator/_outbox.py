@@ -250,7 +250,8 @@ class Outbox:
             try:
                 await self._deliver(d)
             except Exception as exc:  # noqa: BLE001 - a bad hook must not stop the worker
-                logger.warning("emulator: callback to %s failed: %r", d.url, exc)
+                # The URL without its query: the token in it is the receiver's secret.
+                logger.warning("emulator: callback to %s failed: %r", d.url.split("?")[0], exc)
                 self._record(
                     d.url, d.payload, d.call_id, d.event_type, d.control_id, "failed",
                     error=repr(exc), fault=d.fault,
@@ -289,7 +290,10 @@ class Outbox:
         outcome: Outcome = "delivered" if status is not None and 200 <= status < 300 else "failed"
         if outcome == "failed":
             logger.warning(
-                "emulator: callback %s to %s failed (%s)", d.event_type, d.url, error or status
+                "emulator: callback %s to %s failed (%s)",
+                d.event_type,
+                d.url.split("?")[0],
+                error or status,
             )
         self._record(
             d.url, d.payload, d.call_id, d.event_type, d.control_id, outcome,
