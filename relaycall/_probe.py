@@ -106,6 +106,10 @@ class QuietCalls:
                 for call, at in list(heard.items()):
                     if not _waited_on(call):
                         del heard[call]
+                    elif call._state not in _PROBED_STATES:
+                        # The reference does not say what a command on a call not yet
+                        # answered gets: a 404 there need not mean it is over.
+                        continue
                     elif at + after <= now:
                         due.append(call)
                     else:
@@ -157,6 +161,10 @@ class QuietCalls:
             call._observe_leg(leg)
         if call in self.heard:
             self.heard[call] = time.monotonic()
+
+
+#: States in which a probe's 404 is taken to mean the call is over.
+_PROBED_STATES = frozenset({"answered", "ending"})
 
 
 def _waited_on(call: Call) -> bool:

@@ -286,7 +286,11 @@ class EventReceiver:
                 # The call a dial created carries its nonce; any other call
                 # (attached by id, or dialed with the user's own status_url) does not.
                 bound = call._nonce
-                return _OK if bound is not None and _same(bound, nonce) else _FORBIDDEN
+                if bound is None or not _same(bound, nonce):
+                    return _FORBIDDEN
+                op = self._operation_for(event, call)
+                # Nor does a dial's token reach operations started with a handle.
+                return _STALE if op is not None and op._generation is not None else _OK
             relay = self._relay
             if relay is not None and event.call_id is not None and nonce in relay._pending:
                 return _HELD  # the dial's reply has not bound its call yet

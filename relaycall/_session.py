@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import enum
 import functools
 import json
@@ -416,6 +417,9 @@ class AsyncRelay:
         self._calls: weakref.WeakValueDictionary[str, Call] = weakref.WeakValueDictionary()
         # Dials sent with a receiver's status_url and not answered yet, by token nonce.
         self._pending: dict[str, _PendingDial] = {}
+        # The dial token nonce of each call dialed here (the newest _NONCES_KEPT):
+        # a Call attached again by id accepts its dial's callbacks.
+        self._nonces: dict[str, str] = {}
         self.events = events
         if events is not None:
             events._bind(self)
@@ -463,6 +467,8 @@ class AsyncRelay:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
+        for pending in list(self._pending.values()):
+            pending.wake()  # a dial waiting for its callbacks gives up at once
         for call in list(self._calls.values()):
             call._session_closed()
         if self._quiet is not None:
@@ -519,6 +525,9 @@ class AsyncRelay:
             return existing
         uuid_check("call.call_id", call_id)
         call = Call(self, call_id)
+        # A call this session dialed and then let go of: its dial's callbacks
+        # carry that dial's token, which binds only to it.
+        call._nonce = self._nonces.get(call_id)
         self._calls[call_id] = call
         return call
 
@@ -590,43 +599,72 @@ class AsyncRelay:
             cmd = self._with_status_url(cmd, url)  # type: ignore[assignment]
             try:
                 leg = await self._send_leg(cmd, pending)
-            except AmbiguousOutcomeError as exc:
-                # The dial may have been processed: its own callbacks say whether
-                # it was. Wait a little for one before giving up.
-                if not await pending.heard_within(self._retry.ambiguous_grace):
-                    raise
-                logger.info("dial outcome was ambiguous (%s); its callbacks show it placed", exc)
-                return self._bind_held(nonce, pending, None)
             except _AlreadyProcessed:
                 # A re-send after 429/503 was about to go out, but the first
                 # attempt's callbacks had arrived: it was processed.
-                return self._bind_held(nonce, pending, None)
-            return self._bind_held(nonce, pending, leg)
+                return self._bind_held(nonce, pending, None, cmd)
+            except RelayError as exc:
+                # Ambiguous (dropped, 5xx, read timeout), or a failure after a
+                # re-send went out: an attempt may have placed the call, and its
+                # own callbacks say whether one did. Wait a little for one.
+                if (
+                    self._state is _CLOSED
+                    or not (isinstance(exc, AmbiguousOutcomeError) or exc.retries_taken)
+                    or not await pending.heard_within(self._retry.ambiguous_grace)
+                ):
+                    if self._state is _CLOSED:
+                        raise ClientClosedError("dial: the AsyncRelay was closed") from exc
+                    raise
+                logger.info("dial failed (%s), but its callbacks show it placed a call", exc)
+                return self._bind_held(nonce, pending, None, cmd)
+            return self._bind_held(nonce, pending, leg, cmd)
         finally:
             self._pending.pop(nonce, None)
 
-    def _bind_held(self, nonce: str, pending: _PendingDial, leg: Mapping[str, Any] | None) -> Call:
+    def _bind_held(
+        self, nonce: str, pending: _PendingDial, leg: Mapping[str, Any] | None, cmd: Dial
+    ) -> Call:
         """
         The Call a dial placed, from its reply's leg or else from its callbacks.
 
         Callbacks that beat the reply were held; they are applied now, in the
         order they came, before anything else can reach the call (no await
-        between binding and applying).
+        between binding and applying). Without a reply, the call is the one a
+        held call-state callback names, its leg built from what the callback
+        carries.
         """
-        if leg is not None:
-            call = self._adopt(leg)
-        else:
-            call_id: str = pending.events[0].call_id
-            call = self._calls.get(call_id) or Call(self, call_id, "queued")
-            self._calls[call_id] = call
+        if leg is None:
+            leg = _leg_from_callbacks(pending.events, cmd)
+            existing = self._calls.get(leg["id"])
+            if existing is not None and existing._nonce not in (None, nonce):
+                # Another dial's call: a forged callback cannot rebind it.
+                raise AmbiguousOutcomeError(
+                    "dial", cmd.to_wire(), ClientClosedError("no reply"), hint=_FORGED
+                )
+        call = self._adopt(leg)
         call._nonce = nonce
+        self._remember_nonce(call.id, nonce)
         receiver = self.events
         assert receiver is not None
         for event in pending.events:
             if event.call_id == call.id:
                 receiver._route(event, call)
+            else:
+                logger.warning(
+                    "a callback of this dial names call %s, but the dial placed %s: "
+                    "an earlier attempt may have placed that call too",
+                    event.call_id,
+                    call.id,
+                )
         pending.events.clear()
         return call
+
+    def _remember_nonce(self, call_id: str, nonce: str) -> None:
+        """Keep which dial token belongs to *call_id*, for a Call attached again later."""
+        nonces = self._nonces
+        nonces[call_id] = nonce
+        if len(nonces) > _NONCES_KEPT:
+            del nonces[next(iter(nonces))]
 
     def _hold(self, nonce: str, event: Any) -> None:
         """Keep a callback that beat the reply of the dial waiting for *nonce*."""
@@ -678,11 +716,29 @@ class AsyncRelay:
                 "send() takes a command from relaycall.commands, not " + show_value_masked(command)
             )
         name = command.command_name
-        if self.events is not None and name in STATUS_URL_COMMANDS:
-            command = self._with_status_url(command)
+        nonce = None
+        receiver = self.events
+        if receiver is not None and name in STATUS_URL_COMMANDS:
+            if (
+                isinstance(command, Dial)
+                and command.status_url is None
+                and receiver.public_url is not None
+            ):
+                # Kept for the call the reply names: relay.call(id) then takes its callbacks.
+                url, nonce = receiver.dial_status_url()
+                command = self._with_status_url(command, url)  # type: ignore[arg-type]
+            else:
+                command = self._with_status_url(command)
         wire, idempotency = command.to_wire(), command.idempotency
         parse = type(command)._parse_reply
         result: R = await self._request(name, wire, idempotency, timeout, retry, parse)
+        if nonce is not None:
+            call_id = getattr(result, "id", None)
+            if isinstance(call_id, str):
+                self._remember_nonce(call_id, nonce)
+                existing = self._calls.get(call_id)
+                if existing is not None and existing._nonce is None:
+                    existing._nonce = nonce
         return result
 
     def _send_leg(
@@ -850,8 +906,6 @@ class AsyncRelay:
         """
         if self._state is _CLOSED:
             raise ClientClosedError(f"{name}: the AsyncRelay was closed")
-        if number > 1 and watch is not None and watch._processed():
-            raise _AlreadyProcessed(name)
         started = time.monotonic()
         try:
             gate = self._gate
@@ -862,6 +916,10 @@ class AsyncRelay:
                     await self._rate.acquire()
                 if dial_rate is not None:
                     await dial_rate.acquire()
+                # Checked last, after every limiter: a re-send can wait long there,
+                # and callbacks proving the first attempt was processed may arrive.
+                if number > 1 and watch is not None and watch._processed():
+                    raise _AlreadyProcessed(name)
                 headers = self._headers
                 hdrs = headers if number == 1 else {**headers, "Relaycall-Attempt": str(number)}
                 async with session.post(
@@ -874,6 +932,8 @@ class AsyncRelay:
                     raw = await resp.read()
                     status, resp_headers = resp.status, resp.headers
             except _transport.FAILURES as exc:
+                if self._state is _CLOSED:  # close() aborted it: not an ambiguity
+                    raise ClientClosedError(f"{name}: the AsyncRelay was closed") from exc
                 raise _transport.map_failure(exc, name) from exc
             except RuntimeError as exc:
                 # aiohttp raises RuntimeError when its session was closed under us.
@@ -917,6 +977,39 @@ _NO_RECONCILE = (
 )
 
 
+_FORGED = (
+    " A callback with this dial's token named a call that another dial placed: it was"
+    " not taken as proof (a forged callback cannot rebind a call)."
+)
+#: How many call id -> dial token nonce pairs a session keeps (about 100 bytes each).
+_NONCES_KEPT = 65536
+
+
+def _leg_from_callbacks(events: Sequence[Any], cmd: Dial) -> dict[str, Any]:
+    """
+    A call leg from what a dial's held callbacks carry: id, state, direction, numbers.
+
+    A call-state callback is preferred (it is what a dial's status_url gets);
+    the dial's own from and to fill in what the callback leaves out.
+    """
+    states = [e for e in events if e.params.get("call_state") is not None]
+    event = (states or events)[-1]
+    params = event.params
+    device = params.get("device")
+    numbers = device.get("params") if isinstance(device, Mapping) else None
+    numbers = numbers if isinstance(numbers, Mapping) else {}
+    leg: dict[str, Any] = {
+        "id": event.call_id,
+        "from": numbers.get("from_number") or cmd.from_,
+        "to": numbers.get("to_number") or cmd.to,
+    }
+    if isinstance(params.get("call_state"), str):
+        leg["status"] = params["call_state"]
+    if isinstance(params.get("direction"), str):
+        leg["direction"] = params["direction"]
+    return {k: v for k, v in leg.items() if isinstance(v, str)}
+
+
 class _PendingDial:
     """A dial sent but not yet answered: the callbacks that beat its reply, in order."""
 
@@ -941,6 +1034,11 @@ class _PendingDial:
     def _processed(self) -> bool:
         return bool(self.events)
 
+    def wake(self) -> None:
+        """End a heard_within() early (the session closed)."""
+        if self._heard is not None:
+            self._heard.set()
+
     async def heard_within(self, seconds: float) -> bool:
         """Whether a callback arrives within *seconds* (at once if one has)."""
         if self.events:
@@ -948,11 +1046,9 @@ class _PendingDial:
         if seconds <= 0:
             return False
         self._heard = asyncio.Event()
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._heard.wait(), seconds)
-        except asyncio.TimeoutError:
-            return False
-        return True
+        return bool(self.events)
 
 
 def _parsed(body: Any, parse: Callable[[Any], Any], name: str) -> Any:

@@ -117,6 +117,17 @@ def is_secret_key(key: object) -> bool:
     return k in SECRET_KEYS or k.endswith(_SECRET_SUFFIXES)
 
 
+def _without_token(body: Any) -> Any:
+    """A request body (already redacted) whose status_url has its token masked, for a message."""
+    params = body.get("params") if isinstance(body, Mapping) else None
+    url = params.get("status_url") if isinstance(params, Mapping) else None
+    if not isinstance(url, str) or "?" not in url:
+        return body
+    base, _, query = url.partition("?")
+    parts = [f"t={_REDACTED}" if p.startswith("t=") else p for p in query.split("&")]
+    return {**body, "params": {**params, "status_url": f"{base}?{'&'.join(parts)}"}}
+
+
 def redact(value: Any, _depth: int = 0) -> Any:
     """
     Return a copy of a JSON-like *value* with secret-bearing keys masked.
@@ -605,7 +616,8 @@ class AmbiguousOutcomeError(RelayError):
         super().__init__(
             f"{command} may or may not have been carried out ({cause}); it was not re-sent "
             f"because the API has no idempotency key. Reconcile before trying again.{hint} "
-            f"Request body: {redact(body)}"
+            # The status_url's token is the receiver's secret: a message goes to logs.
+            f"Request body: {_without_token(redact(body))}"
         )
 
 

@@ -141,3 +141,38 @@ async def test_tokens_this_receiver_never_issued_are_refused(emu):
     assert emu.receiver.stats.rejected_auth == before + 8
     assert call.state == "answered"
     await call.end()
+
+
+async def test_a_dial_token_does_not_reach_the_calls_operations(emu):
+    """The dial's URL (every call-state callback's) cannot finish a playback on that call."""
+    call = await answered(emu)
+    pb = await call.play(tts("x " * 200), control_id="p1")
+    dial_url = status_url_of(emu, "dial", to=TO)
+    stale = emu.receiver.stats.stale
+    done = envelope("calling.call.play", call_id=call.id, control_id="p1", state="finished")
+    assert await post(dial_url, done) == 200
+    assert emu.receiver.stats.stale == stale + 1
+    assert pb.state == "playing"
+    await call.end()
+
+
+async def test_a_call_attached_again_by_id_takes_its_dial_callbacks(emu):
+    """A dialed call whose handle was let go, or one sent with relay.send(Dial), attached by id.
+
+    Its callbacks carry the dial's token; the session remembers which call that
+    token belongs to, so relay.call(id) gets them (before, every one was a 403).
+    """
+    import gc  # noqa: PLC0415
+
+    call = await emu.relay.dial(**DIAL)
+    call_id = call.id
+    del call
+    gc.collect()
+    again = emu.relay.call(call_id)
+    assert await again.wait_for("answered", timeout=5) == "answered"
+    leg = await emu.relay.send(relaycall.commands.Dial(**DIAL))
+    sent = emu.relay.call(leg.id)
+    assert await sent.wait_for("answered", timeout=5) == "answered"
+    assert emu.receiver.stats.rejected_auth == 0
+    for c in (again, sent):
+        await c.end()
