@@ -497,7 +497,7 @@ async def test_slow_loris_connections_are_closed_and_callbacks_keep_flowing() ->
     held = [a.held for a in attackers]
     assert None not in held, f"{held.count(None)} slow connections outlived {PATIENCE} s"
     longest = max(h for h in held if h is not None)
-    assert longest < timeout + 0.3, f"a slow connection was held {longest:.2f} s"
+    assert longest < timeout + 1.0, f"a slow connection was held {longest:.2f} s"
     assert rx.stats.rejected_slow == 200
 
 
@@ -523,7 +523,7 @@ async def test_at_max_connections_a_new_one_displaces_the_longest_waiting() -> N
         await rx.stop()
     held = [a.held for a in attackers]
     assert None not in held
-    assert max(h for h in held if h is not None) < timeout + 0.3
+    assert max(h for h in held if h is not None) < timeout + 1.0
     # Each slow client was closed once: displaced (24 by the other slow
     # clients, at least one by a callback) or timed out.
     assert rx.stats.rejected_busy >= 24 + 1
@@ -555,7 +555,7 @@ async def test_a_full_server_of_busy_connections_refuses_more_with_503() -> None
         started = time.monotonic()
         answers = [await asyncio.wait_for(read_response(r), 5) for r, _ in stalled]
         assert [s for s, _ in answers] == [408, 408]
-        assert time.monotonic() - started < 0.3 + 0.5
+        assert time.monotonic() - started < 0.3 + 1.5
     finally:
         for _, writer in stalled:
             writer.close()
@@ -583,7 +583,7 @@ async def test_a_body_that_stops_coming_is_answered_408(server: str) -> None:
         async with uvicorn_serving(rx.asgi_app()) as port:
             status, _ = await exchange(port, request)
     assert status == 408
-    assert time.monotonic() - started < 0.3 + 0.5
+    assert time.monotonic() - started < 0.3 + 1.5
     assert rx.stats.rejected_slow == 1
 
 
