@@ -120,7 +120,9 @@ def is_secret_key(key: object) -> bool:
 def _without_token(body: Any) -> Any:
     """A request body (already redacted) whose status_url has its token masked, for a message."""
     params = body.get("params") if isinstance(body, Mapping) else None
-    url = params.get("status_url") if isinstance(params, Mapping) else None
+    if not isinstance(params, Mapping):
+        return body
+    url = params.get("status_url")
     if not isinstance(url, str) or "?" not in url:
         return body
     base, _, query = url.partition("?")
