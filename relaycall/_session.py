@@ -599,10 +599,10 @@ class AsyncRelay:
             cmd = self._with_status_url(cmd, url)  # type: ignore[assignment]
             try:
                 leg = await self._send_leg(cmd, pending)
-            except _AlreadyProcessed:
+            except _AlreadyProcessed as exc:
                 # A re-send after 429/503 was about to go out, but the first
                 # attempt's callbacks had arrived: it was processed.
-                return self._bind_held(nonce, pending, None, cmd)
+                return self._bind_held(nonce, pending, None, cmd, exc)
             except RelayError as exc:
                 # Ambiguous (dropped, 5xx, read timeout), or a failure after a
                 # re-send went out: an attempt may have placed the call, and its
@@ -616,13 +616,18 @@ class AsyncRelay:
                         raise ClientClosedError("dial: the AsyncRelay was closed") from exc
                     raise
                 logger.info("dial failed (%s), but its callbacks show it placed a call", exc)
-                return self._bind_held(nonce, pending, None, cmd)
+                return self._bind_held(nonce, pending, None, cmd, exc)
             return self._bind_held(nonce, pending, leg, cmd)
         finally:
             self._pending.pop(nonce, None)
 
     def _bind_held(
-        self, nonce: str, pending: _PendingDial, leg: Mapping[str, Any] | None, cmd: Dial
+        self,
+        nonce: str,
+        pending: _PendingDial,
+        leg: Mapping[str, Any] | None,
+        cmd: Dial,
+        failure: RelayError | None = None,
     ) -> Call:
         """
         The Call a dial placed, from its reply's leg or else from its callbacks.
@@ -634,13 +639,12 @@ class AsyncRelay:
         carries.
         """
         if leg is None:
+            assert failure is not None
             leg = _leg_from_callbacks(pending.events, cmd)
             existing = self._calls.get(leg["id"])
             if existing is not None and existing._nonce not in (None, nonce):
                 # Another dial's call: a forged callback cannot rebind it.
-                raise AmbiguousOutcomeError(
-                    "dial", cmd.to_wire(), ClientClosedError("no reply"), hint=_FORGED
-                )
+                raise AmbiguousOutcomeError("dial", cmd.to_wire(), failure, hint=_FORGED)
         call = self._adopt(leg)
         call._nonce = nonce
         self._remember_nonce(call.id, nonce)
