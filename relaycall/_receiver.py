@@ -288,9 +288,7 @@ class EventReceiver:
                 bound = call._nonce
                 if bound is None or not _same(bound, nonce):
                     return _FORBIDDEN
-                op = self._operation_for(event, call)
-                # Nor does a dial's token reach operations started with a handle.
-                return _STALE if op is not None and op._generation is not None else _OK
+                return self._call_wide(event, call)
             relay = self._relay
             if relay is not None and event.call_id is not None and nonce in relay._pending:
                 return _HELD  # the dial's reply has not bound its call yet
@@ -306,10 +304,18 @@ class EventReceiver:
                 return _STALE  # issued for an earlier start of this operation
             return _OK
         if _same(token, self._mac("c:" + event.call_id)):
-            op = self._operation_for(event, call) if call is not None else None
-            # A call token does not reach operations started here with a handle.
-            return _STALE if op is not None and op._generation is not None else _OK
+            return self._call_wide(event, call)
         return _FORBIDDEN
+
+    def _call_wide(self, event: Event, call: Call | None) -> _Verdict:
+        """
+        What a token for a whole call (a dial's, or a call command's) may reach.
+
+        Its call, but not an operation started here with a handle: that one
+        has a token of its own, bound to the one start of it.
+        """
+        op = self._operation_for(event, call) if call is not None else None
+        return _STALE if op is not None and op._generation is not None else _OK
 
     # --- the pipeline ------------------------------------------------------------------------
 

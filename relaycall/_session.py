@@ -585,18 +585,17 @@ class AsyncRelay:
         return Starting(self._dial(cmd))
 
     async def _dial(self, cmd: Dial) -> Call:
-        receiver = self.events
-        if receiver is None or receiver.public_url is None or cmd.status_url is not None:
+        tokened = self._with_dial_token(cmd)
+        if tokened is None:
             try:
                 return self._adopt(await self._send_leg(cmd))
             except AmbiguousOutcomeError as exc:
                 raise AmbiguousOutcomeError(
                     exc.command, exc.body, exc.cause, hint=_NO_RECONCILE
                 ).with_traceback(exc.__traceback__) from exc.cause
-        url, nonce = receiver.dial_status_url()
+        cmd, nonce = tokened
         pending = self._pending[nonce] = _PendingDial()
         try:
-            cmd = self._with_status_url(cmd, url)  # type: ignore[assignment]
             try:
                 leg = await self._send_leg(cmd, pending)
             except _AlreadyProcessed as exc:
@@ -721,18 +720,13 @@ class AsyncRelay:
             )
         name = command.command_name
         nonce = None
-        receiver = self.events
-        if receiver is not None and name in STATUS_URL_COMMANDS:
-            if (
-                isinstance(command, Dial)
-                and command.status_url is None
-                and receiver.public_url is not None
-            ):
+        if isinstance(command, Dial):
+            tokened = self._with_dial_token(command)
+            if tokened is not None:
                 # Kept for the call the reply names: relay.call(id) then takes its callbacks.
-                url, nonce = receiver.dial_status_url()
-                command = self._with_status_url(command, url)  # type: ignore[arg-type]
-            else:
-                command = self._with_status_url(command)
+                command, nonce = tokened  # type: ignore[assignment]
+        elif self.events is not None and name in STATUS_URL_COMMANDS:
+            command = self._with_status_url(command)
         wire, idempotency = command.to_wire(), command.idempotency
         parse = type(command)._parse_reply
         result: R = await self._request(name, wire, idempotency, timeout, retry, parse)
@@ -760,29 +754,36 @@ class AsyncRelay:
         """
         name = command.command_name
         if self.events is not None and name in STATUS_URL_COMMANDS:
-            command = self._with_status_url(command, None, watch)
+            command = self._with_status_url(command, watch)
         return self._request(
             name, command.to_wire(), command.idempotency, USE_DEFAULT, USE_DEFAULT, check_leg, watch
         )
 
-    def _with_status_url(
-        self, command: Command[R], dial_url: str | None = None, watch: Any = None
-    ) -> Command[R]:
+    def _with_dial_token(self, cmd: Dial) -> tuple[Dial, str] | None:
         """
-        Point an unset status_url at the receiver (and ask a dial for every call state).
+        *cmd* with a status_url carrying a fresh dial token, asking for every call state,
+        and the token's nonce; None when the receiver writes no URL or *cmd* has its own.
+        """
+        receiver = self.events
+        if receiver is None or receiver.public_url is None or cmd.status_url is not None:
+            return None
+        url, nonce = receiver.dial_status_url()
+        events: list[Any] = list(cmd.status_events or _ALL_CALL_EVENTS)
+        return attrs.evolve(cmd, status_url=url, status_events=events), nonce
+
+    def _with_status_url(self, command: Command[R], watch: Any = None) -> Command[R]:
+        """
+        Point an unset status_url of a command on a call at the receiver.
 
         An operation started with a handle (*watch*) gets a URL bound to that
-        start of it; other commands one bound to their call.
+        start of it; other commands one bound to their call. (A dial gets its
+        token from :meth:`_with_dial_token`, before it is sent.)
         """
         receiver = self.events
         if receiver is None or receiver.public_url is None:
             return command
         if getattr(command, "status_url", None) is not None:
             return command
-        if isinstance(command, Dial):
-            url = dial_url or receiver.dial_status_url()[0]
-            events: list[Any] = list(command.status_events or _ALL_CALL_EVENTS)
-            return attrs.evolve(command, status_url=url, status_events=events)  # type: ignore[return-value]
         call_id: str = command.call_id  # type: ignore[attr-defined]
         generation = getattr(watch, "_generation", None)
         url = (
