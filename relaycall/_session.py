@@ -14,6 +14,7 @@ import logging
 import os
 import platform
 import re
+import secrets
 import time
 import typing
 import warnings
@@ -785,12 +786,12 @@ class AsyncRelay:
         if getattr(command, "status_url", None) is not None:
             return command
         call_id: str = command.call_id  # type: ignore[attr-defined]
-        generation = getattr(watch, "_generation", None)
-        url = (
-            receiver.status_url(call_id)
-            if generation is None
-            else receiver._operation_status_url(call_id, generation)
-        )
+        if watch is None:
+            url = receiver.status_url(call_id)
+        else:
+            # Named where its URL is written: the token binds this one start.
+            generation = watch._generation = secrets.token_urlsafe(6)
+            url = receiver._operation_status_url(call_id, generation)
         updated: Command[R] = attrs.evolve(command, status_url=url)  # type: ignore[misc]
         return updated
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import time
 import typing
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -293,11 +292,8 @@ class Call(Handle):
         # Registered before sending: a status callback can beat the HTTP reply.
         handle = handle_cls(self, key)
         self._ops[key] = handle
-        relay = self._relay
-        if relay.events is not None and getattr(command, "status_url", True) is None:
-            handle._generation = secrets.token_urlsafe(6)
         try:
-            self._observe_leg(await relay._send_leg(command, handle))
+            self._observe_leg(await self._relay._send_leg(command, handle))
         except _AlreadyProcessed:
             pass  # a re-send was due, but its callbacks show the first attempt started it
         except NotFoundError as exc:
