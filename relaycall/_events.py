@@ -22,6 +22,7 @@ import attrs
 import cattrs
 from cattrs.strategies import configure_tagged_union
 
+from relaycall._validate import is_text
 from relaycall.errors import RelayError
 
 __all__ = [
@@ -410,21 +411,10 @@ def _sidecar(payload: Mapping[str, Any]) -> SidecarEvent:
     )
 
 
-def _encodable(text: str) -> bool:
-    """Whether *text* is valid Unicode: JSON's ``\\ud800`` escapes decode to lone surrogates."""
-    if text.isascii():
-        return True
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _check_text(name: str, value: Any) -> None:
     if not isinstance(value, str):
         raise EventParseError(f"{name} must be a string, not {type(value).__name__}")
-    if not _encodable(value):
+    if not is_text(value):
         # An id goes into HMACs, logs and URLs: all need real text.
         raise EventParseError(f"{name} is not valid Unicode (a lone surrogate)")
 

@@ -39,7 +39,7 @@ from relaycall._probe import QuietCalls
 from relaycall._receiver import STATUS_URL_COMMANDS, EventReceiver
 from relaycall._retry import AlreadyProcessed as _AlreadyProcessed
 from relaycall._retry import retry_after_failure
-from relaycall._validate import text_check, uuid_check
+from relaycall._validate import is_text, text_check, uuid_check
 from relaycall._version import __version__
 from relaycall.errors import (
     AmbiguousOutcomeError,
@@ -220,10 +220,8 @@ def _header_text(name: str, value: str, *, secret: bool = False) -> None:
     shown = "" if secret else f": {show_value_masked(value)}"
     if _HEADER_UNSAFE.search(value):
         raise UsageError(f"{name} must not contain control characters or line breaks{shown}")
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise UsageError(f"{name} is not valid Unicode text (a lone surrogate){shown}") from None
+    if not is_text(value):
+        raise UsageError(f"{name} is not valid Unicode text (a lone surrogate){shown}")
 
 
 def _base_url_check(base_url: str) -> None:

@@ -131,21 +131,27 @@ def integer_check(lo: int | None = None, hi: int | None = None, *, int32: bool =
     return check
 
 
+def is_text(value: str) -> bool:
+    """
+    Whether a str is real Unicode text, which UTF-8 (JSON, a header, an HMAC) can carry.
+
+    A lone surrogate (JSON's ``\\ud800`` escape decodes to one) cannot be.
+    """
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def text_check(path: str, value: str, *, secret: bool = False) -> None:
     """A str that is real Unicode text: a lone surrogate cannot be sent as UTF-8 JSON."""
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            encodable = False
-        else:
-            encodable = True
-        if not encodable:
-            # Raised outside the handler: the encode error, whose frame holds the
-            # value (a password, say), is not chained to the ValidationError.
-            fail(
-                path, value, "is not valid Unicode text (it holds a lone surrogate)", secret=secret
-            )
+    if not is_text(value):
+        # Raised outside is_text: the encode error, whose frame holds the value
+        # (a password, say), is not chained to the ValidationError.
+        fail(path, value, "is not valid Unicode text (it holds a lone surrogate)", secret=secret)
 
 
 def bool_check(path: str, value: Any) -> None:
