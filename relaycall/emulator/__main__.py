@@ -15,7 +15,7 @@ import shlex
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from aiohttp import web
 
@@ -42,42 +42,39 @@ DESCRIPTION = (
 )
 
 logger = logging.getLogger("relaycall.emulator")
+T = TypeVar("T")
 
 
 # --- argument types: a bad value is one argparse error line and exit status 2 ---------------
 
 
-def positive_float(text: str) -> float:
-    """A finite number > 0 (argparse ``type=``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, not {text!r}")
-    return value
+def _argument_type(
+    parse: Callable[[str], T], expected: str, ok: Callable[[T], bool], rule: str
+) -> Callable[[str], T]:
+    """An argparse ``type=``: *parse* the text, refusing what is not *expected* or not *ok*."""
+
+    def check(text: str) -> T:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{rule}, not {text!r}")
+        return value
+
+    return check
 
 
-def positive_int(text: str) -> int:
-    """A whole number >= 1 (argparse ``type=``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
-    return value
-
-
-def port_number(text: str) -> int:
-    """A TCP port, 0 to 65535 (argparse ``type=``)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0 to 65535, not {text!r}")
-    return value
+#: A finite number > 0.
+positive_float = _argument_type(
+    float, "a number", lambda v: math.isfinite(v) and v > 0, "must be a number > 0"
+)
+#: A whole number >= 1.
+positive_int = _argument_type(
+    int, "a whole number", lambda v: v >= 1, "must be a whole number >= 1"
+)
+#: A TCP port, 0 to 65535.
+port_number = _argument_type(int, "a port number", lambda v: 0 <= v <= 65535, "must be 0 to 65535")
 
 
 def _credential(what: str, *, user: bool) -> Callable[[str], str]:
