@@ -151,26 +151,21 @@ async def hostile(rounds: int) -> dict[str, int]:
 
 
 FaultKind = Callable[[Emulator, int], Any]
+
+
+def _status(status: int, *, processed: bool) -> FaultKind:
+    return lambda e, n: e.faults.fail(status, n, command="dial", processed=processed)
+
+
+#: Fault kind -> (inject it into the next n dials, whether the emulator carries them out).
+#: tests/test_dial_faults.py pins the same kinds.
 FAULTS: dict[str, tuple[FaultKind, bool]] = {
     "drop_connection": (lambda e, n: e.faults.drop_connection(n, command="dial"), True),
-    "500 after processing": (
-        lambda e, n: e.faults.fail(500, n, command="dial", processed=True),
-        True,
-    ),
-    "502 after processing": (
-        lambda e, n: e.faults.fail(502, n, command="dial", processed=True),
-        True,
-    ),
-    "500 not processed": (lambda e, n: e.faults.fail(500, n, command="dial"), False),
-    "429 after processing": (
-        lambda e, n: e.faults.fail(429, n, command="dial", processed=True),
-        True,
-    ),
-    "503 after processing": (
-        lambda e, n: e.faults.fail(503, n, command="dial", processed=True),
-        True,
-    ),
-    "503 not processed": (lambda e, n: e.faults.fail(503, n, command="dial"), False),
+    **{
+        f"{s} after processing": (_status(s, processed=True), True)
+        for s in (429, 500, 502, 503, 504)
+    },
+    **{f"{s} not processed": (_status(s, processed=False), False) for s in (500, 503)},
     "read timeout": (lambda e, n: e.faults.latency(1.0, n, command="dial"), True),
 }
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import relaycall
+from benchmarks.trust import FAULTS
 from relaycall import RetryPolicy
 from relaycall.testing import DEFAULT_PROJECT, DEFAULT_TOKEN, Emulator
 
@@ -24,19 +25,6 @@ DIAL: dict[str, Any] = {"to": "+15557650000", "from_": "+15551230000", "url": "h
 N = 6
 #: A real backoff (not instant): callbacks posted right after processing land within it.
 POLICY = RetryPolicy(initial_backoff=0.3, max_backoff=0.3, jitter=0, ambiguous_grace=1.0)
-
-#: fault kind -> how to inject it N times; whether the emulator carried the dial out.
-FAULTS: dict[str, tuple[Any, bool]] = {
-    "drop_connection": (lambda emu: emu.faults.drop_connection(N, command="dial"), True),
-    "500_processed": (lambda emu: emu.faults.fail(500, N, command="dial", processed=True), True),
-    "502_processed": (lambda emu: emu.faults.fail(502, N, command="dial", processed=True), True),
-    "504_processed": (lambda emu: emu.faults.fail(504, N, command="dial", processed=True), True),
-    "500": (lambda emu: emu.faults.fail(500, N, command="dial"), False),
-    "429_processed": (lambda emu: emu.faults.fail(429, N, command="dial", processed=True), True),
-    "503_processed": (lambda emu: emu.faults.fail(503, N, command="dial", processed=True), True),
-    "503": (lambda emu: emu.faults.fail(503, N, command="dial"), False),
-    "read_timeout": (lambda emu: emu.faults.latency(1.0, N, command="dial"), True),
-}
 
 
 async def until(condition: Callable[[], object], timeout: float = 5.0) -> None:
@@ -57,13 +45,13 @@ async def test_no_duplicate_calls_with_a_receiver(kind):
     """With a receiver: 0 duplicates, and every dial the emulator placed returns its Call."""
     inject, processed = FAULTS[kind]
     async with Emulator(time_scale=20, retry=POLICY, timeout=relaycall.Timeout(read=0.5)) as emu:
-        inject(emu)
+        inject(emu, N)
         outcomes = await dial_all(emu.relay)
         calls = [o for o in outcomes if isinstance(o, relaycall.Call)]
         errors = [o for o in outcomes if not isinstance(o, relaycall.Call)]
         placed = list(emu.core.calls)
         # One call per dial, none twice; a bare 500 placed none (and said nothing).
-        assert len(placed) == (0 if kind == "500" else N)
+        assert len(placed) == (0 if kind == "500 not processed" else N)
         assert sorted(c.id for c in calls) == sorted(placed)
         if processed:
             assert errors == []
@@ -71,10 +59,12 @@ async def test_no_duplicate_calls_with_a_receiver(kind):
             # Not processed: re-sent (503 says so) or, for a bare 500, ambiguous and
             # silent: no callback came, so relaycall reports it and sends nothing more.
             assert all(isinstance(e, relaycall.AmbiguousOutcomeError) for e in errors)
-            assert len(errors) == (N if kind == "500" else 0)
+            assert len(errors) == (N if kind == "500 not processed" else 0)
 
 
-@pytest.mark.parametrize("kind", ["drop_connection", "500_processed", "503_processed"])
+@pytest.mark.parametrize(
+    "kind", ["drop_connection", "500 after processing", "503 after processing"]
+)
 async def test_without_a_receiver_only_the_not_processed_statuses_can_duplicate(kind):
     """Without a receiver: ambiguous failures raise (no re-send); a 503 sent after
     processing is the one case that cannot be known, and is re-sent as the status says."""
@@ -84,10 +74,10 @@ async def test_without_a_receiver_only_the_not_processed_statuses_can_duplicate(
             DEFAULT_PROJECT, DEFAULT_TOKEN, base_url=emu.base_url, retry=POLICY
         )
         async with relay:
-            inject(emu)
+            inject(emu, N)
             outcomes = await dial_all(relay)
         placed = len(emu.core.calls)
-        if kind == "503_processed":
+        if kind == "503 after processing":
             assert placed == 2 * N  # the documented limit: only the callbacks could tell
         else:
             assert placed == N
