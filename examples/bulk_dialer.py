@@ -32,7 +32,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 import relaycall
 from relaycall import tts
@@ -156,15 +156,28 @@ async def progress(tally: Tally, style: str, every: float | None) -> AsyncIterat
             yield
         return
 
-    async def lines() -> None:
-        last = ""
-        while True:
-            await asyncio.sleep(every or (1 if sys.stdout.isatty() else 5))
-            if (line := tally.line()) != last:
-                print(line, flush=True)
-                last = line
+    last = ""
 
-    ticker = asyncio.create_task(lines())
+    def line() -> None:
+        nonlocal last
+        if (text := tally.line()) != last:
+            print(text, flush=True)
+            last = text
+
+    async with _repeating(every or (1 if sys.stdout.isatty() else 5), line):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _repeating(seconds: float, show: Callable[[], None]) -> AsyncIterator[None]:
+    """Call *show* every *seconds* while the block runs."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            show()
+
+    ticker = asyncio.create_task(loop())
     try:
         yield
     finally:
@@ -205,18 +218,11 @@ async def _bar(tally: Tally) -> AsyncIterator[None]:
             eta = _duration(tally.eta())
             bar.update(task, completed=tally.done, counts=tally.counts(), eta=eta)
 
-        async def tick() -> None:
-            while True:
-                refresh()
-                await asyncio.sleep(0.5)
-
-        ticker = asyncio.create_task(tick())
+        refresh()
         try:
-            yield
+            async with _repeating(0.5, refresh):
+                yield
         finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
             refresh()
 
 
