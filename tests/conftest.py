@@ -172,6 +172,16 @@ async def relay(server: WireServer, sleeps: SleepRecorder) -> AsyncIterator[rela
         yield r
 
 
+def bare_relay(emu: relaycall.testing.Emulator, **options: Any) -> relaycall.AsyncRelay:
+    """An AsyncRelay on *emu* with no receiver: no callback reaches it."""
+    return relaycall.AsyncRelay(
+        relaycall.testing.DEFAULT_PROJECT,
+        relaycall.testing.DEFAULT_TOKEN,
+        base_url=emu.base_url,
+        **options,
+    )
+
+
 @pytest.fixture
 def closed_port() -> int:
     """A loopback port nobody listens on: connecting to it is refused."""

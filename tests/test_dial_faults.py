@@ -19,7 +19,8 @@ import pytest
 import relaycall
 from benchmarks.trust import FAULTS
 from relaycall import RetryPolicy
-from relaycall.testing import DEFAULT_PROJECT, DEFAULT_TOKEN, Emulator
+from relaycall.testing import Emulator
+from tests.conftest import bare_relay
 
 DIAL: dict[str, Any] = {"to": "+15557650000", "from_": "+15551230000", "url": "https://x.test/s"}
 N = 6
@@ -70,9 +71,7 @@ async def test_without_a_receiver_only_the_not_processed_statuses_can_duplicate(
     processing is the one case that cannot be known, and is re-sent as the status says."""
     inject, _ = FAULTS[kind]
     async with Emulator(time_scale=20) as emu:
-        relay = relaycall.AsyncRelay(
-            DEFAULT_PROJECT, DEFAULT_TOKEN, base_url=emu.base_url, retry=POLICY
-        )
+        relay = bare_relay(emu, retry=POLICY)
         async with relay:
             inject(emu, N)
             outcomes = await dial_all(relay)

@@ -33,6 +33,7 @@ import relaycall.testing
 from relaycall import RetryPolicy, commands
 from relaycall.emulator import CallbackEntry, RateLimits, RequestEntry
 from relaycall.testing import Emulator, Scenario
+from tests.conftest import bare_relay
 
 TO = "+15557650000"
 DIAL = {"from_": "+15551230000", "to": TO, "url": "https://example.test/ivr"}
@@ -96,10 +97,7 @@ async def test_dropped_start_command_is_resent_and_the_409_means_it_started():
     so the start is re-sent with the same control_id and the 409 means it ran.
     """
     async with Emulator(time_scale=50) as emu:
-        relay = relaycall.AsyncRelay(
-            relaycall.testing.DEFAULT_PROJECT, relaycall.testing.DEFAULT_TOKEN,
-            base_url=emu.base_url, retry=FAST,
-        )  # fmt: skip
+        relay = bare_relay(emu, retry=FAST)
         async with relay:
             call = relay.call((await answered_call(emu)).id)
             emu.faults.drop_connection(command="calling.play")
@@ -171,10 +169,7 @@ async def test_dial_whose_connection_drops_after_the_request_is_not_resent():
     reconciliation, and never re-sends: exactly one dial and one live call.
     """
     async with Emulator(time_scale=20) as emu:
-        relay = relaycall.AsyncRelay(
-            relaycall.testing.DEFAULT_PROJECT, relaycall.testing.DEFAULT_TOKEN,
-            base_url=emu.base_url, retry=FAST,
-        )  # fmt: skip
+        relay = bare_relay(emu, retry=FAST)
         async with relay:
             emu.faults.drop_connection(command="dial")
             with pytest.raises(relaycall.AmbiguousOutcomeError, match="ambiguous_grace") as info:

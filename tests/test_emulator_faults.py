@@ -24,7 +24,8 @@ from relaycall.emulator import EmulatorConfig, Faults, RateLimits
 from relaycall.emulator.__main__ import build_parser, config_from
 from relaycall.emulator._media import pcmu, tone
 from relaycall.emulator._ratelimit import CallQueue, PostBucket
-from relaycall.testing import DEFAULT_PROJECT, DEFAULT_TOKEN, Emulator, Scenario
+from relaycall.testing import Emulator, Scenario
+from tests.conftest import bare_relay
 
 TO = "+15557650000"
 DIAL = {"from_": "+15551230000", "to": TO, "url": "https://example.test/swml"}
@@ -217,10 +218,7 @@ async def test_latency_is_added_after_the_command_is_carried_out() -> None:
         assert list(emu.core.calls) == [call.id]
         assert rule.hits == 1
         assert emu.faults.rules == []
-        bare = relaycall.AsyncRelay(
-            DEFAULT_PROJECT, DEFAULT_TOKEN, base_url=emu.base_url,
-            timeout=relaycall.Timeout(read=0.2, total=0.2),
-        )  # fmt: skip
+        bare = bare_relay(emu, timeout=relaycall.Timeout(read=0.2, total=0.2))
         async with bare:
             emu.faults.latency(0.5, times=1, command="dial")
             with pytest.raises(relaycall.AmbiguousOutcomeError) as info:
