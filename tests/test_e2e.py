@@ -29,7 +29,6 @@ import pytest
 from aiohttp import web
 
 import relaycall
-import relaycall.testing
 from relaycall import RetryPolicy, commands
 from relaycall.emulator import CallbackEntry, RateLimits, RequestEntry
 from relaycall.testing import Emulator, Scenario
