@@ -9,7 +9,6 @@ stretches of emulated time are skipped with ``emu.clock.advance()``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
 import hashlib
 import hmac
@@ -18,195 +17,22 @@ import json
 import time
 import uuid
 import wave
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
-import attrs
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 import relaycall
 from relaycall import commands as c
 from relaycall.emulator import (
-    EMULATOR_KEY,
     Emulator,
     EmulatorConfig,
     Scenario,
-    create_app,
 )
 from relaycall.emulator._wire import WireError, parse_request
 from tests._command_examples import DELETE, EXAMPLES, INVALID
+from tests.conftest import ALL_EVENTS, FROM, SCALE, TO, EmulatorEnv, basic_auth
 
-PROJECT = "emu-project"
-TOKEN = "emu-token"
-SCALE = 50.0
-ALL_EVENTS = ["created", "ringing", "answered", "ended"]
 CID = "6f1c1c1e-1111-4222-8333-944444444444"  # a well-formed call id no call has
-FROM_, TO_ = "+15551230000", "+15557650000"  # addresses for request bodies
-
-
-# --- the callback receiver ------------------------------------------------------------------------
-
-
-@attrs.define
-class Hit:
-    url: str
-    headers: dict[str, str]
-    raw: bytes
-    body: Any
-    at: float  # time.monotonic() on arrival
-
-    @property
-    def event_type(self) -> str | None:
-        if "sidecar_event" in self.body:
-            return "calling.ai.sidecar"
-        return self.body.get("event_type")
-
-    @property
-    def params(self) -> dict[str, Any]:
-        if "sidecar_event" in self.body:
-            return self.body["sidecar_event"]
-        return self.body.get("params", {})
-
-
-class Receiver:
-    """Records every callback; tests await the next one matching a filter."""
-
-    def __init__(self) -> None:
-        self.hits: list[Hit] = []
-        self._taken: set[int] = set()
-        self._arrived = asyncio.Condition()
-        self.status = 200
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
-        self._server = TestServer(app, host="127.0.0.1", port=0)
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        hit = Hit(str(request.url), dict(request.headers), raw, json.loads(raw), time.monotonic())
-        async with self._arrived:
-            self.hits.append(hit)
-            self._arrived.notify_all()
-        return web.Response(status=self.status)
-
-    def url(self, path: str = "/cb") -> str:
-        return str(self._server.make_url(path))
-
-    async def next(
-        self,
-        event_type: str | None = None,
-        *,
-        where: Callable[[Hit], bool] | None = None,
-        timeout: float = 5.0,
-        **params: Any,
-    ) -> Hit:
-        """The first callback not yet taken matching *event_type*, *params* and *where*."""
-
-        def fits(h: Hit) -> bool:
-            if event_type is not None and h.event_type != event_type:
-                return False
-            if any(h.params.get(k) != v for k, v in params.items()):
-                return False
-            return where is None or where(h)
-
-        async def find() -> Hit:
-            async with self._arrived:
-                while True:
-                    for i, h in enumerate(self.hits):
-                        if i not in self._taken and fits(h):
-                            self._taken.add(i)
-                            return h
-                    await self._arrived.wait()
-
-        return await asyncio.wait_for(find(), timeout)
-
-    def of(self, call_id: str) -> list[Hit]:
-        return [h for h in self.hits if h.params.get("call_id") == call_id]
-
-    async def start(self) -> None:
-        await self._server.start_server()
-
-    async def close(self) -> None:
-        await self._server.close()
-
-
-# --- fixtures -------------------------------------------------------------------------------------
-
-
-@attrs.define
-class Env:
-    emu: Emulator
-    base_url: str
-    relay: relaycall.AsyncRelay
-    rx: Receiver
-    http: aiohttp.ClientSession
-
-    @property
-    def cb(self) -> str:
-        return self.rx.url()
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return _basic(self.emu.config.project_id, self.emu.config.token)
-
-    async def post(
-        self, body: Any, *, raw: bytes | None = None, auth: dict[str, str] | None = None
-    ) -> Any:
-        data = raw if raw is not None else json.dumps(body).encode()
-        async with self.http.post(
-            self.base_url + "/api/calling/calls",
-            data=data,
-            headers={"Content-Type": "application/json", **(self.auth if auth is None else auth)},
-        ) as resp:
-            return resp.status, await resp.json()
-
-    async def dial(self, to: str = "+15557650000", **kw: Any) -> str:
-        kw.setdefault("status_url", self.cb)
-        kw.setdefault("status_events", ALL_EVENTS)
-        leg = await self.relay.send(
-            c.Dial(from_="+15551230000", to=to, url="https://x.test/swml", **kw)
-        )
-        assert leg.status == "queued"
-        return leg.id
-
-    async def answered(self, to: str = "+15557650000", **kw: Any) -> str:
-        call_id = await self.dial(to, **kw)
-        await self.rx.next("calling.call.state", call_id=call_id, call_state="answered")
-        return call_id
-
-
-async def _env(config: EmulatorConfig) -> AsyncIterator[Env]:
-    rx = Receiver()
-    await rx.start()
-    app = create_app(config)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    base = str(server.make_url("")).rstrip("/")
-    relay = relaycall.AsyncRelay(config.project_id, config.token, base_url=base, retry=None)
-    async with relay, aiohttp.ClientSession() as http:
-        yield Env(app[EMULATOR_KEY], base, relay, rx, http)
-    await server.close()
-    await rx.close()
-
-
-@pytest.fixture
-async def env() -> AsyncIterator[Env]:
-    async for e in _env(EmulatorConfig(project_id=PROJECT, token=TOKEN, time_scale=SCALE)):
-        yield e
-
-
-@pytest.fixture
-async def signed_env() -> AsyncIterator[Env]:
-    config = EmulatorConfig(project_id=PROJECT, token=TOKEN, time_scale=SCALE, signing_key="k3y")
-    async for e in _env(config):
-        yield e
-
-
-def _basic(user: str, password: str) -> dict[str, str]:
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
 
 
 def _attribute(exc: relaycall.UnprocessableEntityError) -> str | None:
@@ -217,11 +43,13 @@ def _attribute(exc: relaycall.UnprocessableEntityError) -> str | None:
 # --- auth and malformed requests ------------------------------------------------------------------
 
 
-async def test_wrong_credentials_get_401(env: Env) -> None:
+async def test_wrong_credentials_get_401(env: EmulatorEnv) -> None:
     body = {"command": "calling.end", "id": str(uuid.uuid4()), "params": {}}
-    assert await env.post(body, auth=_basic(PROJECT, "nope")) == (401, {"error": "Unauthorized"})
-    assert await env.post(body, auth={}) == (401, {"error": "Unauthorized"})
-    async with relaycall.AsyncRelay(PROJECT, "wrong", base_url=env.base_url, retry=None) as bad:
+    project = env.emu.config.project_id
+    wrong = basic_auth(project, "nope")
+    assert (await env.http.api(body, auth=wrong))[:2] == (401, {"error": "Unauthorized"})
+    assert (await env.http.api(body, auth=False))[:2] == (401, {"error": "Unauthorized"})
+    async with relaycall.AsyncRelay(project, "wrong", base_url=env.emu.base_url, retry=None) as bad:
         with pytest.raises(relaycall.AuthenticationError):
             await bad.send(c.End(call_id=str(uuid.uuid4())))
 
@@ -237,23 +65,20 @@ async def test_wrong_credentials_get_401(env: Env) -> None:
         b'{"command": 7, "params": {}}',
     ],
 )
-async def test_malformed_bodies_get_400(env: Env, raw: bytes) -> None:
-    assert await env.post(None, raw=raw) == (400, {"error": "Bad Request"})
+async def test_malformed_bodies_get_400(env: EmulatorEnv, raw: bytes) -> None:
+    assert (await env.http.api(raw=raw))[:2] == (400, {"error": "Bad Request"})
 
 
-async def test_400_says_why_in_a_header(env: Env) -> None:
+async def test_400_says_why_in_a_header(env: EmulatorEnv) -> None:
     body = {"command": "calling.dance\n", "id": CID, "params": {}}
-    async with env.http.post(
-        env.base_url + "/api/calling/calls", json=body, headers=env.auth
-    ) as resp:
-        assert resp.status == 400
-        assert await resp.json() == {"error": "Bad Request"}
-        assert "calling.dance" in resp.headers["X-Emulator-Detail"]
+    status, reply, headers = await env.http.api(body)
+    assert (status, reply) == (400, {"error": "Bad Request"})
+    assert "calling.dance" in headers["X-Emulator-Detail"]
 
 
-async def test_collect_with_neither_digits_nor_speech_is_400(env: Env) -> None:
+async def test_collect_with_neither_digits_nor_speech_is_400(env: EmulatorEnv) -> None:
     body = {"command": "calling.collect", "id": str(uuid.uuid4()), "params": {"control_id": "c"}}
-    assert await env.post(body) == (400, {"error": "Bad Request"})
+    assert (await env.http.api(body))[:2] == (400, {"error": "Bad Request"})
 
 
 # --- 422: one rule per command family -------------------------------------------------------------
@@ -265,9 +90,9 @@ SWML = {"sections": {"main": [{"hangup": {}}]}}
     ("body", "attribute", "code"),
     [
         ({"command": "dial",
-          "params": {"from": FROM_, "to": TO_, "url": "https://a", "swml": SWML}},
+          "params": {"from": FROM, "to": TO, "url": "https://a", "swml": SWML}},
          "url", "invalid_parameter"),
-        ({"command": "dial", "id": CID, "params": {"from": FROM_, "to": TO_, "url": "https://a"}},
+        ({"command": "dial", "id": CID, "params": {"from": FROM, "to": TO, "url": "https://a"}},
          "id", "invalid_parameter"),
         ({"command": "dial", "params": {"to": "+15557650000", "url": "https://a"}},
          "from", "missing_required_parameter"),
@@ -347,9 +172,9 @@ SWML = {"sections": {"main": [{"hangup": {}}]}}
     ],
 )  # fmt: skip
 async def test_rule_violations_get_422_naming_the_attribute(
-    env: Env, body: dict[str, Any], attribute: str, code: str
+    env: EmulatorEnv, body: dict[str, Any], attribute: str, code: str
 ) -> None:
-    status, reply = await env.post(body)
+    status, reply, _ = await env.http.api(body)
     assert status == 422, reply
     (item,) = reply["errors"]
     assert item["type"] == "validation_error"
@@ -360,7 +185,7 @@ async def test_rule_violations_get_422_naming_the_attribute(
     assert attribute in item["message"]
 
 
-async def test_422_reaches_relaycall_as_unprocessable_entity(env: Env) -> None:
+async def test_422_reaches_relaycall_as_unprocessable_entity(env: EmulatorEnv) -> None:
     with pytest.raises(relaycall.UnprocessableEntityError) as info:
         await env.relay.execute(
             "calling.play.volume", call_id=CID, params={"control_id": "p", "volume": 41}
@@ -399,7 +224,7 @@ def test_every_invalid_body_the_client_refuses_is_refused_by_the_emulator() -> N
 # --- 404 and 409 ----------------------------------------------------------------------------------
 
 
-async def test_unknown_call_and_unknown_operation_are_404(env: Env) -> None:
+async def test_unknown_call_and_unknown_operation_are_404(env: EmulatorEnv) -> None:
     with pytest.raises(relaycall.NotFoundError) as info:
         await env.relay.send(c.End(call_id=str(uuid.uuid4())))
     assert info.value.body == {"error": "Not Found"}
@@ -412,7 +237,7 @@ async def test_unknown_call_and_unknown_operation_are_404(env: Env) -> None:
         await env.relay.send(c.AISidecarStatus(call_id=call_id))
 
 
-async def test_duplicate_control_id_and_second_transcription_are_409(env: Env) -> None:
+async def test_duplicate_control_id_and_second_transcription_are_409(env: EmulatorEnv) -> None:
     call_id = await env.answered()
     forever = [relaycall.ringtone("us")]
     await env.relay.send(c.Play(call_id=call_id, control_id="p1", play=forever))
@@ -431,8 +256,8 @@ async def test_duplicate_control_id_and_second_transcription_are_409(env: Env) -
     await env.relay.send(c.Play(call_id=call_id, control_id="p1", play=forever))
 
 
-async def test_media_on_an_unanswered_call_is_409(env: Env) -> None:
-    env.emu.scenarios["+1999"] = Scenario(ring_seconds=600)
+async def test_media_on_an_unanswered_call_is_409(env: EmulatorEnv) -> None:
+    env.core.scenarios["+1999"] = Scenario(ring_seconds=600)
     call_id = await env.dial("+1999")
     with pytest.raises(relaycall.ConflictError):
         await env.relay.send(c.Play(call_id=call_id, play=[relaycall.tts("hi")]))
@@ -447,7 +272,7 @@ LEG_KEYS = {
 }  # fmt: skip
 
 
-async def test_answered_call_reports_each_state_then_ends(env: Env) -> None:
+async def test_answered_call_reports_each_state_then_ends(env: EmulatorEnv) -> None:
     call_id = await env.dial()
     states = []
     for state in ("created", "ringing", "answered"):
@@ -457,7 +282,7 @@ async def test_answered_call_reports_each_state_then_ends(env: Env) -> None:
         assert hit.params["direction"] == "outbound"
         assert hit.params["device"]["type"] == "phone"
     assert "end_reason" not in hit.params
-    env.emu.clock.advance(3.0)
+    env.core.clock.advance(3.0)
     leg = await env.relay.send(c.End(call_id=call_id, reason="hangup"))
     assert leg.status == "completed"
     assert set(leg.raw) == LEG_KEYS
@@ -469,8 +294,8 @@ async def test_answered_call_reports_each_state_then_ends(env: Env) -> None:
         await env.relay.send(c.End(call_id=call_id))
 
 
-async def test_dial_reply_is_a_complete_queued_leg(env: Env) -> None:
-    status, leg = await env.post(
+async def test_dial_reply_is_a_complete_queued_leg(env: EmulatorEnv) -> None:
+    status, leg, _ = await env.http.api(
         {"command": "dial", "params": {"from": "+15551230000", "to": "sip:bob@example.com",
                                        "url": "https://x.test/swml"}}
     )  # fmt: skip
@@ -482,7 +307,7 @@ async def test_dial_reply_is_a_complete_queued_leg(env: Env) -> None:
     assert leg["duration"] is leg["duration_ms"] is leg["billing_ms"] is leg["parent_id"] is None
 
 
-async def test_default_status_events_is_only_ended(env: Env) -> None:
+async def test_default_status_events_is_only_ended(env: EmulatorEnv) -> None:
     call_id = await env.dial(status_events=None)
     await env.relay.send(c.End(call_id=call_id))
     hit = await env.rx.next("calling.call.state", call_id=call_id)
@@ -495,20 +320,22 @@ async def test_default_status_events_is_only_ended(env: Env) -> None:
     ("answer", "end_reason"),
     [("busy", "busy"), ("no-answer", "noAnswer"), ("declined", "decline"), ("failed", "error")],
 )
-async def test_unanswered_scenarios_end_the_call(env: Env, answer: Any, end_reason: str) -> None:
-    env.emu.scenarios["+1666"] = Scenario(answer=answer, ring_seconds=2)
+async def test_unanswered_scenarios_end_the_call(
+    env: EmulatorEnv, answer: Any, end_reason: str
+) -> None:
+    env.core.scenarios["+1666"] = Scenario(answer=answer, ring_seconds=2)
     call_id = await env.dial("+1666")
     ended = await env.rx.next("calling.call.state", call_id=call_id, call_state="ended")
     assert ended.params["end_reason"] == end_reason
     seen = [h.params["call_state"] for h in env.rx.of(call_id)]
     assert "answered" not in seen
-    assert env.emu.calls[call_id].status == ("failed" if answer == "failed" else "ended")
+    assert env.core.calls[call_id].status == ("failed" if answer == "failed" else "ended")
     with pytest.raises(relaycall.NotFoundError):
         await env.relay.send(c.Play(call_id=call_id, play=[relaycall.tts("hi")]))
 
 
-async def test_dial_timeout_shorter_than_the_ring_is_no_answer(env: Env) -> None:
-    env.emu.scenarios["+1777"] = Scenario(ring_seconds=30)
+async def test_dial_timeout_shorter_than_the_ring_is_no_answer(env: EmulatorEnv) -> None:
+    env.core.scenarios["+1777"] = Scenario(ring_seconds=30)
     call_id = await env.dial("+1777", timeout=2)
     ringing = await env.rx.next("calling.call.state", call_id=call_id, call_state="ringing")
     ended = await env.rx.next("calling.call.state", call_id=call_id, call_state="ended")
@@ -516,8 +343,8 @@ async def test_dial_timeout_shorter_than_the_ring_is_no_answer(env: Env) -> None
     assert ended.body["timestamp"] - ringing.body["timestamp"] == pytest.approx(2.0, abs=0.3)
 
 
-async def test_scenario_hangup_after(env: Env) -> None:
-    env.emu.scenarios["+1888"] = Scenario(ring_seconds=0.5, hangup_after=4)
+async def test_scenario_hangup_after(env: EmulatorEnv) -> None:
+    env.core.scenarios["+1888"] = Scenario(ring_seconds=0.5, hangup_after=4)
     call_id = await env.dial("+1888")
     answered = await env.rx.next("calling.call.state", call_id=call_id, call_state="answered")
     ended = await env.rx.next("calling.call.state", call_id=call_id, call_state="ended")
@@ -525,8 +352,8 @@ async def test_scenario_hangup_after(env: Env) -> None:
     assert ended.body["timestamp"] - answered.body["timestamp"] == pytest.approx(4.0, abs=0.3)
 
 
-async def test_update_follows_the_state_rules(env: Env) -> None:
-    env.emu.scenarios["+1999"] = Scenario(ring_seconds=600)
+async def test_update_follows_the_state_rules(env: EmulatorEnv) -> None:
+    env.core.scenarios["+1999"] = Scenario(ring_seconds=600)
     ringing_id = await env.dial("+1999")
     await env.rx.next("calling.call.state", call_id=ringing_id, call_state="ringing")
     url = "https://x.test/next"
@@ -555,7 +382,7 @@ async def test_update_follows_the_state_rules(env: Env) -> None:
 # --- play -----------------------------------------------------------------------------------------
 
 
-async def test_play_finishes_after_its_duration(env: Env) -> None:
+async def test_play_finishes_after_its_duration(env: EmulatorEnv) -> None:
     call_id = await env.answered()
     items = [relaycall.silence(1.5), relaycall.tts("x" * 20)]  # 1.5 s + 1.5 s of TTS
     await env.relay.send(
@@ -568,7 +395,7 @@ async def test_play_finishes_after_its_duration(env: Env) -> None:
     assert set(finished.params) == {"call_id", "node_id", "control_id", "state"}
 
 
-async def test_pause_and_resume_move_the_finish_time(env: Env) -> None:
+async def test_pause_and_resume_move_the_finish_time(env: EmulatorEnv) -> None:
     call_id = await env.answered()
     await env.relay.send(
         c.Play(call_id=call_id, control_id="p", play=[relaycall.silence(3)], status_url=env.cb)
@@ -576,7 +403,7 @@ async def test_pause_and_resume_move_the_finish_time(env: Env) -> None:
     started = await env.rx.next("calling.call.play", control_id="p", state="playing")
     await env.relay.send(c.PlayPause(call_id=call_id, control_id="p"))
     await env.rx.next("calling.call.play", control_id="p", state="paused")
-    env.emu.clock.advance(10.0)  # ten emulated seconds pass while paused
+    env.core.clock.advance(10.0)  # ten emulated seconds pass while paused
     await env.relay.send(c.PlayVolume(call_id=call_id, control_id="p", volume=-6))
     await env.relay.send(c.PlayResume(call_id=call_id, control_id="p"))
     await env.rx.next("calling.call.play", control_id="p", state="playing")
@@ -585,18 +412,18 @@ async def test_pause_and_resume_move_the_finish_time(env: Env) -> None:
     assert 13.0 <= took < 15.0  # 3 s of audio + 10 s paused (+ the requests' own time)
 
 
-async def test_ringtone_without_duration_plays_until_stopped(env: Env) -> None:
+async def test_ringtone_without_duration_plays_until_stopped(env: EmulatorEnv) -> None:
     call_id = await env.answered()
     await env.relay.send(
         c.Play(call_id=call_id, control_id="r", play=[relaycall.ringtone("uk")], status_url=env.cb)
     )
     await env.rx.next("calling.call.play", control_id="r", state="playing")
-    env.emu.clock.advance(3600)
+    env.core.clock.advance(3600)
     await env.relay.send(c.PlayStop(call_id=call_id, control_id="r"))
     await env.rx.next("calling.call.play", control_id="r", state="finished")
 
 
-async def test_time_scale_runs_the_clock_faster(env: Env) -> None:
+async def test_time_scale_runs_the_clock_faster(env: EmulatorEnv) -> None:
     call_id = await env.answered()
     started = time.monotonic()
     await env.relay.send(
@@ -610,8 +437,8 @@ async def test_time_scale_runs_the_clock_faster(env: Env) -> None:
 # --- record ---------------------------------------------------------------------------------------
 
 
-async def _wav(env: Env, url: str) -> tuple[int, float]:
-    async with env.http.get(url) as resp:
+async def _wav(env: EmulatorEnv, url: str) -> tuple[int, float]:
+    async with env.http.session.get(url) as resp:
         assert resp.status == 200
         assert resp.headers["Content-Type"] == "audio/wav"
         data = await resp.read()
@@ -621,8 +448,8 @@ async def _wav(env: Env, url: str) -> tuple[int, float]:
         return len(data), w.getnframes() / w.getframerate()
 
 
-async def test_record_finishes_with_a_wav_url_of_the_recorded_length(env: Env) -> None:
-    env.emu.scenarios["+1555"] = Scenario(speech="leave a message please", input_delay=0.5)
+async def test_record_finishes_with_a_wav_url_of_the_recorded_length(env: EmulatorEnv) -> None:
+    env.core.scenarios["+1555"] = Scenario(speech="leave a message please", input_delay=0.5)
     call_id = await env.answered("+1555")
     audio = c.RecordAudio(format="wav", end_silence_timeout=1.0)
     await env.relay.send(c.Record(call_id=call_id, control_id="r", audio=audio, status_url=env.cb))
@@ -637,26 +464,26 @@ async def test_record_finishes_with_a_wav_url_of_the_recorded_length(env: Env) -
     assert seconds == pytest.approx(p["duration"], abs=1e-9)
 
 
-async def test_record_pause_skip_and_silence_and_max_length(env: Env) -> None:
+async def test_record_pause_skip_and_silence_and_max_length(env: EmulatorEnv) -> None:
     call_id = await env.answered()
     audio = c.RecordAudio(initial_timeout=0, end_silence_timeout=0)
     # Emulated time also runs with the loop's clock (50x), so a slow machine adds to
     # the advances below: bound the durations by the emulated time that really passed.
-    started = env.emu.clock.now()
+    started = env.core.clock.now()
     for cid in ("skip", "silence"):
         await env.relay.send(
             c.Record(call_id=call_id, control_id=cid, audio=audio, status_url=env.cb)
         )
         await env.rx.next("calling.call.record", control_id=cid, state="recording")
-    env.emu.clock.advance(2.0)
+    env.core.clock.advance(2.0)
     await env.relay.send(c.RecordPause(call_id=call_id, control_id="skip"))
     await env.relay.send(c.RecordPause(call_id=call_id, control_id="silence", behavior="silence"))
     await env.rx.next("calling.call.record", control_id="skip", state="paused")
-    env.emu.clock.advance(5.0)
+    env.core.clock.advance(5.0)
     for cid in ("skip", "silence"):
         await env.relay.send(c.RecordResume(call_id=call_id, control_id=cid))
         await env.relay.send(c.RecordStop(call_id=call_id, control_id=cid))
-    passed = env.emu.clock.now() - started
+    passed = env.core.clock.now() - started
     skip = await env.rx.next("calling.call.record", control_id="skip", state="finished")
     silence = await env.rx.next("calling.call.record", control_id="silence", state="finished")
     assert 2.0 <= skip.params["duration"] <= passed - 5.0 + 1e-3  # the pause is skipped
@@ -671,8 +498,8 @@ async def test_record_pause_skip_and_silence_and_max_length(env: Env) -> None:
     assert done.params["duration"] == pytest.approx(3.0, abs=0.01)
 
 
-async def test_record_terminator_and_no_input(env: Env) -> None:
-    env.emu.scenarios["+1444"] = Scenario(dtmf="5#")
+async def test_record_terminator_and_no_input(env: EmulatorEnv) -> None:
+    env.core.scenarios["+1444"] = Scenario(dtmf="5#")
     call_id = await env.answered("+1444")
     await env.relay.send(c.Record(call_id=call_id, control_id="t", status_url=env.cb))
     done = await env.rx.next("calling.call.record", control_id="t", state="finished")
@@ -694,8 +521,8 @@ def _collect(call_id: str, cb: str, cid: str = "k", **kw: Any) -> c.Collect:
     return c.Collect(call_id=call_id, control_id=cid, status_url=cb, **kw)
 
 
-async def test_collect_scripted_dtmf_terminator_and_max(env: Env) -> None:
-    env.emu.scenarios["+1333"] = Scenario(dtmf=("12#", "987654"))
+async def test_collect_scripted_dtmf_terminator_and_max(env: EmulatorEnv) -> None:
+    env.core.scenarios["+1333"] = Scenario(dtmf=("12#", "987654"))
     call_id = await env.answered("+1333")
     digits = c.CollectDigits(max=4, terminators="#")
     await env.relay.send(_collect(call_id, env.cb, "a", digits=digits))
@@ -708,8 +535,8 @@ async def test_collect_scripted_dtmf_terminator_and_max(env: Env) -> None:
     assert b.params["result"] == {"type": "digit", "params": {"digits": "9876", "terminator": ""}}
 
 
-async def test_collect_digit_timeout_and_no_input(env: Env) -> None:
-    env.emu.scenarios["+1222"] = Scenario(dtmf="42")
+async def test_collect_digit_timeout_and_no_input(env: EmulatorEnv) -> None:
+    env.core.scenarios["+1222"] = Scenario(dtmf="42")
     call_id = await env.answered("+1222")
     digits = c.CollectDigits(max=6, digit_timeout=2)
     await env.relay.send(_collect(call_id, env.cb, "a", digits=digits))
@@ -721,22 +548,22 @@ async def test_collect_digit_timeout_and_no_input(env: Env) -> None:
     assert b.params["result"]["type"] == "no_input"
 
 
-async def test_collect_waits_for_start_input_timers_by_default(env: Env) -> None:
+async def test_collect_waits_for_start_input_timers_by_default(env: EmulatorEnv) -> None:
     call_id = await env.answered()
     await env.relay.send(
         c.Collect(call_id=call_id, control_id="k", status_url=env.cb, initial_timeout=2,
                   digits=c.CollectDigits(max=2))
     )  # fmt: skip
-    env.emu.clock.advance(60.0)
-    await env.emu.idle()
+    env.core.clock.advance(60.0)
+    await env.core.idle()
     assert not [h for h in env.rx.of(call_id) if h.event_type == "calling.call.collect"]
     await env.relay.send(c.CollectStartInputTimers(call_id=call_id, control_id="k"))
     hit = await env.rx.next("calling.call.collect", control_id="k")
     assert hit.params["result"]["type"] == "no_input"
 
 
-async def test_collect_speech_with_partial_results(env: Env) -> None:
-    env.emu.scenarios["+1111"] = Scenario(speech="yes please thanks", confidence=0.8)
+async def test_collect_speech_with_partial_results(env: EmulatorEnv) -> None:
+    env.core.scenarios["+1111"] = Scenario(speech="yes please thanks", confidence=0.8)
     call_id = await env.answered("+1111")
     await env.relay.send(
         _collect(call_id, env.cb, speech=c.CollectSpeech(end_silence_timeout=0.5),
@@ -755,17 +582,17 @@ async def test_collect_speech_with_partial_results(env: Env) -> None:
     }
 
 
-async def test_collect_continuous_mode(env: Env) -> None:
+async def test_collect_continuous_mode(env: EmulatorEnv) -> None:
     call_id = await env.answered()
     await env.relay.send(
         _collect(call_id, env.cb, digits=c.CollectDigits(max=1), continuous=True,
                  initial_timeout=1000)
     )  # fmt: skip
-    assert env.emu.press(call_id, "7")
+    assert env.core.press(call_id, "7")
     first = await env.rx.next("calling.call.collect", control_id="k")
     assert first.params["state"] == "collecting"
     assert first.params["result"]["params"]["digits"] == "7"
-    env.emu.press(call_id, "8")
+    env.core.press(call_id, "8")
     second = await env.rx.next("calling.call.collect", control_id="k")
     assert second.params["result"]["params"]["digits"] == "8"
     await env.relay.send(c.CollectStop(call_id=call_id, control_id="k"))
@@ -773,17 +600,17 @@ async def test_collect_continuous_mode(env: Env) -> None:
     assert last.params["state"] == "finished"
 
 
-async def test_collect_no_match_on_a_bare_terminator(env: Env) -> None:
+async def test_collect_no_match_on_a_bare_terminator(env: EmulatorEnv) -> None:
     call_id = await env.answered()
     await env.relay.send(_collect(call_id, env.cb, digits=c.CollectDigits(max=3, terminators="#")))
-    env.emu.press(call_id, "#")
+    env.core.press(call_id, "#")
     hit = await env.rx.next("calling.call.collect", control_id="k")
     assert hit.params["result"]["type"] == "no_match"
 
 
-async def test_press_before_the_collect_is_kept_for_it(env: Env) -> None:
+async def test_press_before_the_collect_is_kept_for_it(env: EmulatorEnv) -> None:
     call_id = await env.answered()
-    assert env.emu.press(call_id, "55") is False
+    assert env.core.press(call_id, "55") is False
     await env.relay.send(_collect(call_id, env.cb, digits=c.CollectDigits(max=2)))
     hit = await env.rx.next("calling.call.collect", control_id="k")
     assert hit.params["result"]["params"]["digits"] == "55"
@@ -792,8 +619,8 @@ async def test_press_before_the_collect_is_kept_for_it(env: Env) -> None:
 # --- detect ---------------------------------------------------------------------------------------
 
 
-async def test_detect_machine_then_ready_then_finished(env: Env) -> None:
-    env.emu.scenarios["+1600"] = Scenario(answer="machine", detect_seconds=1, greeting_seconds=2)
+async def test_detect_machine_then_ready_then_finished(env: EmulatorEnv) -> None:
+    env.core.scenarios["+1600"] = Scenario(answer="machine", detect_seconds=1, greeting_seconds=2)
     call_id = await env.answered("+1600")
     await env.relay.send(
         c.Detect(call_id=call_id, control_id="d", detect=c.DetectMachine(), status_url=env.cb)
@@ -805,7 +632,7 @@ async def test_detect_machine_then_ready_then_finished(env: Env) -> None:
     assert events[2].body["timestamp"] - events[1].body["timestamp"] < 0.2
 
 
-async def test_detect_human_and_answer_as(env: Env) -> None:
+async def test_detect_human_and_answer_as(env: EmulatorEnv) -> None:
     call_id = await env.answered()
     await env.relay.send(
         c.Detect(call_id=call_id, control_id="d", detect=c.DetectMachine(), status_url=env.cb)
@@ -815,7 +642,7 @@ async def test_detect_human_and_answer_as(env: Env) -> None:
     last = await env.rx.next("calling.call.detect", control_id="d")
     assert last.params["detect"]["params"]["event"] == "finished"
 
-    env.emu.answer_as(call_id, "machine")
+    env.core.answer_as(call_id, "machine")
     await env.relay.send(
         c.Detect(call_id=call_id, control_id="d2", status_url=env.cb,
                  detect=c.DetectMachine(detect_message_end=False))
@@ -826,8 +653,8 @@ async def test_detect_human_and_answer_as(env: Env) -> None:
     assert done.params["detect"]["params"]["event"] == "finished"
 
 
-async def test_detect_fax_digits_and_timeout(env: Env) -> None:
-    env.emu.scenarios["+1700"] = Scenario(fax_tone="CED", dtmf="1")
+async def test_detect_fax_digits_and_timeout(env: EmulatorEnv) -> None:
+    env.core.scenarios["+1700"] = Scenario(fax_tone="CED", dtmf="1")
     call_id = await env.answered("+1700")
     await env.relay.send(
         c.Detect(call_id=call_id, control_id="f", detect=c.DetectFax(), status_url=env.cb)
@@ -848,14 +675,14 @@ async def test_detect_fax_digits_and_timeout(env: Env) -> None:
 # --- ending a call ends its operations first ------------------------------------------------------
 
 
-async def test_ending_a_call_finishes_every_operation_before_ended(env: Env) -> None:
+async def test_ending_a_call_finishes_every_operation_before_ended(env: EmulatorEnv) -> None:
     call_id = await env.answered()
     cb = env.cb
     send = env.relay.send
     await send(
         c.Play(call_id=call_id, control_id="p", play=[relaycall.ringtone("us")], status_url=cb)
     )
-    before_record = env.emu.clock.now()
+    before_record = env.core.clock.now()
     await send(c.Record(call_id=call_id, control_id="r", status_url=cb,
                         audio=c.RecordAudio(initial_timeout=0)))  # fmt: skip
     await send(_collect(call_id, cb, "k", digits=c.CollectDigits(max=4), initial_timeout=100))
@@ -872,13 +699,13 @@ async def test_ending_a_call_finishes_every_operation_before_ended(env: Env) -> 
     await env.rx.next("calling.call.tap", control_id="t", state="tapping")
     await env.rx.next("calling.call.stream", control_id="s", state="streaming")
     await env.rx.next("calling.call.transcribe", control_id="x", state="transcribing")
-    env.emu.clock.advance(4.0)
+    env.core.clock.advance(4.0)
     # Emulated time also runs with the event loop's clock, so a slow machine adds
     # to the 4 s: the recording lasts from its start to the hang-up, whatever that was.
-    recorded_for = env.emu.clock.now() - before_record
-    env.emu.hangup(call_id)  # the far end hangs up
+    recorded_for = env.core.clock.now() - before_record
+    env.core.hangup(call_id)  # the far end hangs up
     ended = await env.rx.next("calling.call.state", call_id=call_id, call_state="ended")
-    await env.emu.idle()
+    await env.core.idle()
     order = env.rx.hits
     last = order.index(ended)
     finals = {
@@ -911,17 +738,17 @@ async def test_ending_a_call_finishes_every_operation_before_ended(env: Env) -> 
     tap = finals["tap"].params
     assert tap["tap"] == {"type": "audio", "params": {"direction": "both"}}
     assert tap["device"] == {"type": "ws", "params": {"uri": "wss://tap.example"}}
-    assert env.emu.calls[call_id].ops == {}
+    assert env.core.calls[call_id].ops == {}
 
 
 # --- the rest of the commands ---------------------------------------------------------------------
 
 
-async def test_other_commands_keep_state(env: Env) -> None:
-    env.emu.scenarios["+1800"] = Scenario(send_fax="fax-1")
+async def test_other_commands_keep_state(env: EmulatorEnv) -> None:
+    env.core.scenarios["+1800"] = Scenario(send_fax="fax-1")
     call_id = await env.answered("+1800")
     send = env.relay.send
-    call = env.emu.calls[call_id]
+    call = env.core.calls[call_id]
     await send(c.Denoise(call_id=call_id))
     assert call.denoised
     await send(c.DenoiseStop(call_id=call_id))
@@ -954,7 +781,7 @@ async def test_other_commands_keep_state(env: Env) -> None:
     assert states == ["started", "summarized", "stopped"]
 
 
-async def test_sidecar(env: Env) -> None:
+async def test_sidecar(env: EmulatorEnv) -> None:
     call_id = await env.answered()
     side_url = env.rx.url("/sidecar")
     await env.relay.send(c.AISidecar(call_id=call_id, lang="en-US", url=side_url))
@@ -977,7 +804,7 @@ async def test_sidecar(env: Env) -> None:
         await env.relay.send(c.AISidecarPoke(call_id=call_id, text="hi"))
 
 
-async def test_refer_moves_the_call_on(env: Env) -> None:
+async def test_refer_moves_the_call_on(env: EmulatorEnv) -> None:
     call_id = await env.answered()
     await env.relay.send(
         c.Refer(call_id=call_id, device=c.SipReferDevice(to="sip:bob@example.com"),
@@ -995,7 +822,7 @@ async def test_refer_moves_the_call_on(env: Env) -> None:
 # --- signatures, delivery failures, journal, control API ------------------------------------------
 
 
-async def test_signed_callbacks_verify(signed_env: Env) -> None:
+async def test_signed_callbacks_verify(signed_env: EmulatorEnv) -> None:
     env = signed_env
     call_id = await env.answered()
     await env.relay.send(
@@ -1014,73 +841,63 @@ async def test_signed_callbacks_verify(signed_env: Env) -> None:
     )
 
 
-async def test_delivery_failures_and_foreign_hosts_are_journaled(env: Env) -> None:
+async def test_delivery_failures_and_foreign_hosts_are_journaled(env: EmulatorEnv) -> None:
     env.rx.status = 500
     call_id = await env.dial(status_url=env.cb, status_events=["created"])
     await env.rx.next("calling.call.state", call_id=call_id, call_state="created")
     await env.relay.send(c.End(call_id=call_id))
     other = await env.dial(status_url="https://hooks.example.com/cb", status_events=["ended"])
-    env.emu.hangup(other)
-    await env.emu.idle()
-    outcomes = {(e.call_id, e.outcome, e.status) for e in env.emu.journal.callbacks}
+    env.core.hangup(other)
+    await env.core.idle()
+    outcomes = {(e.call_id, e.outcome, e.status) for e in env.core.journal.callbacks}
     assert (call_id, "failed", 500) in outcomes
     assert (other, "blocked", None) in outcomes
 
 
-async def test_journal_jsonl(env: Env) -> None:
+async def test_journal_jsonl(env: EmulatorEnv) -> None:
     call_id = await env.answered()
-    await env.post({"command": "calling.end", "id": call_id, "params": {"reason": "bad"}})
+    await env.http.api({"command": "calling.end", "id": call_id, "params": {"reason": "bad"}})
     await env.relay.send(c.End(call_id=call_id))
-    await env.emu.idle()
-    async with env.http.get(env.base_url + "/__emulator/journal.jsonl") as resp:
-        assert resp.status == 401
-    async with env.http.get(env.base_url + "/__emulator/journal.jsonl", headers=env.auth) as resp:
-        assert resp.status == 200
-        lines = [json.loads(line) for line in (await resp.text()).splitlines()]
+    await env.core.idle()
+    assert (await env.http.request("GET", "/__emulator/journal.jsonl", auth=False))[0] == 401
+    status, text, _ = await env.http.request("GET", "/__emulator/journal.jsonl")
+    assert status == 200
+    lines = [json.loads(line) for line in text.splitlines()]
     requests = [(e["command"], e["status"]) for e in lines if e["kind"] == "request"]
     assert requests == [("dial", 200), ("calling.end", 422), ("calling.end", 200)]
     delivered = [e for e in lines if e["kind"] == "callback" and e["outcome"] == "delivered"]
     assert {e["body"]["params"]["call_state"] for e in delivered} == set(ALL_EVENTS)
-    assert [e.kind for e in env.emu.journal][:1] == ["request"]
+    assert [e.kind for e in env.core.journal][:1] == ["request"]
 
 
-async def test_control_api_press_say_and_calls(env: Env) -> None:
+async def test_control_api_press_say_and_calls(env: EmulatorEnv) -> None:
     call_id = await env.answered()
-    base = f"{env.base_url}/__emulator/calls/{call_id}"
-    async with env.http.post(base + "/press", json={"digits": "12"}) as resp:
-        assert resp.status == 401
+    press, say = f"/__emulator/calls/{call_id}/press", f"/__emulator/calls/{call_id}/say"
+    assert (await env.http.request("POST", press, {"digits": "12"}, auth=False))[0] == 401
     await env.relay.send(_collect(call_id, env.cb, "k", digits=c.CollectDigits(max=2)))
-    async with env.http.post(base + "/press", json={"digits": "12"}, headers=env.auth) as resp:
-        assert resp.status == 200
-        assert (await resp.json())["result"] is True
+    status, reply, _ = await env.http.request("POST", press, {"digits": "12"})
+    assert status == 200
+    assert reply["result"] is True
     hit = await env.rx.next("calling.call.collect", control_id="k")
     assert hit.params["result"]["params"]["digits"] == "12"
 
     await env.relay.send(_collect(call_id, env.cb, "s", speech=c.CollectSpeech()))
-    async with env.http.post(base + "/say", json={"text": "hello"}, headers=env.auth) as resp:
-        assert resp.status == 200
+    assert (await env.http.request("POST", say, {"text": "hello"}))[0] == 200
     hit = await env.rx.next("calling.call.collect", control_id="s")
     assert hit.params["result"]["params"]["text"] == "hello"
 
-    async with env.http.get(f"{env.base_url}/__emulator/calls", headers=env.auth) as resp:
-        calls = await resp.json()
+    _, calls, _ = await env.http.request("GET", "/__emulator/calls")
     assert [call["id"] for call in calls] == [call_id]
     assert calls[0]["status"] == "answered"
-    async with env.http.post(
-        f"{env.base_url}/__emulator/calls/{uuid.uuid4()}/press", json={"digits": "1"},
-        headers=env.auth,
-    ) as resp:  # fmt: skip
-        assert resp.status == 404
-    async with env.http.put(
-        f"{env.base_url}/__emulator/scenarios/+1900", json={"answer": "busy"}, headers=env.auth
-    ) as resp:
-        assert resp.status == 200
-    assert env.emu.scenarios["+1900"].answer == "busy"
-    async with env.http.post(f"{env.base_url}/__emulator/reset", headers=env.auth) as resp:
-        assert resp.status == 200
-    assert env.emu.calls == {}
-    assert env.emu.scenarios == {}
-    assert len(env.emu.journal) == 0
+    unknown = f"/__emulator/calls/{uuid.uuid4()}/press"
+    assert (await env.http.request("POST", unknown, {"digits": "1"}))[0] == 404
+    scenario = {"answer": "busy"}
+    assert (await env.http.request("PUT", "/__emulator/scenarios/+1900", scenario))[0] == 200
+    assert env.core.scenarios["+1900"].answer == "busy"
+    assert (await env.http.request("POST", "/__emulator/reset"))[0] == 200
+    assert env.core.calls == {}
+    assert env.core.scenarios == {}
+    assert len(env.core.journal) == 0
 
 
 # --- capacity -------------------------------------------------------------------------------------
