@@ -8,11 +8,7 @@ same features through relaycall.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import socket
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -25,45 +21,20 @@ from relaycall.emulator.__main__ import build_parser, config_from
 from relaycall.emulator._media import pcmu, tone
 from relaycall.emulator._ratelimit import CallQueue, PostBucket
 from relaycall.testing import Emulator, Scenario
-from tests.conftest import bare_relay
+from tests.conftest import (
+    DIAL,
+    FROM,
+    TO,
+    EmulatorEnv,
+    MediaServer,
+    answered_call,
+    bare_relay,
+)
 
-TO = "+15557650000"
-DIAL = {"from_": "+15551230000", "to": TO, "url": "https://example.test/swml"}
 DIAL_BODY = {
     "command": "dial",
-    "params": {"from": "+15551230000", "to": TO, "url": "https://x.test/s"},
+    "params": {"from": FROM, "to": TO, "url": "https://x.test/s"},
 }
-
-
-class Http:
-    """Raw requests to a running testing.Emulator, with or without its credentials."""
-
-    def __init__(self, emu: Emulator, session: aiohttp.ClientSession) -> None:
-        self.emu = emu
-        self.session = session
-        token = base64.b64encode(f"{emu.config.project_id}:{emu.config.token}".encode())
-        self.auth = {"Authorization": f"Basic {token.decode()}"}
-
-    async def request(
-        self, method: str, path: str, body: Any = None, *, auth: bool = True
-    ) -> tuple[int, Any, Any]:
-        async with self.session.request(
-            method,
-            self.emu.base_url + path,
-            data=None if body is None else json.dumps(body),
-            headers=self.auth if auth else {},
-        ) as resp:
-            text = await resp.text()
-            return resp.status, (json.loads(text) if text else None), resp.headers
-
-    async def api(self, body: Any, *, auth: bool = True) -> tuple[int, Any, Any]:
-        return await self.request("POST", "/api/calling/calls", body, auth=auth)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[Http]:
-    async with Emulator(time_scale=50) as emu, aiohttp.ClientSession() as session:
-        yield Http(emu, session)
 
 
 # --- rules ----------------------------------------------------------------------------------------
@@ -129,76 +100,76 @@ def test_filters_and_seeded_probability() -> None:
 # --- the control API -----------------------------------------------------------------------------
 
 
-async def test_faults_over_the_control_api(http: Http) -> None:
-    assert (await http.request("GET", "/__emulator/faults", auth=False))[0] == 401
-    status, fault, _ = await http.request(
+async def test_faults_over_the_control_api(env: EmulatorEnv) -> None:
+    assert (await env.http.request("GET", "/__emulator/faults", auth=False))[0] == 401
+    status, fault, _ = await env.http.request(
         "POST", "/__emulator/faults", {"fault": "fail", "status": 503, "retry_after": 2}
     )
     assert status == 201
     assert fault["fault"] == "fail"
-    status, bad, _ = await http.request("POST", "/__emulator/faults", {"fault": "fail"})
+    status, bad, _ = await env.http.request("POST", "/__emulator/faults", {"fault": "fail"})
     assert status == 400
     assert "status" in bad["error"]
-    assert (await http.request("GET", "/__emulator/faults"))[1] == [fault]
+    assert (await env.http.request("GET", "/__emulator/faults"))[1] == [fault]
 
-    status, body, headers = await http.api(DIAL_BODY)
+    status, body, headers = await env.http.api(DIAL_BODY)
     assert (status, body) == (503, {"error": "Service Unavailable"})
     assert headers["Retry-After"] == "2"
     assert "X-RateLimit-Limit" in headers
-    assert http.emu.core.calls == {}
-    assert (await http.request("GET", "/__emulator/faults"))[1] == []
+    assert env.emu.core.calls == {}
+    assert (await env.http.request("GET", "/__emulator/faults"))[1] == []
 
-    _, second, _ = await http.request("POST", "/__emulator/faults", {"fault": "latency",
+    _, second, _ = await env.http.request("POST", "/__emulator/faults", {"fault": "latency",
                                                                       "seconds": 0.05})  # fmt: skip
-    assert (await http.request("DELETE", f"/__emulator/faults/{second['id']}"))[0] == 200
-    assert (await http.request("DELETE", f"/__emulator/faults/{second['id']}"))[0] == 404
-    await http.request("POST", "/__emulator/faults", {"fault": "drop_callbacks", "times": 3})
-    assert (await http.request("DELETE", "/__emulator/faults"))[0] == 200
-    assert len(http.emu.faults) == 0
+    assert (await env.http.request("DELETE", f"/__emulator/faults/{second['id']}"))[0] == 200
+    assert (await env.http.request("DELETE", f"/__emulator/faults/{second['id']}"))[0] == 404
+    await env.http.request("POST", "/__emulator/faults", {"fault": "drop_callbacks", "times": 3})
+    assert (await env.http.request("DELETE", "/__emulator/faults"))[0] == 200
+    assert len(env.emu.faults) == 0
 
 
-async def test_rate_limits_over_the_control_api(http: Http) -> None:
-    status, limits, _ = await http.request("GET", "/__emulator/rate_limits")
+async def test_rate_limits_over_the_control_api(env: EmulatorEnv) -> None:
+    status, limits, _ = await env.http.request("GET", "/__emulator/rate_limits")
     assert (status, limits) == (200, RateLimits().to_json())
-    status, limits, _ = await http.request(
+    status, limits, _ = await env.http.request(
         "PUT", "/__emulator/rate_limits",
         {"enforce_post_limit": True, "post_limit": 2, "post_window": 100},
     )  # fmt: skip
     assert status == 200
     assert limits["post_limit"] == 2
-    assert [(await http.api(DIAL_BODY))[0] for _ in range(3)] == [200, 200, 429]
-    status, body, headers = await http.api(DIAL_BODY)
+    assert [(await env.http.api(DIAL_BODY))[0] for _ in range(3)] == [200, 200, 429]
+    status, body, headers = await env.http.api(DIAL_BODY)
     assert (status, body) == (429, {"error": "Too Many Requests"})
     assert int(headers["Retry-After"]) == pytest.approx(50, abs=1)
     assert headers["X-RateLimit-Remaining"] == "0"
-    assert len(http.emu.core.calls) == 2
-    assert [r.fault for r in http.emu.requests][-2:] == ["rate_limit", "rate_limit"]
+    assert len(env.emu.core.calls) == 2
+    assert [r.fault for r in env.emu.requests][-2:] == ["rate_limit", "rate_limit"]
     for bad in ({"post_limit": 0}, {"post_limit": 1.5}, {"enforce_post_limit": "yes"},
                 {"speed": 1}):  # fmt: skip
-        assert (await http.request("PUT", "/__emulator/rate_limits", bad))[0] == 400
+        assert (await env.http.request("PUT", "/__emulator/rate_limits", bad))[0] == 400
     # reset() restores the configured limits and removes the faults.
-    http.emu.faults.fail(500)
-    assert (await http.request("POST", "/__emulator/reset"))[0] == 200
-    assert http.emu.rate_limits == RateLimits()
-    assert http.emu.faults.rules == []
+    env.emu.faults.fail(500)
+    assert (await env.http.request("POST", "/__emulator/reset"))[0] == 200
+    assert env.emu.rate_limits == RateLimits()
+    assert env.emu.faults.rules == []
 
 
-async def test_unauthenticated_requests_are_not_counted(http: Http) -> None:
-    http.emu.set_rate_limits(post_limit=10, post_window=1000)
-    status, _, headers = await http.api(DIAL_BODY, auth=False)
+async def test_unauthenticated_requests_are_not_counted(env: EmulatorEnv) -> None:
+    env.emu.set_rate_limits(post_limit=10, post_window=1000)
+    status, _, headers = await env.http.api(DIAL_BODY, auth=False)
     assert (status, headers["X-RateLimit-Remaining"]) == (401, "10")
-    status, _, headers = await http.api(DIAL_BODY)
+    status, _, headers = await env.http.api(DIAL_BODY)
     assert (status, headers["X-RateLimit-Remaining"]) == (200, "9")
-    http.emu.set_rate_limits(headers=False)
-    assert "X-RateLimit-Limit" not in (await http.api(DIAL_BODY))[2]
+    env.emu.set_rate_limits(headers=False)
+    assert "X-RateLimit-Limit" not in (await env.http.api(DIAL_BODY))[2]
 
 
-async def test_a_request_hook_answer_gets_the_headers(http: Http) -> None:
+async def test_a_request_hook_answer_gets_the_headers(env: EmulatorEnv) -> None:
     async def teapot(request: web.Request, body: Any) -> web.Response:
         return web.json_response({"error": "teapot"}, status=418)
 
-    http.emu.core.request_hooks.append(teapot)
-    status, body, headers = await http.api(DIAL_BODY)
+    env.emu.core.request_hooks.append(teapot)
+    status, body, headers = await env.http.api(DIAL_BODY)
     assert (status, body) == (418, {"error": "teapot"})
     assert "X-RateLimit-Remaining" in headers
 
@@ -229,18 +200,12 @@ async def test_latency_is_added_after_the_command_is_carried_out() -> None:
         assert emu.faults.rules == []
 
 
-async def test_non_json_bodies_still_meet_faults(http: Http) -> None:
-    http.emu.faults.fail(502)
-    async with http.session.post(
-        http.emu.base_url + "/api/calling/calls", data=b"{oops", headers=http.auth
-    ) as resp:
-        assert resp.status == 502
-    http.emu.faults.latency(0.01, times=1)
-    async with http.session.post(
-        http.emu.base_url + "/api/calling/calls", data=b"{oops", headers=http.auth
-    ) as resp:
-        assert resp.status == 400
-    assert [(r.status, r.fault, r.delay) for r in http.emu.requests] == [
+async def test_non_json_bodies_still_meet_faults(env: EmulatorEnv) -> None:
+    env.emu.faults.fail(502)
+    assert (await env.http.api(raw=b"{oops"))[0] == 502
+    env.emu.faults.latency(0.01, times=1)
+    assert (await env.http.api(raw=b"{oops"))[0] == 400
+    assert [(r.status, r.fault, r.delay) for r in env.emu.requests] == [
         (502, "fail", None), (400, None, 0.01)
     ]  # fmt: skip
 
@@ -351,18 +316,11 @@ async def link_tasks(emu: Emulator) -> None:
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
 
 
-async def answered(emu: Emulator) -> relaycall.Call:
-    call = await emu.relay.dial(**DIAL)
-    await call.wait_for("answered", timeout=5)
-    return call
-
-
-async def test_media_to_other_hosts_is_skipped_and_failures_are_journaled() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed_port = s.getsockname()[1]
+async def test_media_to_other_hosts_is_skipped_and_failures_are_journaled(
+    closed_port: int,
+) -> None:
     async with Emulator(time_scale=50) as emu:
-        call = await answered(emu)
+        call = await answered_call(emu)
         await call.stream("wss://media.example.com/in")
         tap = await call.tap(f"ws://127.0.0.1:{closed_port}/tap")
         await link_tasks(emu)
@@ -379,7 +337,7 @@ async def test_media_can_be_turned_off() -> None:
         project_id="test-project", token="test-token", time_scale=50, media_websockets=False
     )
     async with Emulator(config=config) as emu:
-        call = await answered(emu)
+        call = await answered_call(emu)
         await call.stream("wss://127.0.0.1:9/in")
         await call.end()
         assert [n for n in emu.notes if n.what.startswith("media.")] == []
@@ -387,83 +345,40 @@ async def test_media_can_be_turned_off() -> None:
 
 async def test_a_receiver_that_closes_ends_the_frames() -> None:
     """The WebSocket server hangs up after the start frame: journaled, the stream runs on."""
-    got: list[str] = []
-
-    async def handler(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        async for msg in ws:
-            got.append(json.loads(msg.data)["event"])
-            if got[-1] == "start":
-                await ws.send_str('{"event":"mark"}')
-                break
-        await ws.close()
-        return ws
-
-    app = web.Application()
-    app.router.add_get("/ws", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
-    try:
-        async with Emulator(time_scale=50) as emu:
-            call = await answered(emu)
-            tap = await call.tap(f"ws://127.0.0.1:{port}/ws")
-            await link_tasks(emu)
-            (data,) = [n.data for n in emu.notes if n.what == "media.closed"]
-            assert data["peer_closed"] is True
-            assert got == ["connected", "start"]
-            assert data["control_id"] == tap.control_id
-            assert tap.state == "tapping"
-            started = time.monotonic()
-            await tap.stop()
-            assert time.monotonic() - started < 5
-    finally:
-        await runner.cleanup()
+    async with MediaServer(hang_up_after="start") as media, Emulator(time_scale=50) as emu:
+        call = await answered_call(emu)
+        tap = await call.tap(media.url("ws"))
+        await link_tasks(emu)
+        (data,) = [n.data for n in emu.notes if n.what == "media.closed"]
+        assert data["peer_closed"] is True
+        assert [f["event"] for f in media.connections[0].frames] == ["connected", "start"]
+        assert data["control_id"] == tap.control_id
+        assert tap.state == "tapping"
+        started = time.monotonic()
+        await tap.stop()
+        assert time.monotonic() - started < 5
 
 
 async def test_closing_the_emulator_closes_open_media() -> None:
     """Leaving the Emulator with a tap still streaming sends `stop` and closes the WebSocket."""
-    opened, closed = asyncio.Event(), asyncio.Event()
-    events: list[str] = []
-
-    async def handler(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        async for msg in ws:
-            events.append(json.loads(msg.data)["event"])
-            opened.set()
-        closed.set()
-        return ws
-
-    app = web.Application()
-    app.router.add_get("/ws", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port = runner.addresses[0][1]
-    try:
+    async with MediaServer() as media:
         async with Emulator(time_scale=50) as emu:
-            call = await answered(emu)
-            await call.tap(f"ws://127.0.0.1:{port}/ws")
+            call = await answered_call(emu)
+            await call.tap(media.url("ws"))
             (link,) = emu.core.media.links
-            await asyncio.wait_for(opened.wait(), 5)
-        await asyncio.wait_for(closed.wait(), 5)
+            await media.until(lambda: bool(media.connections and media.connections[0].frames))
+        conn = media.connections[0]
+        await media.until(lambda: conn.closed)
         assert link.task is not None
         assert link.task.done()
+        events = [f["event"] for f in conn.frames]
         assert events[:2] == ["connected", "start"]
         assert events[-1] == "stop"
-    finally:
-        await runner.cleanup()
 
 
-async def test_a_dropped_connection_on_a_body_that_is_not_json(http: Http) -> None:
-    http.emu.faults.drop_connection()
+async def test_a_dropped_connection_on_a_body_that_is_not_json(env: EmulatorEnv) -> None:
+    env.emu.faults.drop_connection()
     with pytest.raises(aiohttp.ServerDisconnectedError):
-        async with http.session.post(
-            http.emu.base_url + "/api/calling/calls", data=b"{oops", headers=http.auth
-        ):
-            pass
-    (entry,) = http.emu.requests
+        await env.http.api(raw=b"{oops")
+    (entry,) = env.emu.requests
     assert (entry.status, entry.fault) == (400, "drop_connection")
