@@ -10,49 +10,70 @@ flat ``{control_id, call_id, node_id, state, ...}`` the reference's prose
 describes for play and collect, and the AI sidecar's ``{call_info,
 sidecar_event}``. An event type we do not know parses to :class:`UnknownEvent`,
 which keeps the whole payload.
+
+Each class declares the event types it parses from (``@_event_type``) and
+what such a callback means for its operation: which kind it is about, the
+final state it ends it in, the result fields it carries. The handles act on
+that and read no payload themselves.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, TypeVar
 
 import attrs
-import cattrs
-from cattrs.strategies import configure_tagged_union
 
 from relaycall._validate import is_text
-from relaycall.errors import RelayError
+from relaycall.errors import EventParseError
 
-__all__ = [
-    "CallStateEvent",
-    "CollectEvent",
-    "DenoiseEvent",
-    "DetectEvent",
-    "Event",
-    "EventParseError",
-    "FaxEvent",
-    "LiveEvent",
-    "PlayEvent",
-    "RecordEvent",
-    "ReferEvent",
-    "SidecarEvent",
-    "StreamEvent",
-    "TapEvent",
-    "TranscribeEvent",
-    "TranscriptEvent",
-    "UnknownEvent",
-    "parse_event",
-]
+E = TypeVar("E", bound="Event")
+
+#: Every event type relaycall knows, and the class parse_event makes of it;
+#: filled in by the @_event_type declarations below.
+EVENT_TYPES: dict[str, type[Event]] = {}
 
 
-class EventParseError(RelayError, ValueError):
-    """A callback body that is not an event relaycall can read (the receiver answers 400)."""
+def _event_type(*event_types: str) -> Callable[[type[E]], type[E]]:
+    """Declare the decorated class as what parse_event makes of each of *event_types*."""
+
+    def register(cls: type[E]) -> type[E]:
+        for event_type in event_types:
+            EVENT_TYPES[event_type] = cls
+        return cls
+
+    return register
 
 
 def _opt_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _finite(value: Any) -> float | None:
+    """A finite number as a float; None for anything else (``1e999``, NaN, ``10**400``, "3")."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond a float's range
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _whole(value: Any) -> int | None:
+    """A whole count (a size in bytes): None unless it is finite and fits 64 bits."""
+    number = value if isinstance(value, int) and not isinstance(value, bool) else _finite(value)
+    if number is None or not -_INT64 <= number < _INT64:
+        return None
+    return int(number)
+
+
+_INT64 = 2**63
 
 
 @attrs.frozen(kw_only=True)
@@ -69,9 +90,18 @@ class Event:
         params: The callback's params object, as received.
         timestamp: Seconds since the epoch, when given.
         raw: The whole payload.
+
+    What a callback means for its operation is said here, by its class, and
+    the handles act on that: :attr:`operation_kind`, :attr:`final_state`, and
+    the result fields it carries.
     """
 
-    kind: ClassVar[str | None] = None
+    #: The states an event of this type can end its operation in.
+    FINAL: ClassVar[frozenset[str]] = frozenset()
+    #: Whether the outcome can come before the final event (a detect's verdict,
+    #: a collect's result), which then need not repeat it.
+    _EARLY_OUTCOME: ClassVar[bool] = False
+    _OPERATION_KIND: ClassVar[str | None] = None
 
     event_type: str | None
     call_id: str | None = None
@@ -82,56 +112,116 @@ class Event:
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
     @property
-    def is_final(self) -> bool:
-        """Whether this event ends its operation (as far as the event alone can tell)."""
-        return False
+    def operation_kind(self) -> str | None:
+        """
+        The ``kind`` of the operation handle it is about (``play``, ``record``...).
+
+        None for news about the call itself: its state, a refer, denoise, fax.
+        """
+        return self._OPERATION_KIND
+
+    @property
+    def final_state(self) -> str | None:
+        """The final state this event ends its operation in; None if it does not end it."""
+        state = self.state
+        return state if state in self.FINAL else None
+
+    @property
+    def _carries_outcome(self) -> bool:
+        """
+        Whether its operation's result is read off this event.
+
+        When not, the result reports the latest earlier event that did: a
+        detect's MACHINE verdict outlives the READY and ``finished`` after it.
+        """
+        return True
+
+    def _result_fields(self) -> dict[str, Any]:
+        """The fields it gives its operation's result, beyond the common ones."""
+        return {}
+
+    @classmethod
+    def _read_as(cls: type[E], event: Event) -> E:
+        """
+        *event* as an event of this class: itself if it is one.
+
+        A flat callback names no event type, so it parsed to UnknownEvent;
+        the handle it reaches knows what it is about and reads it as its kind.
+        """
+        if isinstance(event, cls):
+            return event
+        return cls(
+            event_type=event.event_type,
+            call_id=event.call_id,
+            control_id=event.control_id,
+            state=event.state,
+            params=event.params,
+            timestamp=event.timestamp,
+            raw=event.raw,
+        )
 
 
+@_event_type("calling.call.state")
 @attrs.frozen(kw_only=True)
 class CallStateEvent(Event):
     """``calling.call.state``: the call moved to *state*; *end_reason* when it ended."""
 
-    kind = "call"
+    @property
+    def call_state(self) -> str | None:
+        """The state the call moved to: *state*, else the ``call_state`` a flat callback names."""
+        return self.state or _opt_str(self.params.get("call_state"))
 
     @property
     def end_reason(self) -> str | None:
         return _opt_str(self.params.get("end_reason"))
 
-    @property
-    def is_final(self) -> bool:
-        return self.state == "ended"
 
-
+@_event_type("calling.call.play")
 @attrs.frozen(kw_only=True)
 class PlayEvent(Event):
     """``calling.call.play``: ``playing``, ``paused``, ``finished`` or ``error``."""
 
-    kind = "play"
-
-    @property
-    def is_final(self) -> bool:
-        return self.state in ("finished", "error")
+    FINAL = frozenset({"finished", "error"})
+    _OPERATION_KIND = "play"
 
 
+@_event_type("calling.call.record")
 @attrs.frozen(kw_only=True)
 class RecordEvent(Event):
     """``calling.call.record``; a ``finished`` one carries *url*, *duration* and *size*."""
 
-    kind = "record"
+    FINAL = frozenset({"finished", "no_input", "error"})
+    _OPERATION_KIND = "record"
+
+    @property
+    def _audio(self) -> Mapping[str, Any]:
+        # Relay puts url/duration/size at the top of params; some payloads nest them here.
+        return _mapping(_mapping(self.params.get("record")).get("audio"))
 
     @property
     def url(self) -> str | None:
-        return _opt_str(self.params.get("url"))
+        return _opt_str(self.params.get("url")) or _opt_str(self._audio.get("url"))
 
     @property
-    def is_final(self) -> bool:
-        return self.state in ("finished", "no_input", "error")
+    def duration(self) -> float | None:
+        """In seconds; None unless it is a finite number."""
+        return _finite(self.params.get("duration", self._audio.get("duration")))
+
+    @property
+    def size(self) -> int | None:
+        """In bytes; None unless it is a whole number that fits 64 bits."""
+        return _whole(self.params.get("size", self._audio.get("size")))
+
+    def _result_fields(self) -> dict[str, Any]:
+        return {"url": self.url, "duration": self.duration, "size": self.size}
 
 
+# What a collect result's type ends the collect in (outside continuous mode).
 _COLLECT_FINAL = {"digit": "finished", "speech": "finished", "no_input": "no_input",
                   "no_match": "no_match", "error": "error"}  # fmt: skip
 
 
+@_event_type("calling.call.collect")
 @attrs.frozen(kw_only=True)
 class CollectEvent(Event):
     """
@@ -140,12 +230,13 @@ class CollectEvent(Event):
     ``final`` is False on partial results; *state* is set in continuous mode.
     """
 
-    kind = "collect"
+    FINAL = frozenset(_COLLECT_FINAL.values())
+    _EARLY_OUTCOME = True
+    _OPERATION_KIND = "collect"
 
     @property
     def result(self) -> Mapping[str, Any]:
-        r = self.params.get("result")
-        return r if isinstance(r, Mapping) else {}
+        return _mapping(self.params.get("result"))
 
     @property
     def result_type(self) -> str | None:
@@ -156,64 +247,125 @@ class CollectEvent(Event):
         return self.params.get("final") is False
 
     @property
-    def outcome_state(self) -> str | None:
-        """The final state this result implies outside continuous mode, if any."""
+    def final_state(self) -> str | None:
+        """What its result ends the collect in (a partial result ends nothing), else its state."""
         if self.partial:
             return None
-        return _COLLECT_FINAL.get(self.result_type or "")
+        return _COLLECT_FINAL.get(self.result_type or "") or super().final_state
+
+    @property
+    def continuous_final_state(self) -> str | None:
+        """The final state it puts a continuous collect in: only ``finished`` or ``error``."""
+        state = self.state
+        return state if state in ("finished", "error") else None
+
+    @property
+    def _carries_outcome(self) -> bool:
+        return isinstance(self.params.get("result"), Mapping)
+
+    def _result_fields(self) -> dict[str, Any]:
+        result = self.result
+        rp = _mapping(result.get("params"))
+        return {
+            "type": _opt_str(result.get("type")),
+            "digits": _opt_str(rp.get("digits")),
+            # No terminator is None, whether the callback left it out or sent "".
+            "terminator": _opt_str(rp.get("terminator")) or None,
+            "text": _opt_str(rp.get("text")),
+            "confidence": _finite(rp.get("confidence")),
+        }
 
 
+@_event_type("calling.call.detect")
 @attrs.frozen(kw_only=True)
 class DetectEvent(Event):
     """``calling.call.detect``: *detect_event* is ``MACHINE``, ``HUMAN``, ``CNG``, ``finished``."""
 
-    kind = "detect"
+    FINAL = frozenset({"finished", "error"})
+    _EARLY_OUTCOME = True
+    _OPERATION_KIND = "detect"
+
+    @property
+    def _detect(self) -> Mapping[str, Any]:
+        return _mapping(self.params.get("detect"))
 
     @property
     def detect_type(self) -> str | None:
-        d = self.params.get("detect")
-        return _opt_str(d.get("type")) if isinstance(d, Mapping) else None
+        return _opt_str(self._detect.get("type"))
 
     @property
     def detect_event(self) -> str | None:
-        d = self.params.get("detect")
-        p = d.get("params") if isinstance(d, Mapping) else None
-        return _opt_str(p.get("event")) if isinstance(p, Mapping) else None
+        return _opt_str(_mapping(self._detect.get("params")).get("event"))
 
     @property
-    def is_final(self) -> bool:
-        return self.detect_event in ("finished", "error")
+    def final_state(self) -> str | None:
+        what = self.detect_event
+        return what if what in self.FINAL else super().final_state
+
+    @property
+    def _carries_outcome(self) -> bool:
+        # A verdict; READY / NOT_READY only say whether the machine's greeting ended.
+        return isinstance(self.params.get("detect"), Mapping) and self.detect_event not in (
+            "finished", "error", "READY", "NOT_READY"
+        )  # fmt: skip
+
+    def _result_fields(self) -> dict[str, Any]:
+        dp = _mapping(self._detect.get("params"))
+        return {
+            "type": self.detect_type,
+            "result": _opt_str(dp.get("event"))
+            or _opt_str(dp.get("result"))
+            or _opt_str(dp.get("digits")),
+        }
 
 
+@_event_type("calling.call.tap")
 @attrs.frozen(kw_only=True)
 class TapEvent(Event):
     """``calling.call.tap``: ``tapping`` or ``finished``."""
 
-    kind = "tap"
-
-    @property
-    def is_final(self) -> bool:
-        return self.state == "finished"
+    FINAL = frozenset({"finished"})
+    _OPERATION_KIND = "tap"
 
 
+@_event_type("calling.call.stream")
 @attrs.frozen(kw_only=True)
 class StreamEvent(Event):
     """``calling.call.stream`` (typed by the reference): ``streaming`` or ``finished``."""
 
-    kind = "stream"
+    FINAL = frozenset({"finished"})
+    _OPERATION_KIND = "stream"
 
     @property
-    def is_final(self) -> bool:
-        return self.state == "finished"
+    def url(self) -> str | None:
+        return _opt_str(self.params.get("url"))
+
+    @property
+    def name(self) -> str | None:
+        return _opt_str(self.params.get("name"))
+
+    def _result_fields(self) -> dict[str, Any]:
+        return {"url": self.url, "name": self.name}
 
 
+@_event_type("calling.call.transcribe")
 @attrs.frozen(kw_only=True)
 class TranscribeEvent(Event):
-    """``calling.call.transcribe``: ``transcribing`` / ``finished`` (the transcript follows)."""
+    """
+    ``calling.call.transcribe``: ``transcribing`` / ``finished``.
 
-    kind = "transcribe"
+    It only reports progress: the transcript event that follows ends the transcription.
+    """
+
+    _OPERATION_KIND = "transcribe"
 
 
+# The transcript event types, and the final state each ends its transcription in.
+_TRANSCRIPT_FINAL = {"calling.transcript.completed": "finished",
+                     "calling.transcript.failed": "failed"}  # fmt: skip
+
+
+@_event_type(*_TRANSCRIPT_FINAL)
 @attrs.frozen(kw_only=True)
 class TranscriptEvent(Event):
     """
@@ -222,7 +374,8 @@ class TranscriptEvent(Event):
     It names no control id: it goes to the call's running transcription.
     """
 
-    kind = "transcribe"
+    FINAL = frozenset(_TRANSCRIPT_FINAL.values())
+    _OPERATION_KIND = "transcribe"
 
     @property
     def text(self) -> str | None:
@@ -233,22 +386,23 @@ class TranscriptEvent(Event):
         return _opt_str(self.params.get("id"))
 
     @property
-    def is_final(self) -> bool:
-        return True
+    def final_state(self) -> str | None:
+        return _TRANSCRIPT_FINAL.get(self.event_type or "")
+
+    def _result_fields(self) -> dict[str, Any]:
+        return {"text": self.text, "transcript_id": self.transcript_id}
 
 
+@_event_type("calling.call.refer")
 @attrs.frozen(kw_only=True)
 class ReferEvent(Event):
     """``calling.call.refer``: the REFER's progress."""
 
-    kind = "refer"
 
-
+@_event_type("calling.call.denoise")
 @attrs.frozen(kw_only=True)
 class DenoiseEvent(Event):
     """``calling.call.denoise``: *denoised* tells whether the filter is on."""
-
-    kind = "denoise"
 
     @property
     def denoised(self) -> bool | None:
@@ -256,13 +410,18 @@ class DenoiseEvent(Event):
         return v if isinstance(v, bool) else None
 
 
+@_event_type("calling.call.fax")
 @attrs.frozen(kw_only=True)
 class FaxEvent(Event):
     """``calling.call.fax``."""
 
-    kind = "fax"
+
+# The live event types, each named after the kind of operation it is about.
+_LIVE_KINDS = {"calling.call.live_transcribe": "live_transcribe",
+               "calling.call.live_translate": "live_translate"}  # fmt: skip
 
 
+@_event_type(*_LIVE_KINDS)
 @attrs.frozen(kw_only=True)
 class LiveEvent(Event):
     """
@@ -271,13 +430,14 @@ class LiveEvent(Event):
     The reference documents no payload; these are the emulator's, see docs/callbacks.md.
     """
 
-    kind = "live"
+    FINAL = frozenset({"stopped"})
 
     @property
-    def is_final(self) -> bool:
-        return self.state == "stopped"
+    def operation_kind(self) -> str | None:
+        return _LIVE_KINDS.get(self.event_type or "")
 
 
+@_event_type("calling.ai.sidecar")
 @attrs.frozen(kw_only=True)
 class SidecarEvent(Event):
     """
@@ -286,58 +446,21 @@ class SidecarEvent(Event):
     *params* holds the ``sidecar_event`` object.
     """
 
-    kind = "ai_sidecar"
+    FINAL = frozenset({"stopped"})
+    _OPERATION_KIND = "ai_sidecar"
 
     @property
     def sidecar_type(self) -> str | None:
         return _opt_str(self.params.get("type"))
 
     @property
-    def is_final(self) -> bool:
-        return self.sidecar_type in ("stop", "final")
+    def final_state(self) -> str | None:
+        return "stopped" if self.sidecar_type in ("stop", "final") else None
 
 
 @attrs.frozen(kw_only=True)
 class UnknownEvent(Event):
-    """An event type relaycall does not know; *raw* keeps the whole payload."""
-
-
-_BY_TYPE: dict[str, type[Event]] = {
-    "calling.call.state": CallStateEvent,
-    "calling.call.play": PlayEvent,
-    "calling.call.record": RecordEvent,
-    "calling.call.collect": CollectEvent,
-    "calling.call.detect": DetectEvent,
-    "calling.call.tap": TapEvent,
-    "calling.call.stream": StreamEvent,
-    "calling.call.transcribe": TranscribeEvent,
-    "calling.transcript.completed": TranscriptEvent,
-    "calling.transcript.failed": TranscriptEvent,
-    "calling.call.refer": ReferEvent,
-    "calling.call.denoise": DenoiseEvent,
-    "calling.call.fax": FaxEvent,
-    "calling.call.live_transcribe": LiveEvent,
-    "calling.call.live_translate": LiveEvent,
-    "calling.ai.sidecar": SidecarEvent,
-}
-
-# The tagged union. The tag is the class name, looked up from the wire
-# event_type, because several event types share a class (a transcript
-# completed or failed, live transcribe or translate); an unknown event_type
-# (or None, for a flat payload) structures into UnknownEvent.
-_converter = cattrs.Converter(forbid_extra_keys=False)
-# params and raw stay the dicts they came as: no copy, nothing dropped.
-_converter.register_structure_hook_func(lambda t: t == Mapping[str, Any], lambda v, _: v)
-_union = CallStateEvent | PlayEvent | RecordEvent | CollectEvent | DetectEvent | TapEvent | \
-    StreamEvent | TranscribeEvent | TranscriptEvent | ReferEvent | DenoiseEvent | FaxEvent | \
-    LiveEvent | SidecarEvent | UnknownEvent  # fmt: skip
-configure_tagged_union(
-    _union,
-    _converter,
-    tag_generator=lambda cls: cls.__name__,
-    tag_name="_tag",
-    default=UnknownEvent,
-)
+    """An event type relaycall does not know (or a flat callback); *raw* keeps the whole payload."""
 
 
 def parse_event(payload: Any) -> Event:
@@ -370,22 +493,16 @@ def parse_event(payload: Any) -> Event:
     for name, value in (("call_id", call_id), ("control_id", control_id), ("state", state)):
         if value is not None and not (isinstance(value, str) and value.isascii()):
             _check_text(name, value)
-    timestamp = _seconds("timestamp", payload.get("timestamp"), 1)
-    fields = {
-        "_tag": _BY_TYPE.get(event_type, UnknownEvent).__name__ if event_type else "UnknownEvent",
-        "event_type": event_type,
-        "call_id": call_id,
-        "control_id": control_id,
-        "state": state,
-        "params": params,
-        "timestamp": timestamp,
-    }
-    try:
-        event: Event = _converter.structure(fields, _union)  # type: ignore[arg-type]
-    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:  # pragma: no cover
-        raise EventParseError(f"unreadable callback: {exc}") from exc
-    object.__setattr__(event, "raw", payload)
-    return event
+    cls = EVENT_TYPES.get(event_type, UnknownEvent) if event_type else UnknownEvent
+    return cls(
+        event_type=event_type,
+        call_id=call_id,
+        control_id=control_id,
+        state=state,
+        params=params,
+        timestamp=_seconds("timestamp", payload.get("timestamp"), 1),
+        raw=payload,
+    )
 
 
 def _sidecar(payload: Mapping[str, Any]) -> SidecarEvent:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
+import json
 import uuid
 
 import pytest
 
 import relaycall
 from relaycall import commands, tts
-from tests.conftest import CALL_ID, Respond, call_leg
+from relaycall._events import EVENT_TYPES
+from tests.conftest import CALL_ID, PROJECT, TOKEN, Respond, call_leg
 
 DIAL = {"from_": "+15551230000", "to": "+15557650000", "url": "https://example.test/swml"}
 
@@ -302,7 +305,7 @@ async def test_generated_control_id_is_reused(relay, server):
         ),
         (
             lambda c: c.tap("wss://tap.example.test/a", direction="listen", control_id="k"),
-            relaycall.Tap,
+            relaycall.Tapping,
             {
                 "control_id": "k",
                 "tap": {"type": "audio", "params": {"direction": "listen"}},
@@ -312,7 +315,7 @@ async def test_generated_control_id_is_reused(relay, server):
         ),
         (
             lambda c: c.stream("wss://stream.example.test/s", name="s1", control_id="k"),
-            relaycall.Stream,
+            relaycall.AudioStream,
             {"control_id": "k", "url": "wss://stream.example.test/s", "name": "s1"},
             "calling.stream.stop",
         ),
@@ -415,6 +418,58 @@ async def test_impossible_follow_ups_raise_and_send_nothing(relay, server):
         pb.set_volume(1)
     assert await pb.stop() is None  # stopped, final callback pending: no result yet
     assert len(server.seen) == sent + 2
+
+
+def _operation_kinds() -> list[type[relaycall.Operation]]:
+    return [
+        cls
+        for name in relaycall.__all__
+        if isinstance(cls := getattr(relaycall, name), type)
+        and issubclass(cls, relaycall.Operation)
+        and cls is not relaycall.Operation
+    ]
+
+
+# What each guarded follow-up is called with; one left out here is called with nothing.
+_FOLLOW_UP_ARGS = {"set_volume": (3,), "inject": ("hola", "remote-caller"), "poke": ("hi",),
+                   "ask": ("why?",)}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", _operation_kinds(), ids=lambda k: k.__name__)
+async def test_every_guarded_follow_up_names_itself_and_sends_nothing(relay, server, kind):
+    """
+    Once an operation is stopped, each of its follow-ups raises InvalidStateError
+    at the call, naming that method itself, and sends nothing.
+    """
+    handle = relay.call(CALL_ID).attach(kind)
+    await handle.stop()
+    sent = len(server.seen)
+    public = [name for name in dir(kind) if not name.startswith("_")]
+    guarded = [name for name in public if hasattr(getattr(kind, name), "__wrapped__")]
+    for name in guarded:
+        with pytest.raises(
+            relaycall.InvalidStateError,
+            match=rf"cannot {name}\(\) while {handle.state}; nothing was sent",
+        ):
+            getattr(handle, name)(*_FOLLOW_UP_ARGS.get(name, ()))
+    assert len(server.seen) == sent
+    assert handle.state in ("stopped", *kind.FINAL)
+
+
+async def test_a_follow_up_is_the_requests_own_coroutine(relay, server):
+    """
+    A follow-up returns the coroutine that sends it, with no coroutine wrapped
+    around it (one frame less per command), and its guard keeps the method's
+    name and docstring.
+    """
+    pb = await relay.call(CALL_ID).play(tts("hi"))
+    coro = pb.pause()
+    assert inspect.iscoroutine(coro)
+    assert coro.cr_code.co_name == "_follow_up"
+    await coro
+    assert pb.state == "paused"
+    assert relaycall.Playback.pause.__name__ == "pause"
+    assert "calling.play.pause" in (relaycall.Playback.pause.__doc__ or "")
 
 
 async def test_nothing_goes_to_an_ended_call(relay, server):
@@ -581,7 +636,7 @@ async def test_handles_reconstructed_from_ids(relay, server):
     }
     rec = relay.call(CALL_ID).attach(relaycall.Recording, "r-else")
     await rec.stop()
-    tap = relay.call(CALL_ID).attach(relaycall.Tap, "t-else")
+    tap = relay.call(CALL_ID).attach(relaycall.Tapping, "t-else")
     await tap.stop()
     assert last(server)["command"] == "calling.tap.stop"
     with pytest.raises(TypeError):
@@ -766,3 +821,92 @@ async def test_first_attempt_404_on_stop_still_raises(relay, server):
     server.reply(Respond(status=404, body={"error": "Not Found"}))
     with pytest.raises(relaycall.NotFoundError):
         await pb.stop()
+
+
+# --- what callbacks mean to handles -----------------------------------------------------------
+
+
+def test_every_event_type_names_the_kind_of_handle_it_is_about():
+    """
+    Each event type's operation_kind is the kind of a handle class (or None:
+    news about the call), every handle kind is named by one, and each handle
+    reads callbacks as an event class that names its kind.
+    """
+    handles = {kind.kind: kind for kind in _operation_kinds()}
+    addressing: dict[str, set[type[relaycall.Event]]] = {}
+    for event_type, cls in EVENT_TYPES.items():
+        event = relaycall.parse_event({"event_type": event_type, "params": {"call_id": CALL_ID}})
+        if event.operation_kind is not None:
+            addressing.setdefault(event.operation_kind, set()).add(cls)
+    assert set(addressing) == set(handles)
+    for kind, handle in handles.items():
+        assert handle.EVENT in addressing[kind], kind
+
+
+@pytest.mark.parametrize(
+    ("params", "final_state", "continuous_final_state"),
+    [
+        ({"result": {"type": "digit"}, "final": False}, None, None),
+        ({"result": {"type": "digit"}}, "finished", None),
+        ({"result": {"type": "speech"}, "state": "collecting"}, "finished", None),
+        ({"result": {"type": "no_match"}}, "no_match", None),
+        ({"result": {"type": "no_input"}}, "no_input", None),
+        ({"state": "error"}, "error", "error"),
+        ({"state": "finished"}, "finished", "finished"),
+        ({"state": "collecting"}, None, None),
+    ],
+)
+def test_a_collect_event_says_which_final_state_it_implies(
+    params, final_state, continuous_final_state
+):
+    """
+    A collect event's final_state is what its result ends a collect in (a
+    partial ends nothing); in continuous mode only a finished or error state
+    ends one.
+    """
+    event = relaycall.parse_event(
+        {"event_type": "calling.call.collect", "params": {"call_id": CALL_ID, **params}}
+    )
+    assert isinstance(event, relaycall.CollectEvent)
+    assert (event.final_state, event.continuous_final_state) == (
+        final_state, continuous_final_state
+    )  # fmt: skip
+
+
+async def _flat_callbacks(server, payloads, start):
+    """Start an operation on a relay with a receiver, feed it flat callbacks, await its result."""
+    rx = relaycall.EventReceiver(public_url="http://127.0.0.1:9/e", require_token=False)
+    async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url, events=rx) as relay:
+        handle = await start(relay.call(CALL_ID))
+        for payload in payloads:
+            body = json.dumps({"call_id": CALL_ID, **payload}).encode()
+            assert rx.ingest(body, url="http://127.0.0.1:9/e", query="", headers={})[0] == 200
+        return await handle.wait(timeout=1)
+
+
+async def test_a_flat_callback_is_read_as_its_handles_kind(server):
+    """
+    A flat callback names no event type; the handle its control id names reads
+    it as its own kind: a flat collect result ends a collector with its digits,
+    a flat detect verdict is what the detector's result reports.
+    """
+    digits = {"type": "digit", "params": {"digits": "42", "terminator": "#"}}
+    result = await _flat_callbacks(
+        server,
+        [{"control_id": "c", "result": digits}],
+        lambda call: call.collect(digits=commands.CollectDigits(max=2), control_id="c"),
+    )
+    assert (result.state, result.reason, result.digits, result.terminator) == (
+        "finished", "finished", "42", "#"
+    )  # fmt: skip
+    assert isinstance(result.event, relaycall.UnknownEvent)  # as it was received
+
+    verdicts = [
+        {"type": "machine", "params": {"event": e}} for e in ("MACHINE", "READY", "finished")
+    ]
+    result = await _flat_callbacks(
+        server,
+        [{"control_id": "d", "detect": d} for d in verdicts],
+        lambda call: call.detect("machine", control_id="d"),
+    )
+    assert (result.state, result.type, result.result) == ("finished", "machine", "MACHINE")

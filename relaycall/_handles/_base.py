@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import typing
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar, cast
 
+from relaycall._events import Event
+from relaycall._results import OperationResult
 from relaycall._states import OperationState
 from relaycall._validate import fail, is_number
 from relaycall.errors import InvalidStateError, NotFoundError, RelayError, WaitTimeoutError
@@ -26,6 +30,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("relaycall")
 
 H = TypeVar("H")
+ResultT = TypeVar("ResultT")
+OpT = TypeVar("OpT", bound="Operation[Any]")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Starting(Coroutine[Any, Any, H]):
@@ -99,9 +107,11 @@ class _Pending:
         self.args = args
 
 
-class Handle:
+class Handle(Generic[ResultT]):
     """
     Base of Call and every operation handle: a state, and a way to await the end.
+
+    *ResultT* is what awaiting the end gives (a CallResult, a PlaybackResult...).
     """
 
     __slots__ = ("__weakref__", "_result", "_state", "_waiters")
@@ -126,7 +136,7 @@ class Handle:
         """Whether the handle reached a final state."""
         return self._state in self.FINAL
 
-    def _resolve(self, build: Callable[..., Any], *args: Any) -> None:
+    def _resolve(self, build: Callable[..., ResultT], *args: Any) -> None:
         """
         Record the outcome, ``build(self, *args)``, and wake everyone waiting, once.
 
@@ -150,14 +160,14 @@ class Handle:
             else:
                 _run_callback(w, result)
 
-    def _outcome(self) -> Any:
+    def _outcome(self) -> ResultT | None:
         """The result, built now if nobody had asked for it yet (None while unresolved)."""
         result = self._result
         if type(result) is _Pending:
             result = self._result = self._build(result.build, result.args)
-        return result
+        return cast("ResultT | None", result)
 
-    def _build(self, build: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    def _build(self, build: Callable[..., ResultT], args: tuple[Any, ...]) -> ResultT:
         """
         ``build(self, *args)``, which must not strand a wait by raising.
 
@@ -173,7 +183,7 @@ class Handle:
             logger.exception("relaycall: building the result of %r failed", self)
         return build(self, *[None if hasattr(a, "params") else a for a in args])
 
-    def on_finished(self, callback: Callable[[Any], Any]) -> None:
+    def on_finished(self, callback: Callable[[ResultT], Any]) -> None:
         """
         Call *callback* with the result when this handle finishes (at once if it has).
 
@@ -191,16 +201,16 @@ class Handle:
     def _before_wait(self, timeout: float | None) -> None:
         """Hook: a wait is about to start (the session may answer it at once, or refuse it)."""
 
-    async def _wait(self, timeout: float | None) -> Any:
+    async def _wait(self, timeout: float | None) -> ResultT:
         if timeout is not None:
             wait_timeout_check("wait.timeout", timeout)
         if self._result is not None:
-            return self._outcome()
+            return cast("ResultT", self._outcome())
         self._before_wait(timeout)
         closed = self._outcome()  # set if the session was closed: resolved as it stands
         if closed is not None:
             return closed
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
         if self._waiters is None:
             self._waiters = []
         self._waiters.append(fut)
@@ -255,13 +265,42 @@ def _task_done(task: asyncio.Task[Any]) -> None:
         logger.error("relaycall callback task failed", exc_info=task.exception())
 
 
-class Operation(Handle):
+def guarded(
+    *states: str,
+) -> Callable[[Callable[Concatenate[OpT, P], R]], Callable[Concatenate[OpT, P], R]]:
+    """
+    A follow-up allowed only in *states* (none given: while its operation is live).
+
+    As asyncpg guards a connection's methods: the check runs before anything
+    is sent, and its InvalidStateError names the method by its own name.
+    What the method returns (the request's coroutine) is returned as it is,
+    with no coroutine added around it.
+    """
+    allowed = frozenset(states)
+
+    def guard(method: Callable[Concatenate[OpT, P], R]) -> Callable[Concatenate[OpT, P], R]:
+        name = method.__name__
+
+        @functools.wraps(method)
+        def checked(self: OpT, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            self._check(name, allowed or self.LIVE)
+            return method(self, *args, **kwargs)
+
+        return checked
+
+    return guard
+
+
+class Operation(Handle[ResultT]):
     """
     A long-running operation on a call, named by its control id.
 
-    Subclasses say which states allow which follow-ups; the base sends the
-    follow-up, moves the state on success and records a 404 (the operation
-    already ended on the server).
+    A kind is declared by its subclass: ``class Playback(Operation[PlaybackResult])``
+    names the result class, *EVENT* the event class that says what a callback
+    means for it (its *FINAL* states are that class's), and :func:`guarded`
+    the states that allow each follow-up. The base sends the follow-up, moves
+    the state on success and records a 404 (the operation already ended on
+    the server).
     """
 
     __slots__ = ("_generation", "_heard", "_last", "call", "control_id")
@@ -270,15 +309,28 @@ class Operation(Handle):
     RUNNING: ClassVar[str] = "running"
     #: States in which the operation is live and a stop makes sense.
     LIVE: ClassVar[frozenset[str]] = frozenset({"running"})
+    #: The event class its callbacks are read as (see relaycall._events).
+    EVENT: ClassVar[type[Event]] = Event
+    #: The result class, from the subclass's ``Operation[...]`` base.
+    _result_cls: ClassVar[type[Any]] = OperationResult
     _stop_command: ClassVar[type[FollowUp[Any]] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            args = typing.get_args(base)
+            if args and isinstance(args[0], type):
+                cls._result_cls = args[0]
+        if "EVENT" in cls.__dict__:
+            cls.FINAL = cls.EVENT.FINAL
 
     def __init__(self, call: Call, control_id: str, state: str | None = None) -> None:
         super().__init__(state or self.RUNNING)
         self.call = call
         self.control_id = control_id
-        #: The latest event that said something about the outcome (a detect
-        #: result, a partial collect); the final event may not repeat it.
-        self._last: Any = None
+        #: The latest event that carried the outcome (a detect verdict, a
+        #: partial collect) when that can come before the final event.
+        self._last: Event | None = None
         #: Names this start of the operation in its status_url token, so a
         #: callback issued for an earlier start (same control_id) never resolves
         #: this one. None: not started here with a receiver's status_url.
@@ -291,26 +343,28 @@ class Operation(Handle):
 
     # --- events --------------------------------------------------------------------
 
-    def _final_state_of(self, event: Any) -> str | None:
-        """The final state *event* puts this operation in, or None if it is not final."""
-        state = event.state
-        return state if state in self.FINAL else None
+    def _final_state_of(self, event: Event) -> str | None:
+        """The final state *event* (one of *EVENT*) puts this operation in; None if none."""
+        return event.final_state
 
-    def _apply(self, event: Any) -> bool:
+    def _apply(self, event: Event) -> bool:
         """
         Take a status event; return False if the handle was already final (a duplicate).
 
-        Non-final events are remembered and published but do not move the
-        local state, which follows the commands this process sent: a late or
-        reordered callback can then never undo a pause or a stop. Final events
-        end the operation, once.
+        Non-final events are remembered (when they carry the outcome) and
+        published but do not move the local state, which follows the commands
+        this process sent: a late or reordered callback can then never undo a
+        pause or a stop. Final events end the operation, once.
         """
         self._heard = True
         if self._state in self.FINAL:
             return False
-        final = self._final_state_of(event)
+        kind = self.EVENT
+        typed = event if isinstance(event, kind) else kind._read_as(event)
+        final = self._final_state_of(typed)
         if final is None:
-            self._last = event
+            if typed._EARLY_OUTCOME and (self._last is None or typed._carries_outcome):
+                self._last = typed
             return True
         self._set_final(final, reason="finished", event=event)
         return True
@@ -340,6 +394,7 @@ class Operation(Handle):
         )
 
     def _check(self, method: str, allowed: frozenset[str]) -> None:
+        """Refuse *method* (nothing sent) unless the call is on and the state is *allowed*."""
         if self.call._ended:
             raise InvalidStateError(
                 f"{self!r} cannot {method}(): its call has ended; nothing was sent"
@@ -399,16 +454,14 @@ class Operation(Handle):
 
     # --- outcome ----------------------------------------------------------------
 
-    def _set_final(self, state: str, *, reason: str, event: Any = None) -> None:
+    def _set_final(self, state: str, *, reason: str, event: Event | None = None) -> None:
         """Enter a final state (once), drop out of the registry, resolve waits."""
         if self._state in self.FINAL:
             return
-        self._state = state if state in self.FINAL else self._final_fallback(state)
+        # Any other state (it was playing when its call ended) ends as finished.
+        self._state = state if state in self.FINAL else "finished"
         self.call._forget(self)
         self._resolve(_operation_result, reason, event, self._last)
-
-    def _final_fallback(self, state: str) -> str:
-        return "finished"
 
     def _before_wait(self, timeout: float | None) -> None:
         call = self.call
@@ -421,7 +474,7 @@ class Operation(Handle):
         result = _operation_result(self, "session_closed", None, self._last)
         self._resolve(_same, result)
 
-    async def wait(self, timeout: float | None = None) -> Any:
+    async def wait(self, timeout: float | None = None) -> ResultT:
         """
         Wait for the operation's outcome and return its result.
 
@@ -437,11 +490,42 @@ class Operation(Handle):
         return self.call._event_stream(self)
 
 
-def _operation_result(op: Operation, reason: str, event: Any, last: Any) -> Any:
-    from relaycall._results import result_for  # noqa: PLC0415 - results import handles
+def _operation_result(
+    op: Operation[ResultT], reason: str, event: Event | None, last: Event | None
+) -> ResultT:
+    """
+    The result of *op* ending for *reason*, its fields read off *event* or *last*.
 
-    return result_for(op, reason, event, last)
+    *last* is the latest earlier event that carried the outcome, for a final
+    event that does not (a detect's ``finished`` after its verdict). It never
+    raises, whatever the callback held: a field it cannot read is None, and
+    should reading fail all the same, the result has the common fields and
+    *event* (the raw payload) only. A wait must end either way.
+    """
+    fields: dict[str, Any] = {}
+    try:
+        typed = None if event is None else op.EVENT._read_as(event)
+        source = typed if last is None or (typed is not None and typed._carries_outcome) else last
+        if source is not None:
+            fields = source._result_fields()
+    except Exception:
+        logger.exception(
+            "relaycall: could not read the result of %r off its callback; "
+            "it ends with the common fields (and the raw event) only",
+            op,
+        )
+    return cast(
+        "ResultT",
+        op._result_cls(
+            call_id=op.call.id,
+            control_id=op.control_id,
+            state=op.state,
+            reason=reason,
+            event=event,
+            **fields,
+        ),
+    )
 
 
-def _same(_: Handle, result: Any) -> Any:
+def _same(_: Handle[ResultT], result: ResultT) -> ResultT:
     return result
