@@ -18,7 +18,6 @@ from relaycall._events import (
     DenoiseEvent,
     DetectEvent,
     Event,
-    EventParseError,
     FaxEvent,
     LiveEvent,
     PlayEvent,
@@ -35,6 +34,7 @@ from relaycall._events import (
 from relaycall._handles._base import Operation, Starting
 from relaycall._handles.call import Call
 from relaycall._handles.operations import (
+    AudioStream,
     Collector,
     Detector,
     LiveTranscription,
@@ -42,8 +42,7 @@ from relaycall._handles.operations import (
     Playback,
     Recording,
     Sidecar,
-    Stream,
-    Tap,
+    Tapping,
     Transcription,
 )
 from relaycall._models import (
@@ -82,6 +81,7 @@ from relaycall.errors import (
     ConnectionLostError,
     ConnectTimeout,
     ErrorItem,
+    EventParseError,
     GatewayTimeoutError,
     InternalServerError,
     InvalidStateError,
@@ -106,6 +106,7 @@ __all__ = [
     "APIStatusError",
     "AmbiguousOutcomeError",
     "AsyncRelay",
+    "AudioStream",
     "AuthenticationError",
     "BadGatewayError",
     "BadRequestError",
@@ -168,13 +169,12 @@ __all__ = [
     "SidecarEvent",
     "SidecarStatus",
     "Starting",
-    "Stream",
     "StreamEvent",
     "StreamResult",
     "TLSError",
-    "Tap",
     "TapEvent",
     "TapResult",
+    "Tapping",
     "Timeout",
     "TranscribeEvent",
     "TranscriptEvent",
