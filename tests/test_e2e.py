@@ -20,22 +20,19 @@ import os
 import ssl
 import time
 import wave
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import attrs
 import pytest
-from aiohttp import web
 
 import relaycall
 from relaycall import RetryPolicy, commands
 from relaycall.emulator import CallbackEntry, RateLimits, RequestEntry
 from relaycall.testing import Emulator, Scenario
-from tests.conftest import bare_relay
+from tests.conftest import DIAL, TO, Connection, MediaServer, answered_call, bare_relay
 
-TO = "+15557650000"
-DIAL = {"from_": "+15551230000", "to": TO, "url": "https://example.test/ivr"}
 #: Retries without the default half-second backoff, so the file stays fast.
 FAST = RetryPolicy(initial_backoff=0.05, max_backoff=0.2, jitter=0)
 
@@ -46,12 +43,6 @@ def requests_for(emu: Emulator, command: str) -> list[RequestEntry]:
 
 def callbacks_for(emu: Emulator, event_type: str) -> list[CallbackEntry]:
     return [c for c in emu.callbacks if c.event_type == event_type]
-
-
-async def answered_call(emu: Emulator) -> relaycall.Call:
-    call = await emu.relay.dial(**DIAL)
-    assert await call.wait_for("answered", timeout=5) == "answered"
-    return call
 
 
 # --- relaycall's retries, seen from the emulator ------------------------------------------------
@@ -517,68 +508,6 @@ async def test_journal_jsonl_parses_line_by_line(relay_emulator):
 
 
 # --- audio over WebSocket ------------------------------------------------------------------------
-
-
-@attrs.define
-class Connection:
-    headers: dict[str, str]
-    frames: list[dict[str, Any]] = attrs.Factory(list)
-    closed: bool = False
-
-    def of(self, event: str) -> list[dict[str, Any]]:
-        return [f for f in self.frames if f["event"] == event]
-
-
-class MediaServer:
-    """A WebSocket server on 127.0.0.1 (TLS with a self-signed certificate if given one)."""
-
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
-        self.ssl_context = ssl_context
-        self.connections: list[Connection] = []
-        self._changed = asyncio.Condition()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    async def __aenter__(self) -> MediaServer:
-        app = web.Application()
-        app.router.add_get("/media", self._ws)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._runner is not None
-        await self._runner.cleanup()
-
-    def url(self, scheme: str) -> str:
-        return f"{scheme}://127.0.0.1:{self.port}/media"
-
-    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        conn = Connection(dict(request.headers))
-        async with self._changed:
-            self.connections.append(conn)
-            self._changed.notify_all()
-        async for msg in ws:
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                async with self._changed:
-                    conn.frames.append(json.loads(msg.data))
-                    self._changed.notify_all()
-        async with self._changed:
-            conn.closed = True
-            self._changed.notify_all()
-        return ws
-
-    async def until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        async def wait() -> None:
-            async with self._changed:
-                await self._changed.wait_for(predicate)
-
-        await asyncio.wait_for(wait(), timeout)
 
 
 @pytest.fixture
