@@ -42,8 +42,14 @@ from aiohttp import web
 from relaycall import _retry
 from relaycall._receiver import EventReceiver
 from relaycall._session import AsyncRelay
-from relaycall.emulator import Emulator as _Core
-from relaycall.emulator import EmulatorConfig, Faults, RateLimits, Scenario, create_app
+from relaycall.emulator import (
+    EmulatedPlatform,
+    EmulatorConfig,
+    Faults,
+    RateLimits,
+    Scenario,
+    create_app,
+)
 from relaycall.emulator._journal import CallbackEntry, NoteEntry, RequestEntry
 
 if TYPE_CHECKING:
@@ -161,7 +167,8 @@ class Emulator:
                 options["rate_limits"] = rate_limits
             config = EmulatorConfig(**options)
         self.config = config
-        self.core = _Core(config)
+        #: The emulated platform behind the server: calls, clock, journal, control API.
+        self.core = EmulatedPlatform(config)
         self.core.scenarios.update(scenarios or {})
         self._receiver_key = (
             config.signing_key if receiver_signing_key is _SAME_KEY else receiver_signing_key

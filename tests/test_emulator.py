@@ -24,7 +24,7 @@ import pytest
 import relaycall
 from relaycall import commands as c
 from relaycall.emulator import (
-    Emulator,
+    EmulatedPlatform,
     EmulatorConfig,
     Scenario,
 )
@@ -904,7 +904,7 @@ async def test_control_api_press_say_and_calls(env: EmulatorEnv) -> None:
 
 
 async def test_ten_thousand_concurrent_calls_with_running_operations() -> None:
-    emu = Emulator(
+    emu = EmulatedPlatform(
         EmulatorConfig(
             time_scale=1.0, setup_seconds=0.0, default_scenario=Scenario(ring_seconds=0.0)
         )

@@ -25,8 +25,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 import relaycall
-from relaycall.emulator import EMULATOR_KEY, CallbackEntry, EmulatorConfig, create_app, sign
-from relaycall.emulator import Emulator as EmulatorCore
+from relaycall.emulator import (
+    EMULATOR_KEY,
+    CallbackEntry,
+    EmulatedPlatform,
+    EmulatorConfig,
+    create_app,
+    sign,
+)
 
 fastapi = pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
@@ -43,7 +49,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def emulator() -> AsyncIterator[tuple[str, EmulatorCore]]:
+async def emulator() -> AsyncIterator[tuple[str, EmulatedPlatform]]:
     """The emulator on 127.0.0.1, signing its callbacks with KEY, 50x real time."""
     app = create_app(
         EmulatorConfig(project_id=PROJECT, token=TOKEN, time_scale=50, signing_key=KEY)
@@ -159,11 +165,11 @@ async def answered_through(receiver: relaycall.EventReceiver, emulator_url: str)
         assert await call.wait_for("answered", timeout=5) == "answered"
 
 
-def callbacks(core: EmulatorCore) -> list[CallbackEntry]:
+def callbacks(core: EmulatedPlatform) -> list[CallbackEntry]:
     return [e for e in core.journal if isinstance(e, CallbackEntry)]
 
 
-def assert_all_delivered(core: EmulatorCore, path: str) -> None:
+def assert_all_delivered(core: EmulatedPlatform, path: str) -> None:
     """Every callback went to *path* (the slash form) and was answered 200."""
     sent = callbacks(core)
     assert sent, "the emulator sent no callbacks"

@@ -1,10 +1,10 @@
 """
 relaycall.emulator: a local stand-in for SignalWire's ``POST /api/calling/calls``.
 
-It authenticates, validates and answers every one of the 42 commands like the
-real endpoint, plays out calls and operations on an emulated clock, and posts
-the status callbacks of docs/callbacks.md to your ``status_url``\\ s, so code
-built on relaycall runs and is tested without an account or a network.
+It authenticates, validates and answers every command like the real endpoint,
+plays out calls and operations on an emulated clock, and posts the status
+callbacks of docs/callbacks.md to your ``status_url``\\ s, so code built on
+relaycall runs and is tested without an account or a network.
 
 Run it::
 
@@ -35,7 +35,7 @@ from relaycall.emulator._app import API_PATH, EMULATOR_KEY, create_app
 from relaycall.emulator._calls import EmulatedCall
 from relaycall.emulator._clock import Scheduler
 from relaycall.emulator._config import EmulatorConfig, Scenario
-from relaycall.emulator._core import Emulator, Reply, RequestHook
+from relaycall.emulator._core import EmulatedPlatform, Reply, RequestHook
 from relaycall.emulator._faults import Fault, Faults
 from relaycall.emulator._journal import CallbackEntry, Entry, Journal, NoteEntry, RequestEntry
 from relaycall.emulator._media import MediaLink
@@ -49,7 +49,7 @@ __all__ = [
     "Delivery",
     "DeliveryHook",
     "EmulatedCall",
-    "Emulator",
+    "EmulatedPlatform",
     "EmulatorConfig",
     "Entry",
     "Fault",

@@ -18,14 +18,14 @@ import attrs
 from aiohttp import web
 
 from relaycall.emulator._config import EmulatorConfig, Scenario
-from relaycall.emulator._core import Emulator, Reply, request_call_id
+from relaycall.emulator._core import EmulatedPlatform, Reply, request_call_id
 from relaycall.emulator._ratelimit import RateLimits
 from relaycall.emulator._wav import HEADER_SIZE, wav_header, wav_size
 
 __all__ = ["API_PATH", "EMULATOR_KEY", "create_app"]
 
 API_PATH = "/api/calling/calls"
-EMULATOR_KEY = web.AppKey("relaycall_emulator", Emulator)
+EMULATOR_KEY = web.AppKey("relaycall_emulator", EmulatedPlatform)
 
 _UNAUTHORIZED = {"error": "Unauthorized"}
 _BAD_REQUEST = {"error": "Bad Request"}
@@ -38,15 +38,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(
-    config: EmulatorConfig | None = None, *, emulator: Emulator | None = None
+    config: EmulatorConfig | None = None, *, emulator: EmulatedPlatform | None = None
 ) -> web.Application:
     """
     Build the emulator's aiohttp application.
 
-    The :class:`Emulator` behind it is ``app[EMULATOR_KEY]``; pass *emulator*
+    The :class:`EmulatedPlatform` behind it is ``app[EMULATOR_KEY]``; pass *emulator*
     to serve one you built yourself (its config wins over *config*).
     """
-    emu = emulator or Emulator(config)
+    emu = emulator or EmulatedPlatform(config)
     app = web.Application()
     app[EMULATOR_KEY] = emu
     app.router.add_post(API_PATH, _api)
@@ -265,7 +265,9 @@ def _bad(message: str) -> web.Response:
     return web.json_response({"error": f"Bad Request: {message}"}, status=400)
 
 
-def _call_action(request: web.Request, action: Callable[[Emulator, str], Any]) -> web.Response:
+def _call_action(
+    request: web.Request, action: Callable[[EmulatedPlatform, str], Any]
+) -> web.Response:
     emu = request.app[EMULATOR_KEY]
     call_id = request.match_info["call_id"]
     try:

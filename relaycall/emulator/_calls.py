@@ -17,7 +17,7 @@ from relaycall.emulator._clock import Timer
 from relaycall.emulator._config import Scenario
 
 if TYPE_CHECKING:
-    from relaycall.emulator._core import Emulator
+    from relaycall.emulator._core import EmulatedPlatform
     from relaycall.emulator._ops import Operation
 
 __all__ = ["EmulatedCall", "Refusal", "conflict", "not_found", "refuse"]
@@ -70,7 +70,7 @@ def _leg_type(to: str) -> tuple[str, str]:
 
 class EmulatedCall:
     """
-    One call the emulator placed. Read its state; drive it through :class:`Emulator`.
+    One call the emulator placed. Read its state; drive it through :class:`EmulatedPlatform`.
 
     Attributes:
         id: The call id.
@@ -85,7 +85,7 @@ class EmulatedCall:
         user_events: The ``calling.user_event`` events received, in order.
     """
 
-    def __init__(self, emu: Emulator, dial: c.Dial, scenario: Scenario) -> None:
+    def __init__(self, emu: EmulatedPlatform, dial: c.Dial, scenario: Scenario) -> None:
         self.emu = emu
         self.id = str(uuid.uuid4())
         self.node_id = str(uuid.uuid4())
@@ -106,7 +106,7 @@ class EmulatedCall:
         self.ended_at: float | None = None
         self.end_reason: str | None = None
         self.answered_as: str | None = None
-        #: What machine detection finds, when :meth:`Emulator.answer_as` said so.
+        #: What machine detection finds, when :meth:`EmulatedPlatform.answer_as` said so.
         self.detect_override: str | None = None
         self.ops: dict[tuple[str, str], Operation] = {}
         self.dtmf_script: deque[str] = deque(scenario.dtmf)

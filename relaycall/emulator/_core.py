@@ -1,15 +1,20 @@
 """
-The Emulator: the state behind the endpoint, the command dispatcher, and the
-Python control API tests drive it with.
+The EmulatedPlatform: the state behind the endpoint, the command dispatcher,
+and the Python control API tests drive it with.
+
+Every command has one emulated behaviour, declared where it lives: a method
+here marked :func:`handles`, the operation kind it starts (``started_by`` in
+``_ops``), or a method of what it acts on marked ``follow_up``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import attrs
 from aiohttp import web
@@ -28,24 +33,13 @@ from relaycall.emulator._config import EmulatorConfig, Scenario
 from relaycall.emulator._faults import Faults, format_seconds
 from relaycall.emulator._journal import Journal, NoteEntry, RequestEntry
 from relaycall.emulator._media import MediaHub
-from relaycall.emulator._ops import (
-    Collect,
-    Detect,
-    LiveSession,
-    Operation,
-    Play,
-    Record,
-    Sidecar,
-    Stream,
-    Tap,
-    Transcribe,
-)
+from relaycall.emulator._ops import OPERATIONS, RUNNING, LiveSession, Operation, Running, Sidecar
 from relaycall.emulator._outbox import DeliveryHook, Outbox
 from relaycall.emulator._ratelimit import CallQueue, PostBucket, RateLimits
 from relaycall.emulator._wire import WireError, parse_request
 from relaycall.errors import redact
 
-__all__ = ["Emulator", "Reply", "RequestHook", "request_call_id"]
+__all__ = ["EmulatedPlatform", "Reply", "RequestHook", "handles", "request_call_id"]
 
 logger = logging.getLogger("relaycall.emulator")
 
@@ -53,6 +47,8 @@ logger = logging.getLogger("relaycall.emulator")
 #: with the request and its decoded JSON body (None when it was not JSON). Return a
 #: response to answer with it instead.
 RequestHook = Callable[[web.Request, Any], Awaitable[web.StreamResponse | None]]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 _MAX_RECORDINGS = 100_000
 #: The commands whose bodies can carry a secret (masked in the journal).
@@ -66,6 +62,22 @@ def request_call_id(body: Any) -> str | None:
     params = body.get("params")
     call_id = body.get("id") or (params.get("id") if isinstance(params, dict) else None)
     return call_id if isinstance(call_id, str) else None
+
+
+#: The commands the platform carries out with a method of its own: command -> method name.
+_HANDLED: dict[type[c.Command[Any]], str] = {}
+
+
+def handles(command: type[c.Command[Any]]) -> Callable[[F], F]:
+    """Declare that the decorated method, ``(self, cmd) -> Reply``, carries out *command*."""
+
+    def deco(fn: F) -> F:
+        if command in _HANDLED:
+            raise TypeError(f"{command.command_name} is already handled by {_HANDLED[command]}")
+        _HANDLED[command] = fn.__name__
+        return fn
+
+    return deco
 
 
 @attrs.frozen
@@ -83,10 +95,12 @@ class Reply:
     fault: str | None = None
 
 
-class Emulator:
+class EmulatedPlatform:
     """
-    The emulated Calling API. Build it with :func:`relaycall.emulator.create_app`
-    (it is ``app[EMULATOR_KEY]``) or directly, and drive it from tests.
+    The emulated Calling API platform: its calls, clock, callbacks and journal.
+    Build it with :func:`relaycall.emulator.create_app` (it is
+    ``app[EMULATOR_KEY]``) or directly, and drive it from tests;
+    ``relaycall.testing.Emulator`` runs one as ``emu.core``.
 
     Attributes:
         config: The :class:`EmulatorConfig`.
@@ -124,7 +138,7 @@ class Emulator:
 
     def __repr__(self) -> str:
         live = sum(1 for call in self.calls.values() if call.is_live)
-        return f"<Emulator calls={live} live/{len(self.calls)} journal={len(self.journal)}>"
+        return f"<EmulatedPlatform calls={live} live/{len(self.calls)} journal={len(self.journal)}>"
 
     @property
     def delivery_hooks(self) -> list[DeliveryHook]:
@@ -326,56 +340,25 @@ class Emulator:
             return Reply(exc.status, exc.body)
 
     def _build_handlers(self) -> dict[type[Any], Callable[[Any], Reply]]:
-        return {
-            c.Dial: self._dial,
-            c.Update: self._update,
-            c.End: self._end,
-            c.Transfer: self._transfer,
-            c.Disconnect: self._disconnect,
-            c.Refer: self._refer,
-            c.UserEvent: self._user_event,
-            c.Play: self._play,
-            c.PlayPause: lambda cmd: self._follow(cmd, "play", lambda op: op.pause()),
-            c.PlayResume: lambda cmd: self._follow(cmd, "play", lambda op: op.resume()),
-            c.PlayStop: lambda cmd: self._follow(cmd, "play", lambda op: op.stop()),
-            c.PlayVolume: lambda cmd: self._follow(
-                cmd, "play", lambda op: op.set_volume(cmd.volume)
-            ),
-            c.Record: lambda cmd: self._start(cmd, Record),
-            c.RecordPause: lambda cmd: self._follow(
-                cmd, "record", lambda op: op.pause(cmd.behavior)
-            ),
-            c.RecordResume: lambda cmd: self._follow(cmd, "record", lambda op: op.resume()),
-            c.RecordStop: lambda cmd: self._follow(cmd, "record", lambda op: op.stop()),
-            c.Collect: lambda cmd: self._start(cmd, Collect),
-            c.CollectStop: lambda cmd: self._follow(cmd, "collect", lambda op: op.stop()),
-            c.CollectStartInputTimers: lambda cmd: self._follow(
-                cmd, "collect", lambda op: op.start_input_timers()
-            ),
-            c.Detect: lambda cmd: self._start(cmd, Detect),
-            c.DetectStop: lambda cmd: self._follow(cmd, "detect", lambda op: op.stop()),
-            c.Tap: lambda cmd: self._start(cmd, Tap),
-            c.TapStop: lambda cmd: self._follow(cmd, "tap", lambda op: op.stop()),
-            c.Stream: lambda cmd: self._start(cmd, Stream),
-            c.StreamStop: lambda cmd: self._follow(cmd, "stream", lambda op: op.stop()),
-            c.Transcribe: self._transcribe,
-            c.TranscribeStop: lambda cmd: self._follow(cmd, "transcribe", lambda op: op.stop()),
-            c.Denoise: lambda cmd: self._denoise(cmd, on=True),
-            c.DenoiseStop: lambda cmd: self._denoise(cmd, on=False),
-            c.AIHold: self._ai_hold,
-            c.AIUnhold: self._ai_unhold,
-            c.AIMessage: self._ai_message,
-            c.AIStop: self._ai_stop,
-            c.AISidecar: self._sidecar,
-            c.AISidecarPoke: lambda cmd: self._sidecar_follow(cmd, lambda s: s.poke(cmd.text)),
-            c.AISidecarAsk: self._sidecar_ask,
-            c.AISidecarStop: lambda cmd: self._sidecar_follow(cmd, lambda s: s.stop()),
-            c.AISidecarStatus: self._sidecar_status,
-            c.LiveTranscribe: lambda cmd: self._live_action(cmd, "live_transcribe", None),
-            c.LiveTranslate: lambda cmd: self._live_action(cmd, "live_translate", cmd.status_url),
-            c.SendFaxStop: lambda cmd: self._fax_stop(cmd, "send"),
-            c.ReceiveFaxStop: lambda cmd: self._fax_stop(cmd, "receive"),
-        }
+        """Bind every command's declared behaviour; each command has exactly one."""
+        handlers: dict[type[Any], Callable[[Any], Reply]] = {}
+
+        def add(command: type[c.Command[Any]], handler: Callable[[Any], Reply]) -> None:
+            if command in handlers:
+                raise TypeError(f"{command.command_name} has two emulated behaviours")
+            handlers[command] = handler
+
+        for command, method in _HANDLED.items():
+            add(command, getattr(self, method))
+        for kind in OPERATIONS:
+            add(kind.started_by, functools.partial(self._start, kind))
+        for running in RUNNING:
+            for command, (method, fields) in running.follow_ups.items():
+                add(command, functools.partial(self._follow_up, running, method, fields))
+        missing = sorted(cls.command_name for cls in c.BY_NAME.values() if cls not in handlers)
+        if missing:
+            raise TypeError(f"no emulated behaviour for {', '.join(missing)}")
+        return handlers
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -396,8 +379,10 @@ class Emulator:
     def _leg(self, call: EmulatedCall) -> Reply:
         return Reply(200, call.leg())
 
-    def _start(self, cmd: Any, kind: Callable[[EmulatedCall, Any], Operation]) -> Reply:
+    def _start(self, kind: type[Operation], cmd: Any) -> Reply:
         call = self._answered(cmd.call_id)
+        if kind.one_per_call and any(running == kind.kind for running, _ in call.ops):
+            raise conflict()
         op = kind(call, cmd)
         key = (op.kind, op.control_id)
         if key in call.ops:
@@ -406,16 +391,19 @@ class Emulator:
         op.begin()
         return self._leg(call)
 
-    def _follow(self, cmd: Any, kind: str, action: Callable[[Any], None]) -> Reply:
+    def _follow_up(
+        self, kind: type[Running], method: str, fields: tuple[str, ...], cmd: Any
+    ) -> Reply:
         call = self._target(cmd.call_id)
-        op = call.ops.get((kind, cmd.control_id))
-        if op is None or op.done:
+        running = kind.running(call, cmd)
+        if running is None:
             raise not_found()
-        action(op)
+        getattr(running, method)(*[getattr(cmd, name) for name in fields])
         return self._leg(call)
 
     # --- the call itself -----------------------------------------------------------------------
 
+    @handles(c.Dial)
     def _dial(self, cmd: c.Dial) -> Reply:
         now = self.clock.now()
         limits = self.rate_limits
@@ -435,6 +423,7 @@ class Emulator:
         call.start(wait)
         return self._leg(call)
 
+    @handles(c.Update)
     def _update(self, cmd: c.Update) -> Reply:
         call = self._target(cmd.call_id)
         if cmd.status == "canceled" and call.status not in PRE_ANSWER:
@@ -464,11 +453,13 @@ class Emulator:
                 call.url = cmd.url
         return self._leg(call)
 
+    @handles(c.End)
     def _end(self, cmd: c.End) -> Reply:
         call = self._target(cmd.call_id)
         call.end(cmd.reason or "hangup", status="completed" if call.is_answered else "canceled")
         return self._leg(call)
 
+    @handles(c.Transfer)
     def _transfer(self, cmd: c.Transfer) -> Reply:
         call = self._answered(cmd.call_id)
         call.transfers.append(cmd.dest)
@@ -476,12 +467,14 @@ class Emulator:
         self.note(call.id, "transfer", cmd.dest)
         return self._leg(call)
 
+    @handles(c.Disconnect)
     def _disconnect(self, cmd: c.Disconnect) -> Reply:
         call = self._answered(cmd.call_id)
         call.bridged_to = None
         self.note(call.id, "disconnect")
         return self._leg(call)
 
+    @handles(c.Refer)
     def _refer(self, cmd: c.Refer) -> Reply:
         call = self._answered(cmd.call_id)
         to = cmd.device.to
@@ -503,6 +496,7 @@ class Emulator:
         self.clock.after(1.0, progress, "success", "200")
         return self._leg(call)
 
+    @handles(c.UserEvent)
     def _user_event(self, cmd: c.UserEvent) -> Reply:
         call = self._target(cmd.call_id)
         call.user_events.append(cmd.event)
@@ -511,14 +505,13 @@ class Emulator:
 
     # --- operations without a generic shape ------------------------------------------------------
 
-    def _play(self, cmd: c.Play) -> Reply:
-        return self._start(cmd, Play)
+    @handles(c.Denoise)
+    def _denoise_on(self, cmd: c.Denoise) -> Reply:
+        return self._denoise(cmd, on=True)
 
-    def _transcribe(self, cmd: c.Transcribe) -> Reply:
-        call = self._answered(cmd.call_id)
-        if any(kind == "transcribe" for kind, _ in call.ops):
-            raise conflict()
-        return self._start(cmd, Transcribe)
+    @handles(c.DenoiseStop)
+    def _denoise_off(self, cmd: c.DenoiseStop) -> Reply:
+        return self._denoise(cmd, on=False)
 
     def _denoise(self, cmd: c.Denoise | c.DenoiseStop, *, on: bool) -> Reply:
         call = self._answered(cmd.call_id)
@@ -526,6 +519,7 @@ class Emulator:
         call.emit(None, "calling.call.denoise", {"denoised": on})
         return self._leg(call)
 
+    @handles(c.AIHold)
     def _ai_hold(self, cmd: c.AIHold) -> Reply:
         call = self._answered(cmd.call_id)
         call.ai_held = True
@@ -533,12 +527,14 @@ class Emulator:
         self.note(call.id, "ai_hold", {"timeout": cmd.timeout, "prompt": cmd.prompt})
         return self._leg(call)
 
+    @handles(c.AIUnhold)
     def _ai_unhold(self, cmd: c.AIUnhold) -> Reply:
         call = self._answered(cmd.call_id)
         call.ai_held = False
         self.note(call.id, "ai_unhold")
         return self._leg(call)
 
+    @handles(c.AIMessage)
     def _ai_message(self, cmd: c.AIMessage) -> Reply:
         call = self._answered(cmd.call_id)
         if cmd.reset is not None:
@@ -550,12 +546,14 @@ class Emulator:
         self.note(call.id, "ai_message", {"role": cmd.role, "message_text": cmd.message_text})
         return self._leg(call)
 
+    @handles(c.AIStop)
     def _ai_stop(self, cmd: c.AIStop) -> Reply:
         call = self._answered(cmd.call_id)
         call.ai_stopped = True
         self.note(call.id, "ai.stop")
         return self._leg(call)
 
+    @handles(c.AISidecar)
     def _sidecar(self, cmd: c.AISidecar) -> Reply:
         call = self._answered(cmd.call_id)
         if cmd.action is not None:
@@ -581,11 +579,7 @@ class Emulator:
         sidecar: Sidecar = call.sidecar
         return call, sidecar
 
-    def _sidecar_follow(self, cmd: Any, action: Callable[[Sidecar], Any]) -> Reply:
-        call, sidecar = self._sidecar_of(cmd.call_id)
-        action(sidecar)
-        return self._leg(call)
-
+    @handles(c.AISidecarAsk)
     def _sidecar_ask(self, cmd: c.AISidecarAsk) -> Reply:
         call, sidecar = self._sidecar_of(cmd.call_id)
         ask_id = sidecar.ask(cmd.text)
@@ -594,9 +588,18 @@ class Emulator:
             body["ask_id"] = ask_id
         return Reply(200, body)
 
+    @handles(c.AISidecarStatus)
     def _sidecar_status(self, cmd: c.AISidecarStatus) -> Reply:
         _, sidecar = self._sidecar_of(cmd.call_id)
         return Reply(200, sidecar.status_line(), "text/plain")
+
+    @handles(c.LiveTranscribe)
+    def _live_transcribe(self, cmd: c.LiveTranscribe) -> Reply:
+        return self._live_action(cmd, "live_transcribe", None)
+
+    @handles(c.LiveTranslate)
+    def _live_translate(self, cmd: c.LiveTranslate) -> Reply:
+        return self._live_action(cmd, "live_translate", cmd.status_url)
 
     def _live_action(
         self, cmd: c.LiveTranscribe | c.LiveTranslate, kind: str, status_url: str | None
@@ -622,6 +625,14 @@ class Emulator:
         elif isinstance(action, c.LiveTranslateInject):
             session.inject(action)
         return self._leg(call)
+
+    @handles(c.SendFaxStop)
+    def _send_fax_stop(self, cmd: c.SendFaxStop) -> Reply:
+        return self._fax_stop(cmd, "send")
+
+    @handles(c.ReceiveFaxStop)
+    def _receive_fax_stop(self, cmd: c.ReceiveFaxStop) -> Reply:
+        return self._fax_stop(cmd, "receive")
 
     def _fax_stop(self, cmd: c.SendFaxStop | c.ReceiveFaxStop, kind: str) -> Reply:
         call = self._target(cmd.call_id)

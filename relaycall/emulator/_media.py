@@ -32,7 +32,7 @@ from relaycall.emulator._outbox import is_loopback
 
 if TYPE_CHECKING:
     from relaycall.emulator._calls import EmulatedCall
-    from relaycall.emulator._core import Emulator
+    from relaycall.emulator._core import EmulatedPlatform
 
 __all__ = ["FRAME_SECONDS", "MEDIA_FORMAT", "MediaHub", "MediaLink", "pcmu", "tone"]
 
@@ -265,7 +265,7 @@ class MediaLink:
 class MediaHub:
     """The emulator's WebSocket connections for streams and taps."""
 
-    def __init__(self, emu: Emulator) -> None:
+    def __init__(self, emu: EmulatedPlatform) -> None:
         self.emu = emu
         self._session: aiohttp.ClientSession | None = None
         self._links: set[MediaLink] = set()

@@ -1,6 +1,10 @@
 """
 The operations that run on an emulated call, each a small state machine on the
 shared scheduler, reporting through the callback shapes of docs/callbacks.md.
+
+Each operation declares the commands it answers: the one that starts it
+(``started_by``) and, with :func:`follow_up` on a method, each command that acts
+on it once running. The platform dispatches through these declarations.
 """
 
 from __future__ import annotations
@@ -8,7 +12,9 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
+
+import attrs
 
 from relaycall import commands as c
 from relaycall._converter import unstructure
@@ -20,32 +26,95 @@ if TYPE_CHECKING:
     from relaycall.emulator._media import MediaLink
 
 __all__ = [
+    "OPERATIONS",
+    "RUNNING",
     "Collect",
     "Detect",
     "LiveSession",
     "Operation",
     "Play",
     "Record",
+    "Running",
     "Sidecar",
     "Stream",
     "Tap",
     "Transcribe",
+    "follow_up",
     "play_seconds",
 ]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: Seconds of speech per character of TTS text, and the shortest TTS item.
 TTS_SECONDS_PER_CHAR = 0.075
 TTS_MIN_SECONDS = 0.5
 
 
-class Operation:
+# --- declaring follow-ups ------------------------------------------------------------------
+
+
+def follow_up(command: type[c.Command[Any]], *fields: str) -> Callable[[F], F]:
     """
-    An operation named by a control id. Subclasses set *kind* and *event_type*
-    and implement :meth:`begin`, :meth:`stop` and the follow-ups they support.
+    Declare that the decorated method carries out *command* on a running instance.
+
+    The platform finds the instance the command names (404 when none is
+    running), calls the method with the values of the command's *fields*, in
+    order, and answers with the call leg.
+    """
+    known = attrs.fields_dict(cast("Any", command))
+    for name in fields:
+        if name not in known:
+            raise TypeError(f"{command.__name__} has no field {name!r}")
+
+    def deco(fn: F) -> F:
+        fn._follows = (command, fields)  # type: ignore[attr-defined]
+        return fn
+
+    return deco
+
+
+#: Every class with follow-ups, in definition order (filled by Running.__init_subclass__).
+RUNNING: list[type[Running]] = []
+#: Every operation kind a command starts (filled by Operation.__init_subclass__).
+OPERATIONS: list[type[Operation]] = []
+
+
+class Running:
+    """Something running on a call that follow-up commands act on: an operation, the sidecar."""
+
+    #: The commands this class's own methods carry out, declared with :func:`follow_up`:
+    #: command class -> (method name, the command's fields it is called with).
+    follow_ups: ClassVar[dict[type[c.Command[Any]], tuple[str, tuple[str, ...]]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.follow_ups = {
+            value._follows[0]: (name, value._follows[1])
+            for name, value in vars(cls).items()
+            if hasattr(value, "_follows")
+        }
+        if cls.follow_ups:
+            RUNNING.append(cls)
+
+    @classmethod
+    def running(cls, call: EmulatedCall, cmd: Any) -> Running | None:
+        """The instance on *call* that follow-up *cmd* names, None when none is running."""
+        raise NotImplementedError
+
+
+class Operation(Running):
+    """
+    An operation named by a control id. Subclasses set *kind*, *event_type* and
+    *started_by*, implement :meth:`begin` and :meth:`stop`, and declare their
+    follow-ups with :func:`follow_up`.
     """
 
     kind: ClassVar[str]
     event_type: ClassVar[str]
+    #: The command that starts it; the operation is built as ``cls(call, command)``.
+    started_by: ClassVar[type[c.Command[Any]]]
+    #: Whether a second one on the same call is refused (409) while one runs.
+    one_per_call: ClassVar[bool] = False
     #: Which scripted input starts flowing when this operation listens.
     wants_digits = False
     wants_speech = False
@@ -53,17 +122,28 @@ class Operation:
     accepts_digits = False
     accepts_speech = False
 
-    def __init__(self, call: EmulatedCall, control_id: str, status_url: str | None) -> None:
+    def __init__(self, call: EmulatedCall, cmd: Any) -> None:
+        """One for *cmd*, its ``started_by`` command (subclasses read more of it)."""
         self.call = call
         self.clock = call.emu.clock
-        self.control_id = control_id
-        self.status_url = status_url
+        self.control_id: str = cmd.control_id
+        self.status_url: str | None = cmd.status_url
         self.state = "starting"
         self.done = False
         self._timers: dict[str, Timer] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "started_by" in vars(cls):
+            OPERATIONS.append(cls)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} control_id={self.control_id} state={self.state}>"
+
+    @classmethod
+    def running(cls, call: EmulatedCall, cmd: Any) -> Operation | None:
+        op = call.ops.get((cls.kind, cmd.control_id))
+        return None if op is None or op.done else op
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -158,9 +238,10 @@ class Play(Operation):
 
     kind = "play"
     event_type = "calling.call.play"
+    started_by = c.Play
 
     def __init__(self, call: EmulatedCall, cmd: c.Play) -> None:
-        super().__init__(call, cmd.control_id, cmd.status_url)
+        super().__init__(call, cmd)
         emu = call.emu
         self.total = play_seconds(
             cmd,
@@ -189,6 +270,7 @@ class Play(Operation):
         self.emit({"state": state})
         self.finish()
 
+    @follow_up(c.PlayPause)
     def pause(self) -> None:
         if self.state != "playing":
             return
@@ -197,6 +279,7 @@ class Play(Operation):
         self.state = "paused"
         self.emit({"state": "paused"})
 
+    @follow_up(c.PlayResume)
     def resume(self) -> None:
         if self.state != "paused":
             return
@@ -205,9 +288,11 @@ class Play(Operation):
         self.emit({"state": "playing"})
         self._arm()
 
+    @follow_up(c.PlayVolume, "volume")
     def set_volume(self, volume: float) -> None:
         self.volume = volume
 
+    @follow_up(c.PlayStop)
     def stop(self) -> None:
         self._end("finished")
 
@@ -222,10 +307,11 @@ class Record(Operation):
 
     kind = "record"
     event_type = "calling.call.record"
+    started_by = c.Record
     wants_digits = wants_speech = accepts_digits = accepts_speech = True
 
     def __init__(self, call: EmulatedCall, cmd: c.Record) -> None:
-        super().__init__(call, cmd.control_id, cmd.status_url)
+        super().__init__(call, cmd)
         a = cmd.audio
         self.audio = a
         self.initial_timeout = 4.0 if a.initial_timeout is None else a.initial_timeout
@@ -305,6 +391,7 @@ class Record(Operation):
         if self.state == "recording" and self.end_silence_timeout > 0:
             self._set("silence", self.end_silence_timeout, self._finished)
 
+    @follow_up(c.RecordPause, "behavior")
     def pause(self, behavior: str | None) -> None:
         if self.state != "recording":
             return
@@ -317,6 +404,7 @@ class Record(Operation):
         self.state = "paused"
         self.emit({"state": "paused"})
 
+    @follow_up(c.RecordResume)
     def resume(self) -> None:
         if self.state != "paused":
             return
@@ -328,6 +416,7 @@ class Record(Operation):
         self._arm_max()
         self._arm_initial()
 
+    @follow_up(c.RecordStop)
     def stop(self) -> None:
         self._finished()
 
@@ -343,10 +432,11 @@ class Collect(Operation):
 
     kind = "collect"
     event_type = "calling.call.collect"
+    started_by = c.Collect
     accepts_digits = accepts_speech = True
 
     def __init__(self, call: EmulatedCall, cmd: c.Collect) -> None:
-        super().__init__(call, cmd.control_id, cmd.status_url)
+        super().__init__(call, cmd)
         cfg = call.emu.config
         self.cmd = cmd
         self.digits = cmd.digits
@@ -380,6 +470,7 @@ class Collect(Operation):
             self._set("initial", self.initial_timeout, self._timeout)
         self.call.kick()
 
+    @follow_up(c.CollectStartInputTimers)
     def start_input_timers(self) -> None:
         if self.timers_started:
             return
@@ -491,6 +582,7 @@ class Collect(Operation):
 
     # --- stopping ----------------------------------------------------------------------------
 
+    @follow_up(c.CollectStop)
     def stop(self) -> None:
         if self.done:
             return
@@ -521,9 +613,10 @@ class Detect(Operation):
 
     kind = "detect"
     event_type = "calling.call.detect"
+    started_by = c.Detect
 
     def __init__(self, call: EmulatedCall, cmd: c.Detect) -> None:
-        super().__init__(call, cmd.control_id, cmd.status_url)
+        super().__init__(call, cmd)
         self.config = cmd.detect
         timeout = call.emu.config.detect_timeout if cmd.timeout is None else cmd.timeout
         self.timeout = timeout
@@ -594,6 +687,7 @@ class Detect(Operation):
         if not allowed or key.lower() in allowed.lower():
             self._event(key)
 
+    @follow_up(c.DetectStop)
     def stop(self) -> None:
         self._finished()
 
@@ -615,9 +709,10 @@ class Tap(Operation):
 
     kind = "tap"
     event_type = "calling.call.tap"
+    started_by = c.Tap
 
     def __init__(self, call: EmulatedCall, cmd: c.Tap) -> None:
-        super().__init__(call, cmd.control_id, cmd.status_url)
+        super().__init__(call, cmd)
         self.direction = cmd.direction
         self.tap = {"type": "audio", "params": {"direction": cmd.direction}}
         self.device = unstructure(cmd.device)
@@ -635,6 +730,7 @@ class Tap(Operation):
                 self.call, "tap", self.control_id, self.uri, TAP_TRACKS[self.direction]
             )
 
+    @follow_up(c.TapStop)
     def stop(self) -> None:
         if not self.done:
             if self.media is not None:
@@ -651,9 +747,10 @@ class Stream(Operation):
 
     kind = "stream"
     event_type = "calling.call.stream"
+    started_by = c.Stream
 
     def __init__(self, call: EmulatedCall, cmd: c.Stream) -> None:
-        super().__init__(call, cmd.control_id, cmd.status_url)
+        super().__init__(call, cmd)
         self.url = cmd.url
         self.name = cmd.name
         self.tracks = STREAM_TRACKS[cmd.track or "inbound_track"]
@@ -683,6 +780,7 @@ class Stream(Operation):
             headers=self.headers, custom_parameters=self.custom_parameters,
         )  # fmt: skip
 
+    @follow_up(c.StreamStop)
     def stop(self) -> None:
         if not self.done:
             if self.media is not None:
@@ -696,14 +794,17 @@ class Transcribe(Operation):
 
     kind = "transcribe"
     event_type = "calling.call.transcribe"
+    started_by = c.Transcribe
+    one_per_call = True
 
     def __init__(self, call: EmulatedCall, cmd: c.Transcribe) -> None:
-        super().__init__(call, cmd.control_id, cmd.status_url)
+        super().__init__(call, cmd)
 
     def begin(self) -> None:
         self.state = "transcribing"
         self.emit({"state": "transcribing"})
 
+    @follow_up(c.TranscribeStop)
     def stop(self) -> None:
         if self.done:
             return
@@ -776,8 +877,13 @@ class LiveSession:
 # --- AI sidecar ------------------------------------------------------------------------------
 
 
-class Sidecar:
-    """The call's AI sidecar: counters for ``status``, callbacks to its ``url``."""
+class Sidecar(Running):
+    """
+    The call's AI sidecar: counters for ``status``, callbacks to its ``url``.
+
+    ``ask`` and ``status`` answer with more than the call leg, so the platform
+    carries those out itself.
+    """
 
     def __init__(self, call: EmulatedCall, cmd: c.AISidecar) -> None:
         self.call = call
@@ -820,6 +926,11 @@ class Sidecar:
         }
         call.post(url or self.url, payload, "calling.ai.sidecar")
 
+    @classmethod
+    def running(cls, call: EmulatedCall, cmd: Any) -> Sidecar | None:
+        sidecar: Sidecar | None = call.sidecar
+        return sidecar
+
     def begin(self) -> None:
         self.send("start", {"model": self.model, "tools": [], "global_data": self.global_data})
 
@@ -829,6 +940,7 @@ class Sidecar:
         self.out_tokens += 12
         self.history.append({"role": "user", "content": text})
 
+    @follow_up(c.AISidecarPoke, "text")
     def poke(self, text: str) -> None:
         self._tick(text)
         self.insights += 1
@@ -852,6 +964,7 @@ class Sidecar:
             f"history_size={len(self.history)} event_log_bytes={self.event_log_bytes}"
         )
 
+    @follow_up(c.AISidecarStop)
     def stop(self, reason: str = "api_stop") -> None:
         ended = self.call.emu.clock.wall()
         self.send("stop", {"stop_reason": reason})
