@@ -1,10 +1,10 @@
 """
 The retry policy: which failures may be re-sent for which command, and how long to wait.
 
-The first attempt runs without any retry machinery, so a command that
-succeeds pays nothing for it. Only after a retryable failure is a tenacity
-``AsyncRetrying`` built, one per request: tenacity keeps per-call state on
-the retrying object, and our concurrent tasks share one thread.
+The transport makes every attempt of a command in the command's one
+coroutine; after an attempt fails, :class:`Retries` decides whether it
+raises or is sent again, and when. A command that succeeds at once (nearly
+all) builds none, so it pays nothing for the policy.
 """
 
 from __future__ import annotations
@@ -12,17 +12,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
-
-from relaycall._commands._base import Idempotency
 from relaycall._config import RetryPolicy
+from relaycall._idempotency import Idempotency
+from relaycall._retry_after import parse_retry_after
 from relaycall.errors import (
     AmbiguousOutcomeError,
     APIStatusError,
@@ -35,19 +32,18 @@ from relaycall.errors import (
     TransportError,
 )
 
-__all__ = ["Decision", "classify", "parse_retry_after", "retry_after_failure"]
+__all__ = ["AlreadyProcessed", "Decision", "Retries", "classify"]
 
 logger = logging.getLogger("relaycall")
-T = TypeVar("T")
 
 
 class AlreadyProcessed(RelayError):
     """
     A re-send was about to go out, but callbacks show the first attempt was processed.
 
-    Raised by the session before an attempt 2, 3... of a start or a dial whose
-    callbacks have arrived; the retry loop treats it as final, and the start
-    or dial that sent the command catches it: it never reaches the user.
+    Raised by the transport before an attempt 2, 3... of a start or a dial
+    whose callbacks have arrived; the retry policy treats it as final, and the
+    start or dial that sent the command catches it: it never reaches the user.
     """
 
     def __init__(self, command: str) -> None:
@@ -76,39 +72,6 @@ def classify(exc: BaseException, idempotency: Idempotency) -> Decision:
     return Decision.AMBIGUOUS if idempotency is Idempotency.UNSAFE else Decision.RETRY
 
 
-def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """
-    Read ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``.
-
-    Returns None for a missing, negative or unreadable value.
-    """
-    lowered = {k.lower(): v for k, v in headers.items()}
-    ms = lowered.get("retry-after-ms")
-    if ms is not None:
-        try:
-            value = float(ms) / 1000
-        except ValueError:
-            value = math.nan
-        if math.isfinite(value) and value >= 0:
-            return value
-    raw = lowered.get("retry-after")
-    if raw is None:
-        return None
-    raw = raw.strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError):
-            return None
-        value = when.timestamp() - time.time()
-        return max(0.0, value)
-    if not math.isfinite(value) or value < 0:
-        return None
-    return value
-
-
 def backoff(policy: RetryPolicy, retry_number: int, exc: BaseException | None) -> float:
     """Seconds to wait before retry number *retry_number* (1 for the first retry)."""
     if isinstance(exc, APIStatusError):
@@ -130,91 +93,74 @@ def backoff_sleep(seconds: float) -> Awaitable[None]:
     return asyncio.sleep(seconds) if hook is None else hook(seconds)
 
 
-async def retry_after_failure(
-    first: RelayError,
-    attempt: Callable[[int], Awaitable[T]],
-    *,
-    started: float,
-    policy: RetryPolicy,
-    idempotency: Idempotency,
-    command: str,
-    body: Mapping[str, Any],
-    sleep: Callable[[float], Awaitable[None]] = backoff_sleep,
-) -> tuple[T, int]:
+class Retries:
     """
-    Go on after attempt 1 failed with *first* (at ``time.monotonic()`` *started*).
+    One command's retries, from its first failure on.
 
-    *attempt* sends attempt number N (1-based). Returns the result and the
-    number of retries taken. Raises the last error, with ``retries_taken``
-    set, or AmbiguousOutcomeError for an UNSAFE command whose attempt may
-    have been processed. The session awaits attempt 1 itself and calls this
-    only on a failure, so a command that succeeds builds no retry machinery.
+    The transport builds this when attempt 1 fails and calls :meth:`after`
+    with each failure: it raises the command's error or waits, and then the
+    transport sends attempt :attr:`attempt`.
     """
-    decision = classify(first, idempotency)
-    if decision is Decision.AMBIGUOUS:
-        raise AmbiguousOutcomeError(command, body, first) from first
-    wait = backoff(policy, 1, first)
-    if (
-        decision is Decision.FINAL
-        or policy.max_attempts <= 1
-        or _past_deadline(policy, started, wait)
-    ):
-        raise first
-    _log_retry(command, 2, policy, wait, first)
-    await sleep(wait)
 
-    def stop(state: RetryCallState) -> bool:
-        # Attempt numbers in tenacity start at 1 for our second attempt.
-        if state.attempt_number + 1 >= policy.max_attempts:
-            return True
-        return _past_deadline(policy, started, state.upcoming_sleep)
+    __slots__ = ("_body", "_command", "_idempotency", "_policy", "_started", "attempt")
 
-    def wait_for(state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        return backoff(policy, state.attempt_number + 1, exc)
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        idempotency: Idempotency,
+        command: str,
+        body: Mapping[str, Any],
+        started: float,
+    ) -> None:
+        self._policy = policy
+        self._idempotency = idempotency
+        self._command = command
+        #: The body sent, for AmbiguousOutcomeError.
+        self._body = body
+        #: time.monotonic() when attempt 1 began: the policy's deadline counts from it.
+        self._started = started
+        #: The number (1-based) of the attempt that failed last, then of the next one.
+        self.attempt = 1
 
-    def before_sleep(state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        _log_retry(command, state.attempt_number + 2, policy, state.upcoming_sleep, exc)
+    @property
+    def taken(self) -> int:
+        """How many times the command was re-sent."""
+        return self.attempt - 1
 
-    retrying = AsyncRetrying(
-        stop=stop,
-        wait=wait_for,
-        retry=retry_if_exception(lambda e: classify(e, idempotency) is Decision.RETRY),
-        reraise=True,
-        sleep=sleep,
-        before_sleep=before_sleep,
-    )
-    retries = 0
-    try:
-        async for try_ in retrying:
-            with try_:
-                retries = try_.retry_state.attempt_number
-                result = await attempt(retries + 1)
-    except RelayError as exc:
-        exc.retries_taken = retries
-        if classify(exc, idempotency) is Decision.AMBIGUOUS:
-            ambiguous = AmbiguousOutcomeError(command, body, exc)
-            ambiguous.retries_taken = retries
-            raise ambiguous from exc
-        raise
-    return result, retries
+    async def after(self, failure: RelayError) -> None:
+        """
+        Attempt :attr:`attempt` failed with *failure*: raise, or wait for the next.
+
+        Raises *failure* (with ``retries_taken`` set) when the policy ends
+        here, or AmbiguousOutcomeError for an UNSAFE command whose attempt may
+        have been processed.
+        """
+        number = self.attempt
+        failure.retries_taken = number - 1
+        decision = classify(failure, self._idempotency)
+        if decision is Decision.AMBIGUOUS:
+            ambiguous = AmbiguousOutcomeError(self._command, self._body, failure)
+            ambiguous.retries_taken = number - 1
+            raise ambiguous from failure
+        if decision is Decision.FINAL:
+            raise failure
+        policy = self._policy
+        wait = backoff(policy, number, failure)
+        if number >= policy.max_attempts or _past_deadline(policy, self._started, wait):
+            raise failure
+        logger.debug(
+            "retrying %s (attempt %d of %d) in %.3fs after %s",
+            self._command,
+            number + 1,
+            policy.max_attempts,
+            wait,
+            failure,
+        )
+        await backoff_sleep(wait)
+        self.attempt = number + 1
 
 
 def _past_deadline(policy: RetryPolicy, started: float, wait: float) -> bool:
     if policy.deadline is None:
         return False
     return time.monotonic() - started + wait >= policy.deadline
-
-
-def _log_retry(
-    command: str, next_attempt: int, policy: RetryPolicy, wait: float, exc: BaseException | None
-) -> None:
-    logger.debug(
-        "retrying %s (attempt %d of %d) in %.3fs after %s",
-        command,
-        next_attempt,
-        policy.max_attempts,
-        wait,
-        exc,
-    )

@@ -1,28 +1,253 @@
 """
-aiohttp's side of sending: the session, its timeouts, and its failures mapped to ours.
+How an AsyncRelay reaches the API: aiohttp's sessions with the URL, headers,
+timeouts and limits bound, the POST of a command, and aiohttp's failures mapped
+to relaycall's.
 
-The POST itself is made by the session's attempt (one coroutine less per
-command than a wrapper here). Mapping order matters (most specific first):
-whether a failure happened before the request left this process decides
-whether ``dial`` may be re-sent.
+:meth:`Transport.send` makes every attempt of a command in the command's one
+coroutine: no wrapper coroutine per command, and no retry machinery unless an
+attempt fails (then :class:`relaycall._retry.Retries` decides what follows).
+Mapping order matters (most specific first): whether a failure happened
+before the request left this process decides whether ``dial`` may be re-sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
+import time
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any, Protocol
 
 import aiohttp
 
-from relaycall._config import Limits, Timeout
+from relaycall._config import USE_DEFAULT, Limits, RetryPolicy, Timeout, _Default
+from relaycall._idempotency import Idempotency
+from relaycall._limits import Gate, RateLimiter
+from relaycall._retry import AlreadyProcessed, Retries
 from relaycall.errors import (
+    ClientClosedError,
     ConnectError,
     ConnectionLostError,
     ConnectTimeout,
     ReadTimeout,
+    RelayError,
+    ResponseValidationError,
     TLSError,
     TransportError,
+    make_status_error,
 )
+
+# A module constant for the per-command check: reading an Enum member off its
+# class costs about 70 ns on CPython 3.11, a global about 10.
+_UNSAFE = Idempotency.UNSAFE
+
+
+class Watched(Protocol):
+    """What a command starts (an operation handle, a pending dial), checked before a re-send."""
+
+    def _processed(self) -> bool:
+        """Whether callbacks show an attempt of the command was processed."""
+
+
+class Reply:
+    """A reply as it came: status, headers, decoded body, and the retries it took."""
+
+    # A plain slotted class, not attrs.frozen: a frozen attrs __init__ goes
+    # through object.__setattr__ for every field.
+    __slots__ = ("body", "headers", "retries", "status")
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: Any, retries: int) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.retries = retries
+
+
+class Transport:
+    """
+    The POST of every command of one AsyncRelay.
+
+    Holds the URL, the headers (the Authorization one masked), the default
+    timeouts, the in-flight and per-second limits, and the aiohttp sessions:
+    the caller's, or two made here on first use (see :func:`make_session`
+    and :func:`make_unsafe_session`).
+    """
+
+    __slots__ = (
+        "_client_timeout",
+        "_dial_rate",
+        "_gate",
+        "_limits",
+        "_rate",
+        "closed",
+        "headers",
+        "owns_session",
+        "session",
+        "unsafe_session",
+        "url",
+    )
+
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str],
+        timeout: Timeout,
+        limits: Limits,
+        session: aiohttp.ClientSession | None,
+    ) -> None:
+        self.url = url
+        #: Sent with every attempt; attempt 2, 3... replace Relaycall-Attempt.
+        self.headers = headers
+        self._client_timeout = client_timeout(timeout)
+        self._limits = limits
+        self._gate = Gate(limits.concurrency)
+        self._rate = (
+            RateLimiter(limits.commands_per_second, limits.burst)
+            if limits.commands_per_second
+            else None
+        )
+        self._dial_rate = (
+            RateLimiter(limits.calls_per_second, limits.burst) if limits.calls_per_second else None
+        )
+        self.session = session
+        self.owns_session = session is None
+        # Commands that must not be sent twice get a pool of their own, made
+        # when the first one is sent (see make_unsafe_session).
+        self.unsafe_session: aiohttp.ClientSession | None = None
+        #: Set when the AsyncRelay closes: every attempt from then on, and every
+        #: one the closing aborts, raises ClientClosedError.
+        self.closed = False
+
+    def open(self) -> None:
+        """Make the session for commands that may be re-sent, unless the caller gave one."""
+        if self.session is None:
+            self.session = make_session(self._limits)
+
+    def _open_unsafe(self) -> aiohttp.ClientSession:
+        """The session for commands that must not be sent twice, made on first use."""
+        session = self.session
+        assert session is not None  # open() ran: the AsyncRelay opens before any send
+        if self.owns_session:
+            session = make_unsafe_session(self._limits)
+        # A session given by the caller carries everything (see AsyncRelay's docstring).
+        self.unsafe_session = session
+        return session
+
+    @property
+    def unclosed(self) -> bool:
+        """Whether a session made here is still open (close() was never awaited)."""
+        return self.owns_session and self.session is not None and not self.session.closed
+
+    async def close(self) -> None:
+        """Refuse every send from now on, and close the sessions made here."""
+        self.closed = True
+        if self.owns_session:
+            for session in (self.session, self.unsafe_session):
+                if session is not None:
+                    await session.close()
+
+    async def send(  # noqa: PLR0917 - private; positional on the hot path
+        self,
+        name: str,
+        data: bytes,
+        body: Mapping[str, Any],
+        idempotency: Idempotency,
+        policy: RetryPolicy,
+        parse: Callable[[Any], Any] | None,
+        watch: Watched | None = None,
+        timeout: Timeout | float | timedelta | _Default | None = USE_DEFAULT,
+    ) -> Any:
+        """
+        POST command *name* (*data*, the encoding of *body*) until it succeeds or must not.
+
+        Returns the 2xx body read by *parse*, or the whole :class:`Reply`
+        without one (``execute``). Raises what the last attempt raised (see
+        :class:`relaycall._retry.Retries`). *watch* is what the command
+        starts: an attempt 2, 3... its callbacks show was not needed raises
+        AlreadyProcessed instead of going out.
+
+        Every attempt runs here, in this one coroutine: a command that
+        succeeds at once (nearly all) builds no retry state, closure, partial
+        or coroutine, which matters to the garbage collector with thousands
+        in flight.
+        """
+        client = (
+            self._client_timeout if timeout is USE_DEFAULT else client_timeout(Timeout.of(timeout))
+        )
+        session = (
+            (self.unsafe_session or self._open_unsafe()) if idempotency is _UNSAFE else self.session
+        )
+        assert session is not None  # open() ran: the AsyncRelay opens before any send
+        dial_rate = self._dial_rate if name == "dial" else None
+        headers = self.headers
+        retries: Retries | None = None
+        started = time.monotonic()
+        while True:
+            try:
+                if self.closed:
+                    raise ClientClosedError(f"{name}: the AsyncRelay was closed")
+                gate = self._gate
+                if not gate.try_acquire():
+                    await gate.acquire()
+                try:
+                    if self._rate is not None:
+                        await self._rate.acquire()
+                    if dial_rate is not None:
+                        await dial_rate.acquire()
+                    if retries is not None:
+                        # Checked last, after every limiter: a re-send can wait long
+                        # there, and callbacks proving an earlier attempt was
+                        # processed may arrive.
+                        if watch is not None and watch._processed():
+                            raise AlreadyProcessed(name)
+                        headers = {**self.headers, "Relaycall-Attempt": str(retries.attempt)}
+                    async with session.post(
+                        self.url,
+                        data=data,
+                        headers=headers,
+                        timeout=client,
+                        allow_redirects=False,
+                    ) as resp:
+                        raw = await resp.read()
+                        status, resp_headers = resp.status, resp.headers
+                except FAILURES as exc:
+                    if self.closed:  # close() aborted it: not an ambiguity
+                        raise ClientClosedError(f"{name}: the AsyncRelay was closed") from exc
+                    raise map_failure(exc, name) from exc
+                except RuntimeError as exc:
+                    # aiohttp raises RuntimeError when its session was closed under us.
+                    if session.closed:
+                        raise ClientClosedError(f"{name}: the HTTP session is closed") from exc
+                    raise
+                finally:
+                    gate.release()
+                decoded = _decode(raw)
+                if not 200 <= status < 300:
+                    raise make_status_error(status, resp_headers, decoded, command=name)
+            except RelayError as exc:
+                if retries is None:
+                    retries = Retries(policy, idempotency, name, body, started)
+                await retries.after(exc)
+                continue
+            if parse is None:
+                return Reply(status, resp_headers, decoded, 0 if retries is None else retries.taken)
+            try:
+                return parse(decoded)
+            except ResponseValidationError as exc:
+                exc.command = name
+                raise
+
+
+def _decode(data: bytes) -> Any:
+    """JSON when the reply is JSON, else its text (``calling.ai_sidecar.status`` is text)."""
+    if not data:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data.decode("utf-8", errors="replace")
 
 
 def client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:

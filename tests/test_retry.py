@@ -9,8 +9,9 @@ import pytest
 
 import relaycall
 from relaycall import commands
-from relaycall._commands._base import Idempotency
-from relaycall._retry import Decision, classify, parse_retry_after
+from relaycall._idempotency import Idempotency
+from relaycall._retry import Decision, classify
+from relaycall._retry_after import parse_retry_after
 from tests.conftest import CALL_ID, PROJECT, TOKEN, Respond
 
 DIAL = {"from_": "+15551230000", "to": "+15557650000", "url": "https://example.test/swml"}

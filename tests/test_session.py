@@ -10,10 +10,12 @@ import time
 import warnings
 
 import aiohttp
+import attrs
 import pytest
 
 import relaycall
 from relaycall import commands
+from tests._command_examples import EXAMPLES
 from tests.conftest import CALL_ID, PROJECT, TOKEN, Respond, WireServer, call_leg
 
 
@@ -184,6 +186,73 @@ async def test_sidecar_status_text_reply(relay, server):
     assert status.running is True
 
 
+# --- status_url from the receiver ----------------------------------------------------
+
+RECEIVER_URL = "http://127.0.0.1:9/events"
+
+#: The first example of every command class with a status_url field, sent without one.
+STATUS_URL_EXAMPLES = {
+    e.command.command_name: attrs.evolve(e.command, status_url=None)  # type: ignore[misc]
+    for e in reversed(EXAMPLES)
+    if "status_url" in attrs.fields_dict(type(e.command))
+}
+
+
+@pytest.mark.parametrize("name", sorted(STATUS_URL_EXAMPLES))
+async def test_a_status_url_field_gets_the_receivers_url_except_on_update(server, sleeps, name):
+    """
+    Every command with a status_url field, sent without one, gets the receiver's URL;
+    ``update`` goes out exactly as built (its status_url would re-point the call's
+    state callbacks, which may go to the caller's own URL).
+    """
+    command = STATUS_URL_EXAMPLES[name]
+    receiver = relaycall.EventReceiver(public_url=RECEIVER_URL)
+    async with relaycall.AsyncRelay(
+        PROJECT, TOKEN, base_url=server.base_url, events=receiver
+    ) as relay:
+        await relay.send(command)
+    (body,) = server.bodies
+    if name == "update":
+        assert body == command.to_wire()
+        assert "status_url" not in body["params"]
+    else:
+        url = body["params"]["status_url"]
+        assert url.startswith(RECEIVER_URL)
+        assert "?t=" in url  # the receiver's token
+
+
+def test_every_command_with_a_status_url_field_is_covered():
+    """The table above holds each of them (a new one joins it from the examples)."""
+    assert set(STATUS_URL_EXAMPLES) == {
+        name
+        for name, cls in commands.BY_NAME.items()
+        if "status_url" in attrs.fields_dict(cls)  # type: ignore[arg-type]
+    }
+    assert "update" in STATUS_URL_EXAMPLES
+
+
+async def test_update_sends_its_status_url_only_when_given(server, sleeps):
+    """call.update() with a receiver: the exact wire body, with the caller's status_url or none."""
+    receiver = relaycall.EventReceiver(public_url=RECEIVER_URL)
+    async with relaycall.AsyncRelay(
+        PROJECT, TOKEN, base_url=server.base_url, events=receiver
+    ) as relay:
+        call = relay.call(CALL_ID)
+        await call.update(url="https://example.test/next")
+        await call.update(url="https://example.test/next", status_url="https://mine.test/cb")
+    assert server.bodies == [
+        {"command": "update", "params": {"id": CALL_ID, "url": "https://example.test/next"}},
+        {
+            "command": "update",
+            "params": {
+                "id": CALL_ID,
+                "url": "https://example.test/next",
+                "status_url": "https://mine.test/cb",
+            },
+        },
+    ]
+
+
 # --- configuration ------------------------------------------------------------------
 
 
@@ -286,6 +355,18 @@ async def test_use_after_close_raises(server):
     assert len(server.seen) == 1
 
 
+async def test_a_request_aborted_by_close_is_client_closed_and_not_resent(relay, server):
+    """close() while a re-sendable command awaits its reply: ClientClosedError, one request."""
+    server.reply(Respond(delay=5.0))
+    task = asyncio.ensure_future(relay.send(commands.End(call_id=CALL_ID)))
+    await asyncio.wait_for(server.arrived.wait(), 5)
+    await relay.close()
+    with pytest.raises(relaycall.ClientClosedError) as info:
+        await asyncio.wait_for(task, 5)
+    assert info.value.retries_taken == 0
+    assert len(server.seen) == 1
+
+
 async def test_lazy_open_without_context_manager(server):
     """The first command opens the session when async with was not used."""
     relay = relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url)
@@ -318,7 +399,7 @@ async def test_unclosed_relay_warns(server):
     """An AsyncRelay dropped while open warns with ResourceWarning, like aiohttp."""
     relay = relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url)
     await relay.send(commands.End(call_id=CALL_ID))
-    session = relay._session
+    session = relay._transport.session
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         del relay
