@@ -44,6 +44,10 @@ def _attribute(exc: relaycall.UnprocessableEntityError) -> str | None:
 
 
 async def test_wrong_credentials_get_401(env: EmulatorEnv) -> None:
+    """
+    Wrong or missing Basic credentials get 401 {"error": "Unauthorized"}; relaycall with a wrong
+    token raises AuthenticationError.
+    """
     body = {"command": "calling.end", "id": str(uuid.uuid4()), "params": {}}
     project = env.emu.config.project_id
     wrong = basic_auth(project, "nope")
@@ -66,10 +70,18 @@ async def test_wrong_credentials_get_401(env: EmulatorEnv) -> None:
     ],
 )
 async def test_malformed_bodies_get_400(env: EmulatorEnv, raw: bytes) -> None:
+    """
+    Bodies that are not a command (bad JSON, not an object, no command, an unknown or non-string
+    one) get the bare 400 {"error": "Bad Request"}.
+    """
     assert (await env.http.api(raw=raw))[:2] == (400, {"error": "Bad Request"})
 
 
 async def test_400_says_why_in_a_header(env: EmulatorEnv) -> None:
+    """
+    A 400's body stays the platform's bare one; the emulator's reason, naming the bad command, is in
+    X-Emulator-Detail.
+    """
     body = {"command": "calling.dance\n", "id": CID, "params": {}}
     status, reply, headers = await env.http.api(body)
     assert (status, reply) == (400, {"error": "Bad Request"})
@@ -77,6 +89,7 @@ async def test_400_says_why_in_a_header(env: EmulatorEnv) -> None:
 
 
 async def test_collect_with_neither_digits_nor_speech_is_400(env: EmulatorEnv) -> None:
+    """calling.collect with neither digits nor speech is refused with 400, not 422."""
     body = {"command": "calling.collect", "id": str(uuid.uuid4()), "params": {"control_id": "c"}}
     assert (await env.http.api(body))[:2] == (400, {"error": "Bad Request"})
 
@@ -174,6 +187,10 @@ SWML = {"sections": {"main": [{"hangup": {}}]}}
 async def test_rule_violations_get_422_naming_the_attribute(
     env: EmulatorEnv, body: dict[str, Any], attribute: str, code: str
 ) -> None:
+    """
+    One broken rule per command family gets 422 with one validation_error: its code, the dotted path
+    of the attribute, the error-codes URL, and a message naming the attribute.
+    """
     status, reply, _ = await env.http.api(body)
     assert status == 422, reply
     (item,) = reply["errors"]
@@ -186,6 +203,7 @@ async def test_rule_violations_get_422_naming_the_attribute(
 
 
 async def test_422_reaches_relaycall_as_unprocessable_entity(env: EmulatorEnv) -> None:
+    """The emulator's 422 reaches relaycall as UnprocessableEntityError naming the attribute."""
     with pytest.raises(relaycall.UnprocessableEntityError) as info:
         await env.relay.execute(
             "calling.play.volume", call_id=CID, params={"control_id": "p", "volume": 41}
@@ -194,11 +212,16 @@ async def test_422_reaches_relaycall_as_unprocessable_entity(env: EmulatorEnv) -
 
 
 def test_every_valid_example_structures_back_to_the_same_command() -> None:
+    """Every valid command example the emulator parses gives back the identical wire body."""
     for ex in EXAMPLES:
         assert parse_request(ex.wire).to_wire() == ex.wire, ex.id
 
 
 def test_every_invalid_body_the_client_refuses_is_refused_by_the_emulator() -> None:
+    """
+    Every invalid body relaycall refuses (a mutation of a valid example) is refused by the
+    emulator's parser too, with 400 or 422; more than 200 are checked.
+    """
     checked = 0
     for bad in INVALID:
         if bad.mutation is None:
@@ -225,6 +248,10 @@ def test_every_invalid_body_the_client_refuses_is_refused_by_the_emulator() -> N
 
 
 async def test_unknown_call_and_unknown_operation_are_404(env: EmulatorEnv) -> None:
+    """
+    An unknown call, an operation never started, a fax never sent and a sidecar never started are
+    404 {"error": "Not Found"}.
+    """
     with pytest.raises(relaycall.NotFoundError) as info:
         await env.relay.send(c.End(call_id=str(uuid.uuid4())))
     assert info.value.body == {"error": "Not Found"}
@@ -238,6 +265,10 @@ async def test_unknown_call_and_unknown_operation_are_404(env: EmulatorEnv) -> N
 
 
 async def test_duplicate_control_id_and_second_transcription_are_409(env: EmulatorEnv) -> None:
+    """
+    A running control_id reused by the same kind, or a second transcription, is 409; another kind
+    may share the id, and stopping frees it (its follow-ups are then 404).
+    """
     call_id = await env.answered()
     forever = [relaycall.ringtone("us")]
     await env.relay.send(c.Play(call_id=call_id, control_id="p1", play=forever))
@@ -257,6 +288,7 @@ async def test_duplicate_control_id_and_second_transcription_are_409(env: Emulat
 
 
 async def test_media_on_an_unanswered_call_is_409(env: EmulatorEnv) -> None:
+    """Playing on a call that is still ringing is 409."""
     env.core.scenarios["+1999"] = Scenario(ring_seconds=600)
     call_id = await env.dial("+1999")
     with pytest.raises(relaycall.ConflictError):
@@ -273,6 +305,11 @@ LEG_KEYS = {
 
 
 async def test_answered_call_reports_each_state_then_ends(env: EmulatorEnv) -> None:
+    """
+    A dial reports created, ringing and answered (swml: event channel, outbound, a phone device, no
+    end_reason); calling.end returns the completed leg with its duration, the call reports
+    ended/hangup, and a second end is 404.
+    """
     call_id = await env.dial()
     states = []
     for state in ("created", "ringing", "answered"):
@@ -295,6 +332,10 @@ async def test_answered_call_reports_each_state_then_ends(env: EmulatorEnv) -> N
 
 
 async def test_dial_reply_is_a_complete_queued_leg(env: EmulatorEnv) -> None:
+    """
+    The dial reply is a complete CallLeg: every key, queued, relay_sip_call for a SIP address, and
+    no duration, billing or parent yet.
+    """
     status, leg, _ = await env.http.api(
         {"command": "dial", "params": {"from": "+15551230000", "to": "sip:bob@example.com",
                                        "url": "https://x.test/swml"}}
@@ -308,6 +349,7 @@ async def test_dial_reply_is_a_complete_queued_leg(env: EmulatorEnv) -> None:
 
 
 async def test_default_status_events_is_only_ended(env: EmulatorEnv) -> None:
+    """A dial without status_events gets the ended callback and no other."""
     call_id = await env.dial(status_events=None)
     await env.relay.send(c.End(call_id=call_id))
     hit = await env.rx.next("calling.call.state", call_id=call_id)
@@ -323,6 +365,10 @@ async def test_default_status_events_is_only_ended(env: EmulatorEnv) -> None:
 async def test_unanswered_scenarios_end_the_call(
     env: EmulatorEnv, answer: Any, end_reason: str
 ) -> None:
+    """
+    A busy, unanswered, declining or failing far end ends the call with the matching end_reason,
+    never answered; the call then takes no command (404).
+    """
     env.core.scenarios["+1666"] = Scenario(answer=answer, ring_seconds=2)
     call_id = await env.dial("+1666")
     ended = await env.rx.next("calling.call.state", call_id=call_id, call_state="ended")
@@ -335,6 +381,7 @@ async def test_unanswered_scenarios_end_the_call(
 
 
 async def test_dial_timeout_shorter_than_the_ring_is_no_answer(env: EmulatorEnv) -> None:
+    """A dial timeout shorter than the ring ends the call noAnswer, that timeout after ringing."""
     env.core.scenarios["+1777"] = Scenario(ring_seconds=30)
     call_id = await env.dial("+1777", timeout=2)
     ringing = await env.rx.next("calling.call.state", call_id=call_id, call_state="ringing")
@@ -344,6 +391,7 @@ async def test_dial_timeout_shorter_than_the_ring_is_no_answer(env: EmulatorEnv)
 
 
 async def test_scenario_hangup_after(env: EmulatorEnv) -> None:
+    """Scenario.hangup_after: the far end hangs up that many emulated seconds after answering."""
     env.core.scenarios["+1888"] = Scenario(ring_seconds=0.5, hangup_after=4)
     call_id = await env.dial("+1888")
     answered = await env.rx.next("calling.call.state", call_id=call_id, call_state="answered")
@@ -353,6 +401,10 @@ async def test_scenario_hangup_after(env: EmulatorEnv) -> None:
 
 
 async def test_update_follows_the_state_rules(env: EmulatorEnv) -> None:
+    """
+    update on a ringing call takes only status canceled (the call ends with cancel); on an answered
+    call a redirect or completed, not canceled; on an ended call it is 404.
+    """
     env.core.scenarios["+1999"] = Scenario(ring_seconds=600)
     ringing_id = await env.dial("+1999")
     await env.rx.next("calling.call.state", call_id=ringing_id, call_state="ringing")
@@ -383,6 +435,10 @@ async def test_update_follows_the_state_rules(env: EmulatorEnv) -> None:
 
 
 async def test_play_finishes_after_its_duration(env: EmulatorEnv) -> None:
+    """
+    A play of silence and TTS looped twice finishes their total duration after it started; its
+    finished event carries exactly call_id, node_id, control_id and state.
+    """
     call_id = await env.answered()
     items = [relaycall.silence(1.5), relaycall.tts("x" * 20)]  # 1.5 s + 1.5 s of TTS
     await env.relay.send(
@@ -396,6 +452,10 @@ async def test_play_finishes_after_its_duration(env: EmulatorEnv) -> None:
 
 
 async def test_pause_and_resume_move_the_finish_time(env: EmulatorEnv) -> None:
+    """
+    Paused time does not count: a play finishes its audio's length plus the time it was paused after
+    it started, a volume change on the way.
+    """
     call_id = await env.answered()
     await env.relay.send(
         c.Play(call_id=call_id, control_id="p", play=[relaycall.silence(3)], status_url=env.cb)
@@ -424,6 +484,7 @@ async def test_ringtone_without_duration_plays_until_stopped(env: EmulatorEnv) -
 
 
 async def test_time_scale_runs_the_clock_faster(env: EmulatorEnv) -> None:
+    """At time_scale 50 a 10 s play finishes in about a fiftieth of that in real time."""
     call_id = await env.answered()
     started = time.monotonic()
     await env.relay.send(
@@ -449,6 +510,10 @@ async def _wav(env: EmulatorEnv, url: str) -> tuple[int, float]:
 
 
 async def test_record_finishes_with_a_wav_url_of_the_recorded_length(env: EmulatorEnv) -> None:
+    """
+    A record ends after the scripted speech and its end_silence_timeout; its url serves a silent 8
+    kHz mono WAV of the reported size and duration.
+    """
     env.core.scenarios["+1555"] = Scenario(speech="leave a message please", input_delay=0.5)
     call_id = await env.answered("+1555")
     audio = c.RecordAudio(format="wav", end_silence_timeout=1.0)
@@ -465,6 +530,10 @@ async def test_record_finishes_with_a_wav_url_of_the_recorded_length(env: Emulat
 
 
 async def test_record_pause_skip_and_silence_and_max_length(env: EmulatorEnv) -> None:
+    """
+    A paused recording leaves the pause out by default and records it as silence with
+    behavior=silence; max_length ends a recording at that length.
+    """
     call_id = await env.answered()
     audio = c.RecordAudio(initial_timeout=0, end_silence_timeout=0)
     # Emulated time also runs with the loop's clock (50x), so a slow machine adds to
@@ -499,6 +568,10 @@ async def test_record_pause_skip_and_silence_and_max_length(env: EmulatorEnv) ->
 
 
 async def test_record_terminator_and_no_input(env: EmulatorEnv) -> None:
+    """
+    A DTMF terminator ends a recording; with nothing heard within initial_timeout it ends no_input,
+    without a url.
+    """
     env.core.scenarios["+1444"] = Scenario(dtmf="5#")
     call_id = await env.answered("+1444")
     await env.relay.send(c.Record(call_id=call_id, control_id="t", status_url=env.cb))
@@ -522,6 +595,10 @@ def _collect(call_id: str, cb: str, cid: str = "k", **kw: Any) -> c.Collect:
 
 
 async def test_collect_scripted_dtmf_terminator_and_max(env: EmulatorEnv) -> None:
+    """
+    Scripted DTMF is collected up to the terminator, or up to max digits with an empty terminator; a
+    digit result carries neither final nor state.
+    """
     env.core.scenarios["+1333"] = Scenario(dtmf=("12#", "987654"))
     call_id = await env.answered("+1333")
     digits = c.CollectDigits(max=4, terminators="#")
@@ -536,6 +613,10 @@ async def test_collect_scripted_dtmf_terminator_and_max(env: EmulatorEnv) -> Non
 
 
 async def test_collect_digit_timeout_and_no_input(env: EmulatorEnv) -> None:
+    """
+    digit_timeout ends a digit collect with the digits pressed; no press within initial_timeout is
+    no_input.
+    """
     env.core.scenarios["+1222"] = Scenario(dtmf="42")
     call_id = await env.answered("+1222")
     digits = c.CollectDigits(max=6, digit_timeout=2)
@@ -549,6 +630,10 @@ async def test_collect_digit_timeout_and_no_input(env: EmulatorEnv) -> None:
 
 
 async def test_collect_waits_for_start_input_timers_by_default(env: EmulatorEnv) -> None:
+    """
+    Without start_input_timers the initial timeout does not run (a minute passes without a callback)
+    until CollectStartInputTimers; then it ends no_input.
+    """
     call_id = await env.answered()
     await env.relay.send(
         c.Collect(call_id=call_id, control_id="k", status_url=env.cb, initial_timeout=2,
@@ -563,6 +648,10 @@ async def test_collect_waits_for_start_input_timers_by_default(env: EmulatorEnv)
 
 
 async def test_collect_speech_with_partial_results(env: EmulatorEnv) -> None:
+    """
+    A speech collect reports start_of_input, a partial result per word (final false), then the final
+    result with the scenario's confidence.
+    """
     env.core.scenarios["+1111"] = Scenario(speech="yes please thanks", confidence=0.8)
     call_id = await env.answered("+1111")
     await env.relay.send(
@@ -583,6 +672,7 @@ async def test_collect_speech_with_partial_results(env: EmulatorEnv) -> None:
 
 
 async def test_collect_continuous_mode(env: EmulatorEnv) -> None:
+    """A continuous collect reports each press while collecting; only CollectStop finishes it."""
     call_id = await env.answered()
     await env.relay.send(
         _collect(call_id, env.cb, digits=c.CollectDigits(max=1), continuous=True,
@@ -601,6 +691,7 @@ async def test_collect_continuous_mode(env: EmulatorEnv) -> None:
 
 
 async def test_collect_no_match_on_a_bare_terminator(env: EmulatorEnv) -> None:
+    """A terminator with no digit before it is no_match."""
     call_id = await env.answered()
     await env.relay.send(_collect(call_id, env.cb, digits=c.CollectDigits(max=3, terminators="#")))
     env.core.press(call_id, "#")
@@ -609,6 +700,7 @@ async def test_collect_no_match_on_a_bare_terminator(env: EmulatorEnv) -> None:
 
 
 async def test_press_before_the_collect_is_kept_for_it(env: EmulatorEnv) -> None:
+    """Digits pressed while no collect runs are kept (press returns False) for the next one."""
     call_id = await env.answered()
     assert env.core.press(call_id, "55") is False
     await env.relay.send(_collect(call_id, env.cb, digits=c.CollectDigits(max=2)))
@@ -620,6 +712,7 @@ async def test_press_before_the_collect_is_kept_for_it(env: EmulatorEnv) -> None
 
 
 async def test_detect_machine_then_ready_then_finished(env: EmulatorEnv) -> None:
+    """Machine detection on a machine reports MACHINE, READY, then finished right after READY."""
     env.core.scenarios["+1600"] = Scenario(answer="machine", detect_seconds=1, greeting_seconds=2)
     call_id = await env.answered("+1600")
     await env.relay.send(
@@ -633,6 +726,10 @@ async def test_detect_machine_then_ready_then_finished(env: EmulatorEnv) -> None
 
 
 async def test_detect_human_and_answer_as(env: EmulatorEnv) -> None:
+    """
+    Machine detection on a human reports HUMAN then finished; after answer_as('machine') it reports
+    MACHINE then finished, not waiting for the message end.
+    """
     call_id = await env.answered()
     await env.relay.send(
         c.Detect(call_id=call_id, control_id="d", detect=c.DetectMachine(), status_url=env.cb)
@@ -654,6 +751,10 @@ async def test_detect_human_and_answer_as(env: EmulatorEnv) -> None:
 
 
 async def test_detect_fax_digits_and_timeout(env: EmulatorEnv) -> None:
+    """
+    Fax detection reports the scenario's CED tone; digit detection reports the scripted digit, then
+    finished when its timeout runs out.
+    """
     env.core.scenarios["+1700"] = Scenario(fax_tone="CED", dtmf="1")
     call_id = await env.answered("+1700")
     await env.relay.send(
@@ -676,6 +777,11 @@ async def test_detect_fax_digits_and_timeout(env: EmulatorEnv) -> None:
 
 
 async def test_ending_a_call_finishes_every_operation_before_ended(env: EmulatorEnv) -> None:
+    """
+    When the far end hangs up, every running operation's final event (play, record, collect
+    no_input, detect, tap, stream, transcribe and its transcript, live translate) is sent before the
+    call's ended, each with its documented payload.
+    """
     call_id = await env.answered()
     cb = env.cb
     send = env.relay.send
@@ -745,6 +851,11 @@ async def test_ending_a_call_finishes_every_operation_before_ended(env: Emulator
 
 
 async def test_other_commands_keep_state(env: EmulatorEnv) -> None:
+    """
+    Denoise, AI hold/unhold/message/stop, user events, transfer, disconnect, fax stop and live
+    transcribe change the emulated call's state; a second start is 409 and stopping nothing 404;
+    live transcribe reports started, summarized, stopped.
+    """
     env.core.scenarios["+1800"] = Scenario(send_fax="fax-1")
     call_id = await env.answered("+1800")
     send = env.relay.send
@@ -782,6 +893,10 @@ async def test_other_commands_keep_state(env: EmulatorEnv) -> None:
 
 
 async def test_sidecar(env: EmulatorEnv) -> None:
+    """
+    An AI sidecar starts once (409 the second time), posts start and ask_answer, counts ticks and
+    insights in its status, stops, and is then 404.
+    """
     call_id = await env.answered()
     side_url = env.rx.url("/sidecar")
     await env.relay.send(c.AISidecar(call_id=call_id, lang="en-US", url=side_url))
@@ -805,6 +920,9 @@ async def test_sidecar(env: EmulatorEnv) -> None:
 
 
 async def test_refer_moves_the_call_on(env: EmulatorEnv) -> None:
+    """
+    A SIP refer reports inProgress with sip_refer_to, then success, and the call ends with hangup.
+    """
     call_id = await env.answered()
     await env.relay.send(
         c.Refer(call_id=call_id, device=c.SipReferDevice(to="sip:bob@example.com"),
@@ -823,6 +941,10 @@ async def test_refer_moves_the_call_on(env: EmulatorEnv) -> None:
 
 
 async def test_signed_callbacks_verify(signed_env: EmulatorEnv) -> None:
+    """
+    With a signing key, each callback carries the HMAC-SHA1 and HMAC-SHA256 of its full URL (query
+    included) followed by its body.
+    """
     env = signed_env
     call_id = await env.answered()
     await env.relay.send(
@@ -842,6 +964,10 @@ async def test_signed_callbacks_verify(signed_env: EmulatorEnv) -> None:
 
 
 async def test_delivery_failures_and_foreign_hosts_are_journaled(env: EmulatorEnv) -> None:
+    """
+    A callback answered 500 is journaled failed with that status; one to a host that is not loopback
+    is journaled blocked, never sent.
+    """
     env.rx.status = 500
     call_id = await env.dial(status_url=env.cb, status_events=["created"])
     await env.rx.next("calling.call.state", call_id=call_id, call_state="created")
@@ -855,6 +981,10 @@ async def test_delivery_failures_and_foreign_hosts_are_journaled(env: EmulatorEn
 
 
 async def test_journal_jsonl(env: EmulatorEnv) -> None:
+    """
+    /__emulator/journal.jsonl needs the credentials, and lists each request with its status and
+    every delivered call-state callback.
+    """
     call_id = await env.answered()
     await env.http.api({"command": "calling.end", "id": call_id, "params": {"reason": "bad"}})
     await env.relay.send(c.End(call_id=call_id))
@@ -871,6 +1001,10 @@ async def test_journal_jsonl(env: EmulatorEnv) -> None:
 
 
 async def test_control_api_press_say_and_calls(env: EmulatorEnv) -> None:
+    """
+    The control API (credentials required) presses digits and says text into collects, lists the
+    calls, is 404 for an unknown call, sets scenarios, and resets everything.
+    """
     call_id = await env.answered()
     press, say = f"/__emulator/calls/{call_id}/press", f"/__emulator/calls/{call_id}/say"
     assert (await env.http.request("POST", press, {"digits": "12"}, auth=False))[0] == 401
@@ -904,6 +1038,10 @@ async def test_control_api_press_say_and_calls(env: EmulatorEnv) -> None:
 
 
 async def test_ten_thousand_concurrent_calls_with_running_operations() -> None:
+    """
+    10,000 answered calls with a play and a collect each hold one timer per operation, use no CPU
+    while they wait, and ending them leaves no timer.
+    """
     emu = EmulatedPlatform(
         EmulatorConfig(
             time_scale=1.0, setup_seconds=0.0, default_scenario=Scenario(ring_seconds=0.0)
