@@ -14,7 +14,7 @@ import copy
 import json
 import re
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import attrs
@@ -26,7 +26,7 @@ from hypothesis.strategies import SearchStrategy
 import relaycall
 from relaycall import ValidationError
 from relaycall import commands as c
-from relaycall._commands._base import FollowUp
+from relaycall._commands._base import FollowUp, call_id_field, command
 from relaycall.commands import BY_NAME, Command, Idempotency, Model
 from tests._command_examples import (
     BRANCH_VALIDATORS,
@@ -170,19 +170,72 @@ def test_min_examples_set_only_required_fields(example_id: str) -> None:
 
 
 def test_by_name_equals_schema_command_enum() -> None:
+    """The registry holds exactly the commands the vendored API schema names, one class each."""
     enum = SCHEMA["properties"]["command"]["enum"]
-    assert len(enum) == len(set(enum)) == 42
+    assert len(enum) == len(set(enum))
     assert set(BY_NAME) == set(enum) == set(BRANCHES)
-    assert len(COMMAND_CLASSES) == len(set(COMMAND_CLASSES)) == 42
+    assert len(set(COMMAND_CLASSES)) == len(BY_NAME)
     for name, cls in BY_NAME.items():
         assert cls.command_name == name
 
 
 def test_schema_branches_are_one_per_command() -> None:
     """Each oneOf branch names exactly one command; the names are Call*Request."""
-    assert len(SCHEMA["oneOf"]) == 42
+    assert len(SCHEMA["oneOf"]) == len(SCHEMA["properties"]["command"]["enum"])
     assert all(re.fullmatch(r"Call\w+Request", n) for n in BRANCHES.values())
-    assert len(set(BRANCHES.values())) == 42
+    assert len(set(BRANCHES.values())) == len(BRANCHES)
+
+
+@pytest.fixture
+def registry() -> Iterator[dict[str, type[Command[Any]]]]:
+    """BY_NAME, restored after the test (a test may define commands of its own)."""
+    saved = dict(BY_NAME)
+    yield BY_NAME
+    BY_NAME.clear()
+    BY_NAME.update(saved)
+
+
+def _define(name: str) -> type[Command[Any]]:
+    """Define a one-field command class called ``Defined`` with wire name *name*."""
+
+    @command(name, label="defined", idempotency=Idempotency.SAFE)
+    @attrs.frozen(kw_only=True)
+    class Defined(Command[Any]):
+        call_id: str = call_id_field()
+
+    return Defined
+
+
+def test_a_command_class_registers_itself_by_its_wire_name(
+    registry: dict[str, type[Command[Any]]],
+) -> None:
+    """Defining a command class is all it takes to be in BY_NAME; no list names it."""
+    defined = _define("calling.defined")
+    assert registry["calling.defined"] is defined
+    assert defined(call_id=CALL_ID).to_wire() == {
+        "command": "calling.defined",
+        "id": CALL_ID,
+        "params": {},
+    }
+
+
+def test_a_duplicate_wire_name_fails_where_the_class_is_defined(
+    registry: dict[str, type[Command[Any]]],
+) -> None:
+    """A second class taking a registered wire name raises, naming both; the first stays."""
+    with pytest.raises(TypeError, match=r"'calling\.play'.*media\.Play and .*Defined"):
+        _define("calling.play")
+    assert registry["calling.play"] is c.Play
+
+
+def test_the_same_class_defined_again_replaces_itself(
+    registry: dict[str, type[Command[Any]]],
+) -> None:
+    """Re-running a class definition (a reloaded module) is not a duplicate."""
+    first = _define("calling.defined")
+    second = _define("calling.defined")
+    assert first is not second
+    assert registry["calling.defined"] is second
 
 
 def test_top_level_id_only_for_calling_commands() -> None:

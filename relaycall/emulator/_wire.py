@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from relaycall import commands as c
-from relaycall._reading import _CALL_ID_KEY, ERRORS_URL, MISSING, WireError, _conv, _show
+from relaycall._reading import CALL_ID_KEY, ERRORS_URL, MISSING, WireError, read, show
 
 __all__ = ["ERRORS_URL", "WireError", "parse_request"]
 
@@ -19,6 +19,8 @@ __all__ = ["ERRORS_URL", "WireError", "parse_request"]
 # --- the envelope ------------------------------------------------------------------------
 
 _ENVELOPE = ("command", "id", "params")
+#: The rule a collect with neither digits nor speech breaks; the API answers it 400, not 422.
+_COLLECT_NEEDS_INPUT = "give digits, speech, or both"
 
 
 def parse_request(body: Any) -> c.Command[Any]:
@@ -44,15 +46,20 @@ def parse_request(body: Any) -> c.Command[Any]:
         raise WireError("params", "is required (send {} when there are none)", code=MISSING)
     params = body["params"]
     if not isinstance(params, Mapping):
-        raise WireError("params", f"{_show(params)} must be an object")
+        raise WireError("params", f"{show(params)} must be an object")
     if cls._top_level_id:
         if "id" not in body:
             raise WireError("id", f"is required for {name}", code=MISSING)
-        if _CALL_ID_KEY in params:
-            raise WireError(_CALL_ID_KEY, "is not an allowed parameter here")
-        params = {**params, _CALL_ID_KEY: body["id"]}
+        if CALL_ID_KEY in params:
+            raise WireError(CALL_ID_KEY, "is not an allowed parameter here")
+        params = {**params, CALL_ID_KEY: body["id"]}
     elif "id" in body:
         where = "params.id" if name == "update" else "no id"
         raise WireError("id", f"must not be given at the top level for {name} (use {where})")
-    command: c.Command[Any] = _conv.structure(params, cls)
+    try:
+        command: c.Command[Any] = read(cls, params)
+    except WireError as exc:
+        if cls is c.Collect and exc.rule == _COLLECT_NEEDS_INPUT:
+            exc.status = 400
+        raise
     return command
