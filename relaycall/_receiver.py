@@ -1,13 +1,14 @@
 """
-EventReceiver: takes status callbacks over HTTP, checks them, and routes them to handles.
+EventReceiver: takes status callbacks over HTTP, checks them, and hands them to the session.
 
 The checks run in order, size and signature (when a signing key is set) on
 the raw bytes before anything is parsed: then JSON (bounded depth, standard
 numbers), then shape, then the URL token relaycall put in every status_url
-it generated, then the timestamp window (docs/security.md). Routing is two
-dict lookups (call id, then control id), so ingest cost does not grow with
-the number of live calls. Nothing the user registered runs inside the
-request: callbacks are scheduled, so a slow one cannot delay the 200.
+it generated, checked against the route the session's :class:`Router` finds
+for the callback, then the timestamp window (docs/security.md). The Router
+delivers it to its handle (relaycall/_routing.py). Nothing the user
+registered runs inside the request: callbacks are scheduled, so a slow one
+cannot delay the 200.
 """
 
 from __future__ import annotations
@@ -29,45 +30,27 @@ from urllib.parse import parse_qs, urlsplit
 import attrs
 from aiohttp import HttpVersion11, web
 
-from relaycall._events import (
-    CallStateEvent,
-    Event,
-    EventParseError,
-    LiveEvent,
-    SidecarEvent,
-    TranscriptEvent,
-    parse_event,
-)
+from relaycall._events import Event, parse_event
 from relaycall._handles._base import _run_callback
+from relaycall._routing import (
+    CALL_DUPLICATE,
+    DUPLICATE,
+    NOWHERE,
+    ROUTED,
+    UNKNOWN_CALL,
+    UNKNOWN_OPERATION,
+    Outcome,
+    Route,
+)
 from relaycall._validate import http_url_check, is_number
-from relaycall.errors import UsageError, show_value_masked
+from relaycall.errors import EventParseError, UsageError, show_value_masked
 
 if TYPE_CHECKING:
-    from relaycall._handles._base import Operation
-    from relaycall._handles.call import Call
-    from relaycall._session import AsyncRelay
+    from relaycall._routing import Router
 
 __all__ = ["EventReceiver", "ReceiverStats"]
 
 logger = logging.getLogger("relaycall.events")
-
-#: Commands that take a status_url; the session fills it in when a receiver is set.
-STATUS_URL_COMMANDS = frozenset(
-    {
-        "dial",
-        "calling.play",
-        "calling.record",
-        "calling.collect",
-        "calling.detect",
-        "calling.tap",
-        "calling.stream",
-        "calling.transcribe",
-        "calling.refer",
-        "calling.live_translate",
-    }
-)
-_LIVE_KINDS = {"calling.call.live_transcribe": "live_transcribe",
-               "calling.call.live_translate": "live_translate"}  # fmt: skip
 
 
 @attrs.define
@@ -190,7 +173,7 @@ class EventReceiver:
         self._signature_url = signature_url
         self._secret = secret or secrets.token_bytes(32)
         self.stats = ReceiverStats()
-        self._relay: AsyncRelay | None = None
+        self._router: Router | None = None
         self._listeners: list[Callable[[Event], Any]] = []
         _check_bounds(max_clock_skew, header_timeout, body_timeout, max_connections)
         self.max_clock_skew = max_clock_skew
@@ -223,10 +206,12 @@ class EventReceiver:
 
     # --- wiring -----------------------------------------------------------------------
 
-    def _bind(self, relay: AsyncRelay) -> None:
-        if self._relay is not None and self._relay is not relay:
+    def _bind(self, router: Router) -> None:
+        """Serve the AsyncRelay owning *router*: find routes there, count what it delivers."""
+        if self._router is not None and self._router is not router:
             raise UsageError("this EventReceiver already serves another AsyncRelay")
-        self._relay = relay
+        self._router = router
+        router.count = self._count
 
     def on_event(self, callback: Callable[[Event], Any]) -> None:
         """
@@ -267,7 +252,7 @@ class EventReceiver:
         nonce = secrets.token_urlsafe(12)
         return f"{base}?t=d.{nonce}.{self._mac('d:' + nonce)}", nonce
 
-    def _authorize(self, token: str | None, event: Event, call: Call | None) -> _Verdict:
+    def _authorize(self, token: str | None, event: Event, route: Route) -> _Verdict:
         """
         What the URL token allows this callback to do (the table in docs/security.md).
 
@@ -282,15 +267,15 @@ class EventReceiver:
             nonce, _, mac = rest.partition(".")
             if not _same(mac, self._mac("d:" + nonce)):
                 return _FORBIDDEN
+            call, _, bound, _ = route
             if call is not None:
                 # The call a dial created carries its nonce; any other call
                 # (attached by id, or dialed with the user's own status_url) does not.
-                bound = call._nonce
                 if bound is None or not _same(bound, nonce):
                     return _FORBIDDEN
-                return self._call_wide(event, call)
-            relay = self._relay
-            if relay is not None and event.call_id is not None and nonce in relay._pending:
+                return _call_wide(route)
+            router = self._router
+            if router is not None and event.call_id is not None and router.dial_pending(nonce):
                 return _HELD  # the dial's reply has not bound its call yet
             return _OK  # a dial this process no longer waits for: counted unknown_call
         if event.call_id is None:
@@ -299,23 +284,13 @@ class EventReceiver:
             generation, _, mac = rest.partition(".")
             if not _same(mac, self._mac(f"o:{event.call_id}:{generation}")):
                 return _FORBIDDEN
-            op = self._operation_for(event, call) if call is not None else None
-            if op is not None and op._generation != generation:
+            _, op, _, issued = route
+            if op is not None and issued != generation:
                 return _STALE  # issued for an earlier start of this operation
             return _OK
         if _same(token, self._mac("c:" + event.call_id)):
-            return self._call_wide(event, call)
+            return _call_wide(route)
         return _FORBIDDEN
-
-    def _call_wide(self, event: Event, call: Call | None) -> _Verdict:
-        """
-        What a token for a whole call (a dial's, or a call command's) may reach.
-
-        Its call, but not an operation started here with a handle: that one
-        has a token of its own, bound to the one start of it.
-        """
-        op = self._operation_for(event, call) if call is not None else None
-        return _STALE if op is not None and op._generation is not None else _OK
 
     # --- the pipeline ------------------------------------------------------------------------
 
@@ -396,12 +371,12 @@ class EventReceiver:
             return self._reject_body(str(exc))
         if not _token_is_text(query):
             return self._reject_auth("malformed token")
-        relay = self._relay
-        call = relay._calls.get(event.call_id) if relay is not None and event.call_id else None
+        router = self._router
+        route = router.find(event) if router is not None else NOWHERE
         token = _token_of(query)
         verdict = _OK
         if token is not None or self.require_token:
-            verdict = self._authorize(token, event, call)
+            verdict = self._authorize(token, event, route)
             if verdict is _FORBIDDEN:
                 if self.require_token:
                     return self._reject_auth("missing or wrong token")
@@ -414,11 +389,15 @@ class EventReceiver:
         if verdict is _HELD:
             # Kept until the dial's reply names its call, then routed in order.
             assert token is not None
-            assert relay is not None
-            relay._hold(token[2:].partition(".")[0], event)
+            assert router is not None
+            router.hold(token[2:].partition(".")[0], event)
             self.stats.held += 1
         else:
-            self._route(event, call)
+            outcome = router.deliver(event, route) if router is not None else UNKNOWN_CALL
+            if outcome is ROUTED:
+                self.stats.routed += 1  # the usual case, counted without a call
+            else:
+                self._count(outcome)
         for listener in self._listeners:
             _run_callback(listener, event)
         return 200, "ok"
@@ -451,45 +430,21 @@ class EventReceiver:
         logger.warning("refused a callback: %s", why)
         return 403, "forbidden"
 
-    def _route(self, event: Event, call: Call | None) -> None:
-        if call is None:
-            self.stats.unknown_call += 1
-            return
-        if isinstance(event, CallStateEvent) or (
-            event.event_type is None and "call_state" in event.params and event.control_id is None
-        ):
-            call._publish(event, None)
-            if not call._apply(event):
-                self.stats.duplicate += 1
-            self.stats.routed += 1
-            return
-        op = self._operation_for(event, call)
-        call._publish(event, op)
-        if op is None:
-            if event.control_id is not None:
-                self.stats.unknown_operation += 1
-            else:
-                self.stats.routed += 1  # call-level news (denoise, refer): published only
-            return
-        if op._apply(event):
-            self.stats.routed += 1
+    def _count(self, outcome: Outcome) -> None:
+        """Count what delivering an event did."""
+        stats = self.stats
+        if outcome is ROUTED:
+            stats.routed += 1
+        elif outcome is UNKNOWN_CALL:
+            stats.unknown_call += 1
+        elif outcome is DUPLICATE:
+            stats.duplicate += 1
+        elif outcome is UNKNOWN_OPERATION:
+            stats.unknown_operation += 1
         else:
-            self.stats.duplicate += 1
-
-    @staticmethod
-    def _operation_for(event: Event, call: Call) -> Operation | None:
-        if event.control_id is not None:
-            return call._ops.get(event.control_id)
-        if isinstance(event, TranscriptEvent):
-            for op in call._ops.values():
-                if op.kind == "transcribe":
-                    return op
-            return None
-        if isinstance(event, SidecarEvent):
-            return call._ops.get("ai_sidecar")
-        if isinstance(event, LiveEvent) and event.event_type in _LIVE_KINDS:
-            return call._ops.get(_LIVE_KINDS[event.event_type])
-        return None
+            assert outcome is CALL_DUPLICATE
+            stats.routed += 1
+            stats.duplicate += 1
 
     # --- aiohttp ----------------------------------------------------------------------------
 
@@ -760,6 +715,17 @@ class _Verdict(enum.Enum):
 
 
 _OK, _FORBIDDEN, _HELD, _STALE = _Verdict.OK, _Verdict.FORBIDDEN, _Verdict.HELD, _Verdict.STALE
+
+
+def _call_wide(route: Route) -> _Verdict:
+    """
+    What a token for a whole call (a dial's, or a call command's) may reach.
+
+    Its call, but not an operation started here with a handle: that one has a
+    token of its own, bound to the one start of it.
+    """
+    _, _, _, generation = route
+    return _STALE if generation is not None else _OK
 
 
 def _same(given: str, expected: str) -> bool:

@@ -118,6 +118,59 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert sorted(cycles(graph)) == [["a", "b"], ["c", "d", "e"]]
 
 
+def foreign_private_attributes(source: str) -> set[str]:
+    """
+    The ``x._name`` attributes a module reads off objects it does not define.
+
+    ``self._name`` is the object's own (inherited or not). On any other
+    object, an attribute is the module's own when one of its classes sets it
+    on ``self``, lists it in ``__slots__``, or defines it as a method; anything
+    else starting with one ``_`` belongs to another module's object.
+    """
+    tree = ast.parse(source)
+    own: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            own.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            if isinstance(node.value, ast.Name) and node.value.id == "self":
+                own.add(node.attr)
+        elif isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "__slots__":
+            own.update(ast.literal_eval(node.value))
+    return {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and node.attr not in own
+        and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+    }
+
+
+def test_the_receiver_reaches_into_no_other_module_s_objects() -> None:
+    """
+    The receiver routes through the session's Router (relaycall/_routing.py) alone.
+
+    It reads no private attribute of the session or the handles (it read
+    ``relay._calls``, ``call._ops``, ``op._generation``... before).
+    """
+    source = (PACKAGE / "_receiver.py").read_text(encoding="utf-8")
+    assert foreign_private_attributes(source) == set()
+
+
+def test_the_private_attribute_finder_finds_one() -> None:
+    """The finder itself: another object's ``_calls`` and ``_apply`` are reported, own ones not."""
+    source = (
+        "class R:\n"
+        "    __slots__ = ('_a',)\n"
+        "    def __init__(self, relay): self._relay = relay; self._a = 1\n"
+        "    def _own(self): return self._relay._calls.get(self._a)\n"
+        "    def route(self, op): op._apply(self._own())\n"
+    )
+    assert foreign_private_attributes(source) == {"_calls", "_apply"}
+
+
 if __name__ == "__main__":
     for component in cycles(import_graph()):
         print(f"cycle of {len(component)}: {' '.join(component)}")
