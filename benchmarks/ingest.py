@@ -86,7 +86,7 @@ async def _live_handles(relay: Any, n: int) -> tuple[list[Any], list[tuple[str, 
             call = relay.call(call_id)
             pb = await call.play(relaycall.tts(TEXT))
             live.append(call)
-            url = relay.events._operation_status_url(call_id, pb._generation)
+            url = relay.receiver._operation_status_url(call_id, pb._generation)
             out.append((call_id, pb.control_id, url.split("?", 1)[1]))
 
     await asyncio.gather(*(worker(ids[i::CONNECTION_LIMIT]) for i in range(CONNECTION_LIMIT)))

@@ -229,7 +229,7 @@ async def waits(calls: int) -> dict[str, Any]:
             await call.wait_for("answered", timeout=10)
         ops = [await c.record(initial_timeout=0, end_silence_timeout=0) for c in live]
         emu.faults.drop_callbacks(event_type="calling.call.state")
-        waiters = [c.ended() for c in live] + [op.wait() for op in ops]
+        waiters = [c.wait() for c in live] + [op.wait() for op in ops]
         tasks = [asyncio.ensure_future(w) for w in waiters]
         await asyncio.sleep(0)
         for call in live:
@@ -239,7 +239,7 @@ async def waits(calls: int) -> dict[str, Any]:
     async with Emulator(time_scale=20) as emu:
         live = [await emu.relay.dial(**DIAL) for _ in range(calls)]
         pending = [asyncio.ensure_future(c.wait_for("answered")) for c in live]
-        pending += [asyncio.ensure_future(c.ended()) for c in live]
+        pending += [asyncio.ensure_future(c.wait()) for c in live]
         await asyncio.sleep(0)
         closed = time.monotonic()
         await emu.relay.close()

@@ -117,7 +117,7 @@ async def run(time_scale: float = 10.0, out: Callable[[str], Any] = print) -> in
         bye = await call.play(tts("Thank you. Goodbye."))
         await bye.wait(timeout=emulated(60))
         await call.end()
-        ended = await call.ended(timeout=emulated(60))
+        ended = await call.wait(timeout=emulated(60))
         await emu.idle()
         seconds = await _wav_seconds(http, recording.url)
 

@@ -226,7 +226,7 @@ async def test_emulator_serves_logs_and_stops_on_sigint(monkeypatch: pytest.Monk
             call = await relay.dial(**DIAL)
             assert await call.wait_for("answered", timeout=5) == "answered"
             await call.end()
-            await call.ended(timeout=5)
+            await call.wait(timeout=5)
             log: list[str] = []
             await _read_until(proc.stdout, f"calling.call.state ended call={call.id}", log)
 

@@ -229,19 +229,23 @@ async def test_callbacks_that_beat_the_dial_reply_are_applied_in_order():
     """The far end is busy at once and the dial's reply is 0.3 s slower than its callbacks.
 
     The callbacks are held until the reply names the call, then applied in
-    order: ended() finishes (it never did: 100/100).
+    order: call.wait() finishes (it never did: 100/100). Each is counted held,
+    then routed when applied.
     """
     async with Emulator(
         time_scale=50, scenarios={TO: Scenario(answer="busy", ring_seconds=0)}
     ) as emu:
         emu.faults.latency(0.3, command="dial")
         calls = await asyncio.gather(*(emu.relay.dial(**DIAL) for _ in range(20)))
-        results = await asyncio.gather(*(c.ended(timeout=5) for c in calls))
+        results = await asyncio.gather(*(c.wait(timeout=5) for c in calls))
         assert {(r.state, r.end_reason, r.reason) for r in results} == {
             ("ended", "busy", "finished")
         }
-        assert emu.receiver.stats.held >= 20
-        assert emu.receiver.stats.unknown_call == 0
+        await emu.idle()
+        stats = emu.receiver.stats
+        assert stats.held >= 20
+        assert stats.routed == stats.received == len(emu.callbacks)
+        assert stats.unknown_call == 0
 
 
 async def test_503_on_dial_is_retried_because_it_was_not_processed():
@@ -644,7 +648,7 @@ async def test_full_ivr_flow(relay_emulator, emulated_relay):
     playback = await call.play(relaycall.audio(message.url))
     await playback.wait(timeout=5)
     await call.end()
-    result = await call.ended(timeout=5)
+    result = await call.wait(timeout=5)
     assert result.end_reason == "hangup"
     await emu.idle()
     assert [r.command for r in emu.requests] == [

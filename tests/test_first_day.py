@@ -70,7 +70,7 @@ async def test_start_methods_still_work_with_async_with():
             async with call.record(format="wav", end_silence_timeout=0) as rec:
                 assert rec.state == "recording"
             assert (await rec.wait(timeout=5)).state == "finished"
-        assert (await call.ended(timeout=5)).reason == "ended_here"
+        assert (await call.wait(timeout=5)).reason == "ended_here"
         sent = [r.command for r in emu.requests]
         assert sent[-2:] == ["calling.record.stop", "calling.end"]
 
@@ -100,7 +100,7 @@ async def test_end_after_the_far_end_hung_up_is_quiet():
         call = await answered(emu)
         pb = await call.play(tts("a long message " * 20))
         emu.hangup(call)
-        assert (await call.ended(timeout=5)).state == "ended"
+        assert (await call.wait(timeout=5)).state == "ended"
         sent = len(emu.requests)
         await call.end()
         assert (await pb.stop()).reason in ("call_ended", "finished")
@@ -119,7 +119,7 @@ async def test_a_404_to_a_resent_end_is_success():
         assert len(waits) == 1
         assert [r.command for r in emu.requests][-2:] == ["calling.end", "calling.end"]
         assert [r.status for r in emu.requests][-1:] == [404]
-        result = await call.ended(timeout=1)
+        result = await call.wait(timeout=1)
         # Ended here, unless the emulator's "ended" callback beat the re-sent end's reply.
         assert (result.state, result.end_reason) == ("ended", "hangup")
         assert result.reason in ("ended_here", "finished")
@@ -131,7 +131,7 @@ async def test_a_404_to_a_first_end_still_says_the_call_was_gone():
         call = emu.relay.call("9a3c0f4e-0000-4000-8000-000000000404")
         with pytest.raises(relaycall.NotFoundError, match="already over"):
             await call.end()
-        assert (await call.ended(timeout=1)).reason == "gone"
+        assert (await call.wait(timeout=1)).reason == "gone"
 
 
 async def test_collect_result_terminator_is_none_without_one():

@@ -210,7 +210,7 @@ async def test_result_nobody_waited_for_is_built_once_from_the_end(relay, server
     first = await pb.wait(timeout=1)
     assert (first.state, first.reason) == ("finished", "call_ended")
     assert await pb.wait(timeout=1) is first
-    ended = await call.ended(timeout=1)
+    ended = await call.wait(timeout=1)
     assert (ended.end_reason, ended.reason) == ("busy", "ended_here")
     seen: asyncio.Future[object] = asyncio.get_running_loop().create_future()
     call.on_finished(seen.set_result)
@@ -492,7 +492,7 @@ async def test_nothing_goes_to_an_ended_call(relay, server):
     assert result.reason == "call_ended"
     assert result.state == "finished"
     assert len(server.seen) == sent
-    assert (await call.ended(timeout=1)).end_reason == "hangup"
+    assert (await call.wait(timeout=1)).end_reason == "hangup"
 
 
 async def test_404_on_follow_up_marks_operation_finished(relay, server):
@@ -659,7 +659,7 @@ async def test_session_close_resolves_pending_waits(server):
     call = relay.call(CALL_ID)
     pb = await call.play(tts("x"))
     # With a timeout: without a receiver a wait with none is refused at once.
-    waits = [asyncio.create_task(pb.wait(timeout=30)), asyncio.create_task(call.ended(timeout=30))]
+    waits = [asyncio.create_task(pb.wait(timeout=30)), asyncio.create_task(call.wait(timeout=30))]
     await asyncio.sleep(0)
     await relay.close()
     pb_result, call_result = await asyncio.wait_for(asyncio.gather(*waits), 5)
@@ -728,13 +728,13 @@ async def test_registry_empties_when_handles_finish(relay, server):
         await call.play(tts("x"))
         await call.record()
         calls.append(call)
-    assert len(relay._calls) == 50
+    assert len(relay._router.calls) == 50
     assert sum(len(c.operations) for c in calls) == 100
     await asyncio.gather(*(c.end() for c in calls))
     assert sum(len(c.operations) for c in calls) == 0
     del calls, call
     gc.collect()
-    assert len(relay._calls) == 0
+    assert len(relay._router.calls) == 0
 
 
 async def test_call_flows_leave_no_reference_cycles(relay, server):
@@ -790,7 +790,7 @@ async def test_end_reports_ended_here_even_when_leg_says_completed(relay, server
     pb = await call.play(tts("x"))
     server.reply(Respond(body=call_leg(CALL_ID, status="completed")))
     await call.end()
-    assert (await call.ended(timeout=1)).reason == "ended_here"
+    assert (await call.wait(timeout=1)).reason == "ended_here"
     assert (await pb.wait(timeout=1)).reason == "call_ended"
     assert call.leg is not None
     assert call.leg.status == "completed"
@@ -801,7 +801,7 @@ async def test_update_with_status_reports_ended_here(relay, server):
     call = relay.call(CALL_ID)
     server.reply(Respond(body=call_leg(CALL_ID, status="canceled")))
     await call.update(url="https://example.test/x", status="canceled")
-    result = await call.ended(timeout=1)
+    result = await call.wait(timeout=1)
     assert (result.reason, result.end_reason) == ("ended_here", "cancel")
 
 

@@ -261,7 +261,7 @@ def test_execute_takes_anything(**kwargs: Any) -> None:
 )
 def test_waits_take_anything(timeout: Any, state: Any) -> None:
     """
-    call.wait / ended / wait_for and an operation's wait: a result, or UsageError.
+    call.wait / wait_for and an operation's wait: a result, or UsageError.
 
     The session is closed first, so every valid wait answers at once; the
     timeout is checked before that answer, so a wrong one is refused even then.
@@ -274,7 +274,6 @@ def test_waits_take_anything(timeout: Any, state: Any) -> None:
             playback = call.playback("p-1")
         for wait in (
             lambda: call.wait(timeout=timeout),
-            lambda: call.ended(timeout=timeout),
             lambda: call.wait_for(state, timeout=timeout),
             lambda: playback.wait(timeout=timeout),
         ):

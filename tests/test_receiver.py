@@ -287,7 +287,7 @@ async def test_call_ended_resolves_every_pending_wait(erelay, server, receiver, 
     call = await dialled(erelay, server)
     pb = await call.play(tts("x"))
     rec = await call.record()
-    waits = asyncio.gather(pb.wait(), rec.wait(), call.ended())
+    waits = asyncio.gather(pb.wait(), rec.wait(), call.wait())
     url = server.bodies[0]["params"]["status_url"]
     await poster.callback(
         url, envelope("calling.call.state", call_id=CALL_ID, call_state="ended", end_reason="busy")

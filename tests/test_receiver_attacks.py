@@ -666,7 +666,7 @@ async def test_emulator_callbacks_stay_inside_the_window_at_any_time_scale() -> 
         call = await emu.relay.dial(**DIAL)
         await call.wait_for("answered", timeout=5)
         await call.end()
-        await call.ended(timeout=5)
+        await call.wait(timeout=5)
         await emu.idle()
         stats = emu.receiver.stats
         assert stats.rejected_timestamp == 0

@@ -510,6 +510,23 @@ async def test_rate_limit_spaces_commands(server):
     assert len(server.seen) == 6
 
 
+def test_the_receiver_given_as_events_is_relay_receiver():
+    """
+    ``AsyncRelay(events=receiver)`` keeps it as ``relay.receiver`` and binds it to that session.
+
+    ``relay.events`` (a receiver, while ``call.events()`` iterates) and
+    ``call.ended()`` (the same as ``call.wait()``) are gone.
+    """
+    receiver = relaycall.EventReceiver()
+    relay = relaycall.AsyncRelay(PROJECT, TOKEN, base_url="http://127.0.0.1:9", events=receiver)
+    assert relay.receiver is receiver
+    assert relaycall.AsyncRelay(PROJECT, TOKEN, base_url="http://127.0.0.1:9").receiver is None
+    assert not hasattr(relay, "events")
+    assert not hasattr(relay.call(CALL_ID), "ended")
+    with pytest.raises(relaycall.UsageError, match="already serves another AsyncRelay"):
+        relaycall.AsyncRelay(PROJECT, TOKEN, base_url="http://127.0.0.1:9", events=receiver)
+
+
 def test_bad_limits_and_timeouts_are_usage_errors():
     """Nonsense limits or timeouts fail at construction with UsageError."""
     with pytest.raises(relaycall.UsageError):

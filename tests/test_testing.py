@@ -31,7 +31,7 @@ async def test_emulator_context_wires_relay_and_receiver():
         result = await col.wait(timeout=5)
         assert (result.digits, result.terminator) == ("42", "#")
         await call.end()
-        assert (await call.ended(timeout=5)).end_reason == "hangup"
+        assert (await call.wait(timeout=5)).end_reason == "hangup"
         await emu.idle()
         assert [r.command for r in emu.requests] == ["dial", "calling.collect", "calling.end"]
         assert all(c.outcome == "delivered" for c in emu.callbacks)
@@ -74,7 +74,7 @@ async def test_machine_detection_and_ending_resolves_operations(relay_emulator):
     relay_emulator.hangup(call)
     result = await pb.wait(timeout=5)
     assert result.state == "finished"
-    assert (await call.ended(timeout=5)).end_reason == "hangup"
+    assert (await call.wait(timeout=5)).end_reason == "hangup"
 
 
 async def test_emulator_refusals_reach_the_client_typed(relay_emulator):

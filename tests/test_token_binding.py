@@ -79,7 +79,7 @@ async def test_a_dial_token_is_refused_for_other_calls(emu):
     # A's own events still pass with A's token.
     ended_a = envelope("calling.call.state", call_id=a.id, call_state="ended")
     assert await post(leaked, ended_a) == 200
-    assert (await a.ended(timeout=5)).reason == "finished"
+    assert (await a.wait(timeout=5)).reason == "finished"
     for call in (b, c):
         await call.end()
 

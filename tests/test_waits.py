@@ -35,18 +35,18 @@ async def drain(events: Any) -> list[Any]:
 
 async def test_waits_pending_at_close_all_finish(server: WireServer) -> None:
     """
-    200 wait_for() pending at close raise ClientClosedError; ended() resolves
+    200 wait_for() pending at close raise ClientClosedError; call.wait() resolves
     with session_closed and events() iterations end, all at once.
     """
     relay = relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url, events=EventReceiver())
     calls = [relay.call(str(uuid.uuid4())) for _ in range(200)]
     wait_fors = [asyncio.create_task(call.wait_for("answered")) for call in calls]
-    endeds = [asyncio.create_task(call.ended()) for call in calls[:50]]
+    call_waits = [asyncio.create_task(call.wait()) for call in calls[:50]]
     streams = [asyncio.create_task(drain(call.events())) for call in calls[:50]]
     await asyncio.sleep(0)  # let every wait start
     await relay.close()
     done = await asyncio.wait_for(
-        asyncio.gather(*wait_fors, *endeds, *streams, return_exceptions=True), 5
+        asyncio.gather(*wait_fors, *call_waits, *streams, return_exceptions=True), 5
     )
     closed = done[:200]
     assert all(isinstance(e, relaycall.ClientClosedError) for e in closed)
@@ -59,7 +59,7 @@ async def test_waits_pending_at_close_all_finish(server: WireServer) -> None:
 async def test_waits_started_after_close_answer_at_once(server: WireServer) -> None:
     """
     After close, on a call known before or attached after: wait_for() raises
-    ClientClosedError, events() ends, ended() and an operation's wait()
+    ClientClosedError, events() ends, call.wait() and an operation's wait()
     resolve with session_closed; nothing is sent.
     """
     relay = relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url, events=EventReceiver())
@@ -71,7 +71,7 @@ async def test_waits_started_after_close_answer_at_once(server: WireServer) -> N
         with pytest.raises(relaycall.ClientClosedError):
             await call.wait_for("ended")
         assert await drain(call.events()) == []
-        assert (await call.ended()).reason == "session_closed"
+        assert (await call.wait()).reason == "session_closed"
         playback = call.attach(Playback, "p1")
         assert (await playback.wait()).reason == "session_closed"
         assert await drain(playback.events()) == []
@@ -90,7 +90,7 @@ async def test_without_a_receiver_a_wait_without_timeout_is_refused_at_once(
     call = relay.call(str(uuid.uuid4()))
     playback = call.attach(Playback, "p1")
     waits = [
-        call.ended(),
+        call.wait(),
         call.wait(),
         call.wait_for("answered"),
         drain(call.events()),
@@ -108,16 +108,16 @@ async def test_without_a_receiver_known_outcomes_and_timeouts_still_work(
     relay: relaycall.AsyncRelay,
 ) -> None:
     """
-    Without a receiver, ended() after this process's end() resolves, a state
+    Without a receiver, call.wait() after this process's end() resolves, a state
     already reached is returned, and a wait with a timeout times out.
     """
     call = await relay.dial(**DIAL)
     await call.end()
-    assert (await call.ended()).reason == "ended_here"
+    assert (await call.wait()).reason == "ended_here"
     assert await call.wait_for("answered") == "ended"
     other = relay.call(str(uuid.uuid4()))
     with pytest.raises(relaycall.WaitTimeoutError):
-        await other.ended(timeout=0.05)
+        await other.wait(timeout=0.05)
     with pytest.raises(relaycall.WaitTimeoutError):
         await other.wait_for("answered", timeout=0.05)
 
@@ -129,14 +129,14 @@ async def test_a_call_whose_ended_callback_is_lost_is_probed_and_ends() -> None:
     """
     The far end hangs up and every callback is dropped: after 0.3 s
     of quiet the call is probed, the 404 ends it here (reason ``gone``), and
-    ended(), wait_for(), events() and an operation's wait() all finish.
+    call.wait(), wait_for(), events() and an operation's wait() all finish.
     """
     async with Emulator(time_scale=50, probe_quiet_calls_after=0.3) as emu:
         call = await emu.relay.dial(**DIAL)
         assert await call.wait_for("answered", timeout=5) == "answered"
         playback = await call.play(relaycall.silence(600))
         waits = [
-            asyncio.create_task(call.ended()),
+            asyncio.create_task(call.wait()),
             asyncio.create_task(call.wait_for("ended")),
             asyncio.create_task(drain(call.events())),
             asyncio.create_task(playback.wait()),
@@ -171,7 +171,7 @@ async def test_a_quiet_live_call_is_probed_and_left_as_it_was() -> None:
         assert await call.wait_for("answered", timeout=5) == "answered"
         sent = len(emu.requests)
         with pytest.raises(relaycall.WaitTimeoutError):
-            await call.ended(timeout=1.0)
+            await call.wait(timeout=1.0)
         later = emu.requests[sent:]
         assert len(later) >= 2
         assert {(r.command, r.status) for r in later} == {("calling.user_event", 200)}
@@ -187,7 +187,7 @@ async def test_no_probe_when_probing_is_off() -> None:
         assert await call.wait_for("answered", timeout=5) == "answered"
         sent = len(emu.requests)
         with pytest.raises(relaycall.WaitTimeoutError):
-            await call.ended(timeout=0.5)
+            await call.wait(timeout=0.5)
         assert emu.requests[sent:] == []
 
 
