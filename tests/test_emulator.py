@@ -1,6 +1,7 @@
 """
-The emulator core: relaycall.emulator driven over HTTP by relaycall itself (and
-by raw posts for malformed input), with callbacks caught by a small receiver.
+The emulated platform: relaycall.emulator driven over HTTP by relaycall itself
+(and by raw posts for malformed input), with callbacks caught by the harness's
+CallbackRecorder (tests/conftest.py).
 
 No test sleeps to wait for an event: callbacks are awaited with a timeout, and
 stretches of emulated time are skipped with ``emu.clock.advance()``.
@@ -457,30 +458,45 @@ async def test_pause_and_resume_move_the_finish_time(env: EmulatorEnv) -> None:
     it started, a volume change on the way.
     """
     call_id = await env.answered()
+    # Emulated time also runs with the loop's clock (50x): 30 s of audio is 0.6 s of
+    # real time, so it cannot end before the pause arrives on a loaded machine.
     await env.relay.send(
-        c.Play(call_id=call_id, control_id="p", play=[relaycall.silence(3)], status_url=env.cb)
+        c.Play(call_id=call_id, control_id="p", play=[relaycall.silence(30)], status_url=env.cb)
     )
     started = await env.rx.next("calling.call.play", control_id="p", state="playing")
+    before_pause = env.core.clock.now()
     await env.relay.send(c.PlayPause(call_id=call_id, control_id="p"))
     await env.rx.next("calling.call.play", control_id="p", state="paused")
     env.core.clock.advance(10.0)  # ten emulated seconds pass while paused
     await env.relay.send(c.PlayVolume(call_id=call_id, control_id="p", volume=-6))
     await env.relay.send(c.PlayResume(call_id=call_id, control_id="p"))
+    # The requests add to the 10 s paused: at most this much emulated time passed.
+    paused_at_most = env.core.clock.now() - before_pause
     await env.rx.next("calling.call.play", control_id="p", state="playing")
+    env.core.clock.advance(30.0)  # past the end of the audio
     finished = await env.rx.next("calling.call.play", control_id="p", state="finished")
     took = finished.body["timestamp"] - started.body["timestamp"]
-    assert 13.0 <= took < 15.0  # 3 s of audio + 10 s paused (+ the requests' own time)
+    assert 40.0 <= took <= 30.0 + paused_at_most + 1e-3  # 30 s of audio + the time paused
 
 
 async def test_ringtone_without_duration_plays_until_stopped(env: EmulatorEnv) -> None:
+    """
+    A ringtone without a duration is still playing an emulated hour later, with no
+    finished event; PlayStop finishes it.
+    """
     call_id = await env.answered()
     await env.relay.send(
         c.Play(call_id=call_id, control_id="r", play=[relaycall.ringtone("uk")], status_url=env.cb)
     )
-    await env.rx.next("calling.call.play", control_id="r", state="playing")
+    playing = await env.rx.next("calling.call.play", control_id="r", state="playing")
     env.core.clock.advance(3600)
+    await env.core.idle()  # a finished event, had there been one, has arrived
+    assert env.core.calls[call_id].ops[("play", "r")].state == "playing"
+    plays = [h.params["state"] for h in env.rx.of(call_id) if h.event_type == "calling.call.play"]
+    assert plays == ["playing"]
     await env.relay.send(c.PlayStop(call_id=call_id, control_id="r"))
-    await env.rx.next("calling.call.play", control_id="r", state="finished")
+    finished = await env.rx.next("calling.call.play", control_id="r", state="finished")
+    assert finished.body["timestamp"] - playing.body["timestamp"] >= 3600
 
 
 async def test_time_scale_runs_the_clock_faster(env: EmulatorEnv) -> None:
