@@ -297,10 +297,12 @@ async def test_rate_limit_headers_on_every_reply():
 
 async def test_new_calls_are_queued_at_the_configured_rate():
     """calls_per_second=1: three dials are accepted at once, created one emulated second apart."""
-    # x5: the three dials arrive well within one emulated second even on a loaded machine.
-    async with Emulator(time_scale=5, rate_limits=RateLimits(calls_per_second=1)) as emu:
+    # At x1 the three dials arrive within one emulated second even on a loaded machine
+    # (x5 left them 0.2 s of real time); advance() then runs the queue at once.
+    async with Emulator(time_scale=1, rate_limits=RateLimits(calls_per_second=1)) as emu:
         calls = await asyncio.gather(*(emu.relay.dial(**DIAL) for _ in range(3)))
         assert [c.leg.status for c in calls] == ["queued"] * 3
+        emu.advance(3)
         await asyncio.gather(*(c.wait_for("created", timeout=5) for c in calls))
         await emu.idle()
         created = [
@@ -315,7 +317,10 @@ async def test_new_calls_are_queued_at_the_configured_rate():
 async def test_a_full_call_queue_answers_429_and_the_dial_is_retried():
     """With room for one waiting call, a third dial is refused with Retry-After, then placed."""
     limits = RateLimits(calls_per_second=1, call_queue_size=1)
-    async with Emulator(time_scale=20, retry=FAST, rate_limits=limits) as emu:
+    # The third dial is refused only while the second still waits for its turn, one
+    # emulated second after the first: at x1 that is a second of real time for the
+    # three round trips (x20 left 50 ms, too little on a loaded machine).
+    async with Emulator(time_scale=1, retry=FAST, rate_limits=limits) as emu:
         for _ in range(3):
             await emu.relay.dial(**DIAL)
         dials = requests_for(emu, "dial")
@@ -479,6 +484,10 @@ async def test_time_scale_makes_a_ten_second_play_quick():
 
 
 async def test_journal_jsonl_parses_line_by_line(relay_emulator):
+    """
+    /__emulator/journal.jsonl is NDJSON: one parseable line per journal entry, each request with its
+    status and fault (the injected 502 included), every callback delivered.
+    """
     emu = relay_emulator
     emu.faults.fail(502, command="calling.play.volume")
     call = await answered_call(emu)
