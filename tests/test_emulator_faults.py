@@ -59,6 +59,11 @@ DIAL_BODY = {
     ],
 )
 def test_bad_rules_are_refused(call: Any, message: str) -> None:
+    """
+    Each malformed rule (a status that is not an error, bad times, probability, retry_after,
+    command, processed, seed, call_id, seconds or window, an unknown fault or key) raises ValueError
+    saying what is wrong, and adds no rule.
+    """
     faults = Faults()
     with pytest.raises(ValueError, match=message):
         call(faults)
@@ -66,6 +71,10 @@ def test_bad_rules_are_refused(call: Any, message: str) -> None:
 
 
 def test_times_defaults_to_once_or_always_with_a_probability() -> None:
+    """
+    A fail rule without times applies once; with a probability, or for latency, always. A spent rule
+    leaves the list, hits are counted, remove() succeeds once, and to_json shows the rule.
+    """
     faults = Faults()
     once = faults.fail(503)
     always = faults.drop_callbacks(probability=0.5)
@@ -83,6 +92,10 @@ def test_times_defaults_to_once_or_always_with_a_probability() -> None:
 
 
 def test_filters_and_seeded_probability() -> None:
+    """
+    A callback rule matches only its event_type and call_id; the same seed picks the same callbacks,
+    about half at probability 0.5, and hits counts the picks.
+    """
     faults = Faults()
     rule = faults.duplicate_callbacks(
         probability=0.5, seed=3, event_type="calling.call.play", call_id="c1"
@@ -101,6 +114,11 @@ def test_filters_and_seeded_probability() -> None:
 
 
 async def test_faults_over_the_control_api(env: EmulatorEnv) -> None:
+    """
+    /__emulator/faults (credentials required) adds a rule (201), refuses an incomplete one (400),
+    lists them, deletes one (then 404) or all; a fail rule answers 503 with its Retry-After and the
+    rate-limit headers, and places no call.
+    """
     assert (await env.http.request("GET", "/__emulator/faults", auth=False))[0] == 401
     status, fault, _ = await env.http.request(
         "POST", "/__emulator/faults", {"fault": "fail", "status": 503, "retry_after": 2}
@@ -129,6 +147,11 @@ async def test_faults_over_the_control_api(env: EmulatorEnv) -> None:
 
 
 async def test_rate_limits_over_the_control_api(env: EmulatorEnv) -> None:
+    """
+    /__emulator/rate_limits reads and sets the limits: an enforced limit of 2 answers the third dial
+    429 with Retry-After and Remaining 0, journaled rate_limit; bad values are 400; reset restores
+    the configured limits and drops the faults.
+    """
     status, limits, _ = await env.http.request("GET", "/__emulator/rate_limits")
     assert (status, limits) == (200, RateLimits().to_json())
     status, limits, _ = await env.http.request(
@@ -155,6 +178,7 @@ async def test_rate_limits_over_the_control_api(env: EmulatorEnv) -> None:
 
 
 async def test_unauthenticated_requests_are_not_counted(env: EmulatorEnv) -> None:
+    """A 401 takes no token from the bucket; with headers off, no X-RateLimit-* is sent."""
     env.emu.set_rate_limits(post_limit=10, post_window=1000)
     status, _, headers = await env.http.api(DIAL_BODY, auth=False)
     assert (status, headers["X-RateLimit-Remaining"]) == (401, "10")
@@ -165,6 +189,8 @@ async def test_unauthenticated_requests_are_not_counted(env: EmulatorEnv) -> Non
 
 
 async def test_a_request_hook_answer_gets_the_headers(env: EmulatorEnv) -> None:
+    """A request hook's own answer (a 418) still carries the rate-limit headers."""
+
     async def teapot(request: web.Request, body: Any) -> web.Response:
         return web.json_response({"error": "teapot"}, status=418)
 
@@ -201,6 +227,10 @@ async def test_latency_is_added_after_the_command_is_carried_out() -> None:
 
 
 async def test_non_json_bodies_still_meet_faults(env: EmulatorEnv) -> None:
+    """
+    A body that is not JSON still meets a fail rule (502) and latency (then its 400), both
+    journaled.
+    """
     env.emu.faults.fail(502)
     assert (await env.http.api(raw=b"{oops"))[0] == 502
     env.emu.faults.latency(0.01, times=1)
@@ -214,6 +244,10 @@ async def test_non_json_bodies_still_meet_faults(env: EmulatorEnv) -> None:
 
 
 def test_post_bucket_refills_and_enforces() -> None:
+    """
+    The POST bucket allows its limit, refuses the next with Retry-After, refills limit/window tokens
+    per second, and reports Remaining as of the last POST counted.
+    """
     now = [0.0]
     bucket = PostBucket(
         RateLimits(post_limit=2, post_window=1.0, enforce_post_limit=True), lambda: now[0]
@@ -233,12 +267,17 @@ def test_post_bucket_refills_and_enforces() -> None:
 
 
 def test_post_bucket_not_enforced_counts_but_allows() -> None:
+    """A bucket that is not enforced lets every POST through and still counts Remaining down."""
     bucket = PostBucket(RateLimits(post_limit=1, post_window=100.0), lambda: 0.0)
     assert [bucket.take()[0] for _ in range(3)] == [True, True, True]
     assert bucket.headers()["X-RateLimit-Remaining"] == "0"
 
 
 def test_call_queue_turns_and_retry_after() -> None:
+    """
+    The call queue gives new calls turns 1/calls_per_second apart, refuses one beyond
+    call_queue_size with the wait until there is room, and admits at once without a rate.
+    """
     limits = RateLimits(calls_per_second=2, call_queue_size=2)
     queue = CallQueue()
     assert [queue.admit(0.0, limits) for _ in range(3)] == [0.0, 0.5, 1.0]
@@ -250,6 +289,7 @@ def test_call_queue_turns_and_retry_after() -> None:
 
 
 def test_rate_limit_fields_are_checked() -> None:
+    """RateLimits refuses calls_per_second 0 and a call_queue_size that is not an integer."""
     with pytest.raises(ValueError, match="calls_per_second"):
         RateLimits(calls_per_second=0)
     with pytest.raises(ValueError, match="call_queue_size must be an integer"):
@@ -257,6 +297,7 @@ def test_rate_limit_fields_are_checked() -> None:
 
 
 def test_cli_flags_set_the_rate_limits() -> None:
+    """The emulator CLI's rate-limit flags and --no-media end up in its config."""
     args = build_parser().parse_args(
         ["--enforce-post-limit", "--post-limit", "50", "--post-window", "5",
          "--calls-per-second", "1", "--call-queue-size", "10", "--no-rate-limit-headers",
@@ -274,6 +315,9 @@ def test_cli_flags_set_the_rate_limits() -> None:
 
 
 async def test_reset_forgets_held_callbacks_and_idle_returns() -> None:
+    """
+    reset() drops the callbacks a delay rule holds: idle() returns at once and none is ever sent.
+    """
     async with Emulator(time_scale=1, scenarios={TO: Scenario(ring_seconds=600)}) as emu:
         emu.faults.delay_callbacks(600, times=None, event_type="calling.call.state")
         call = await emu.relay.dial(**DIAL)
@@ -288,6 +332,10 @@ async def test_reset_forgets_held_callbacks_and_idle_returns() -> None:
 
 
 async def test_two_reordered_callbacks_in_a_row_swap() -> None:
+    """
+    Two reordered call-state callbacks in a row arrive swapped (ringing, then created), both
+    journaled reordered.
+    """
     async with Emulator(time_scale=50, scenarios={TO: Scenario(ring_seconds=600)}) as emu:
         emu.faults.reorder_callbacks(times=2, event_type="calling.call.state", window=600)
         call = await emu.relay.dial(**DIAL)
@@ -302,6 +350,10 @@ async def test_two_reordered_callbacks_in_a_row_swap() -> None:
 
 
 def test_pcmu_encoding() -> None:
+    """
+    μ-law encodes silence, full positive and full negative as 0xFF, 0x80 and 0x00; a tone frame is
+    160 bytes of something other than silence.
+    """
     assert pcmu(0) == 0xFF
     assert pcmu(32767) == 0x80
     assert pcmu(-32768) == 0x00
@@ -319,6 +371,10 @@ async def link_tasks(emu: Emulator) -> None:
 async def test_media_to_other_hosts_is_skipped_and_failures_are_journaled(
     closed_port: int,
 ) -> None:
+    """
+    Media to a host that is not loopback is skipped, a refused connection journaled media.failed;
+    the tap keeps running and stopping it drops the link.
+    """
     async with Emulator(time_scale=50) as emu:
         call = await answered_call(emu)
         await call.stream("wss://media.example.com/in")
@@ -333,6 +389,7 @@ async def test_media_to_other_hosts_is_skipped_and_failures_are_journaled(
 
 
 async def test_media_can_be_turned_off() -> None:
+    """With media_websockets off, a stream opens no connection and journals no media note."""
     config = EmulatorConfig(
         project_id="test-project", token="test-token", time_scale=50, media_websockets=False
     )
@@ -377,6 +434,10 @@ async def test_closing_the_emulator_closes_open_media() -> None:
 
 
 async def test_a_dropped_connection_on_a_body_that_is_not_json(env: EmulatorEnv) -> None:
+    """
+    drop_connection applies to a body that is not JSON too: the client sees the server disconnect,
+    and the journal says 400, drop_connection.
+    """
     env.emu.faults.drop_connection()
     with pytest.raises(aiohttp.ServerDisconnectedError):
         await env.http.api(raw=b"{oops")
