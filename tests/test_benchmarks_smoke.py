@@ -32,6 +32,10 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_throughput_runs_every_side(results: dict[str, Any]) -> None:
+    """
+    The tiny throughput run measures relaycall, the aiohttp baseline (and the SDK when installed),
+    each with commands, a rate and CPU per command, and reports its goals.
+    """
     res = results["throughput"]
     want = ["relaycall", "aiohttp"]
     if importlib.util.find_spec("signalwire") is not None:
@@ -47,6 +51,9 @@ def test_throughput_runs_every_side(results: dict[str, Any]) -> None:
 
 
 def test_scale_and_memory_run(results: dict[str, Any]) -> None:
+    """
+    The scale and memory runs complete flows and report peak RSS, calls held and bytes per call.
+    """
     for runs in results["scale"]["runs"].values():
         assert runs[0]["flows"] > 0
         assert runs[0]["peak_rss_mb"] > 0
@@ -55,6 +62,10 @@ def test_scale_and_memory_run(results: dict[str, Any]) -> None:
 
 
 def test_ingest_runs_and_routes_every_callback(results: dict[str, Any]) -> None:
+    """
+    The ingest run posts callbacks at a positive rate; relaycall's receivers refuse none and route
+    every one; the in-process figures are positive.
+    """
     res = results["ingest"]
     for name in res["names"]:
         (fig,) = res["runs"][name]
@@ -67,6 +78,7 @@ def test_ingest_runs_and_routes_every_callback(results: dict[str, Any]) -> None:
 
 
 def test_emulator_runs_or_says_why_not(results: dict[str, Any]) -> None:
+    """The emulator run measures commands with every call live, or says why it could not run."""
     res = results["emulator"]
     if res["available"]:
         assert res["rounds"][0]["commands_per_s"] > 0
@@ -76,6 +88,7 @@ def test_emulator_runs_or_says_why_not(results: dict[str, Any]) -> None:
 
 
 def test_plot(results: dict[str, Any], tmp_path: Path) -> None:
+    """Plotting the throughput results writes a PNG."""
     pytest.importorskip("matplotlib")
     from benchmarks.plot import plot  # noqa: PLC0415
 

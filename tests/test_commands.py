@@ -108,6 +108,7 @@ def test_exact_wire_body(case: Example) -> None:
 
 @_cases(EXAMPLES)
 def test_example_body_validates_against_schema(case: Example) -> None:
+    """Every example command's wire body validates against the vendored API schema."""
     _assert_valid(case.wire)
 
 
@@ -133,6 +134,7 @@ _NEEDED = {(c.Dial, "url"), (c.Dial, "to"), (c.Update, "url"), (c.Collect, "digi
 
 @pytest.mark.parametrize("cls", COMMAND_CLASSES, ids=list(BY_NAME))
 def test_every_command_has_min_and_full_examples(cls: type[Command[Any]]) -> None:
+    """Every command has a /min example, and a /full one when it has optional fields."""
     assert f"{cls.command_name}/min" in EXAMPLES_BY_ID
     if _optional_fields(cls):
         assert f"{cls.command_name}/full" in EXAMPLES_BY_ID
@@ -163,6 +165,7 @@ def test_full_examples_set_every_optional_field(example_id: str) -> None:
 
 @pytest.mark.parametrize("example_id", [e.id for e in EXAMPLES if e.id.endswith("/min")])
 def test_min_examples_set_only_required_fields(example_id: str) -> None:
+    """A /min example sets no optional field but those a cross-field rule needs."""
     cmd = EXAMPLES_BY_ID[example_id].command
     for a in _optional_fields(type(cmd)):
         if (type(cmd), a.name) not in _NEEDED:
@@ -239,6 +242,10 @@ def test_the_same_class_defined_again_replaces_itself(
 
 
 def test_top_level_id_only_for_calling_commands() -> None:
+    """
+    Exactly the calling.* commands carry the call id at the top level, as the schema requires id for
+    exactly those branches.
+    """
     for name, cls in BY_NAME.items():
         assert cls._top_level_id == name.startswith("calling."), name
         required = SCHEMA["$defs"][BRANCHES[name]].get("required", [])
@@ -279,6 +286,10 @@ def _without_control_id(cls: type[Command[Any]]) -> Command[Any]:
 
 @pytest.mark.parametrize("cls", GENERATING, ids=[c.command_name for c in GENERATING])
 def test_generated_control_id(cls: type[Command[Any]]) -> None:
+    """
+    A start command built without a control_id gets a 16-character URL-safe one, kept by the
+    instance (every to_wire() repeats it) and new for each instance; the body is valid.
+    """
     one, two = _without_control_id(cls), _without_control_id(cls)
     cid = one.to_wire()["params"]["control_id"]
     assert re.fullmatch(r"[A-Za-z0-9_-]{16}", cid)
@@ -311,6 +322,7 @@ def test_follow_up_built_from_handle_ids_equals_the_checked_one(cls: type[Any]) 
 
 
 def test_new_control_id_is_16_url_safe_chars_and_unique() -> None:
+    """new_control_id() gives 16 URL-safe characters and no repeat in 1,000 calls."""
     ids = {c.new_control_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(re.fullmatch(r"[A-Za-z0-9_-]{16}", i) for i in ids)
@@ -323,6 +335,10 @@ def test_new_control_id_is_16_url_safe_chars_and_unique() -> None:
 
 @_cases(INVALID)
 def test_invalid_raises_validation_error(case: Invalid) -> None:
+    """
+    Each invalid construction raises ValidationError itself (no other exception) with the expected
+    message, its path first.
+    """
     with pytest.raises(ValidationError) as info:
         case.build()
     exc = info.value
@@ -362,10 +378,12 @@ def test_schema_agrees_on_the_same_bad_value(case: Invalid) -> None:
 
 @pytest.mark.parametrize("name", list(BY_NAME))
 def test_every_command_has_three_invalid_cases(name: str) -> None:
+    """Every command has at least three invalid-construction cases."""
     assert sum(1 for i in INVALID if i.id.startswith(f"{name}/")) >= 3
 
 
 def test_invalid_ids_are_unique() -> None:
+    """The invalid cases' ids, and the examples' ids, are each unique."""
     ids = [i.id for i in INVALID]
     assert len(ids) == len(set(ids))
     assert len({e.id for e in EXAMPLES}) == len(EXAMPLES)
@@ -400,6 +418,10 @@ _HUGE = 10**5000  # str() of this raises ValueError (int max str digits)
     ],
 )
 def test_huge_numbers_raise_validation_error(build: Callable[[], object], path: str) -> None:
+    """
+    Integers too long to print (past Python's digit limit) raise ValidationError at their path
+    instead of escaping as ValueError, and the error itself prints.
+    """
     with pytest.raises(ValidationError) as info:
         build()
     assert type(info.value) is ValidationError
@@ -487,6 +509,9 @@ def test_free_form_json_goes_out_as_plain_dicts_and_lists() -> None:
 
 
 def test_validation_errors_redact_secrets() -> None:
+    """
+    A ValidationError about a bearer token or a SIP password leaves the value out of its message.
+    """
     with pytest.raises(ValidationError) as info:
         c.Stream(call_id=CALL_ID, url="wss://x", authorization_bearer_token=["tok-secret"])  # type: ignore[arg-type]
     assert "tok-secret" not in str(info.value)
@@ -1067,6 +1092,10 @@ def valid_kwargs(draw: Any, cls: type) -> dict[str, Any]:
 
 
 def test_strategies_cover_every_class() -> None:
+    """
+    The hypothesis strategies cover every command and model class, and every model has a command to
+    carry it.
+    """
     assert set(FIELDS) == set(COMMAND_CLASSES) | set(MODEL_CLASSES)
     assert set(HOSTS) == set(MODEL_CLASSES)
 
@@ -1082,6 +1111,11 @@ def _check_body(cmd: Command[Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("cls", COMMAND_CLASSES, ids=list(BY_NAME))
 @given(data=st.data())
 def test_valid_params_always_build_a_valid_body(cls: type[Command[Any]], data: Any) -> None:
+    """
+    Any valid keyword arguments build a body that is schema-valid, null-free and sent as it is; each
+    set field is on the wire under its wire name, each unset one absent, and to_wire() gives the
+    same body every time.
+    """
     kwargs = data.draw(valid_kwargs(cls), label="kwargs")
     cmd = cls(**kwargs)
     body = _check_body(cmd)
@@ -1268,6 +1302,7 @@ _NOT_SENT = [
 async def test_invalid_command_is_never_sent(
     relay: relaycall.AsyncRelay, server: Any, case_id: str
 ) -> None:
+    """An invalid command raises ValidationError before anything reaches the server."""
     (case,) = [i for i in INVALID if i.id == case_id]
     with pytest.raises(ValidationError):
         await relay.send(case.build())  # type: ignore[arg-type]

@@ -24,6 +24,10 @@ async def _hold(gate: Gate, order: list[int], n: int, release: asyncio.Event) ->
 
 
 async def test_uncontended_acquire_takes_a_slot_without_awaiting():
+    """
+    try_acquire takes free slots at once up to the limit, fails past it, and succeeds again after a
+    release.
+    """
     gate = Gate(2)
     assert gate.try_acquire()
     assert gate.try_acquire()
@@ -33,6 +37,10 @@ async def test_uncontended_acquire_takes_a_slot_without_awaiting():
 
 
 async def test_waiters_get_slots_in_arrival_order():
+    """
+    Waiters on a full gate get the slot in the order they arrived, and afterwards every slot is
+    back.
+    """
     gate = Gate(1)
     assert gate.try_acquire()
     order: list[int] = []
