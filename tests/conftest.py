@@ -35,6 +35,7 @@ from multidict import CIMultiDictProxy
 
 import relaycall
 import relaycall.testing
+from relaycall.emulator import EmulatedPlatform
 from tests._programs import free_port
 
 settings.register_profile(
@@ -407,7 +408,7 @@ class EmulatorEnv:
     http: RawHttp
 
     @property
-    def core(self) -> Any:
+    def core(self) -> EmulatedPlatform:
         """The emulated platform itself (clock, calls, scenarios, journal)."""
         return self.emu.core
 

@@ -31,7 +31,7 @@ import relaycall
 from relaycall import RetryPolicy, commands
 from relaycall.emulator import CallbackEntry, RateLimits, RequestEntry
 from relaycall.testing import Emulator, Scenario
-from tests.conftest import DIAL, TO, Connection, MediaServer, answered_call, bare_relay
+from tests.conftest import DIAL, TO, Connection, MediaServer, answered_call, bare_relay, basic_auth
 
 #: Retries without the default half-second backoff, so the file stays fast.
 FAST = RetryPolicy(initial_backoff=0.05, max_backoff=0.2, jitter=0)
@@ -499,9 +499,9 @@ async def test_journal_jsonl_parses_line_by_line(relay_emulator):
         )  # fmt: skip
     await call.end()
     await emu.idle()
-    token = base64.b64encode(f"{emu.config.project_id}:{emu.config.token}".encode()).decode()
+    auth = basic_auth(emu.config.project_id, emu.config.token)
     async with (
-        aiohttp.ClientSession(headers={"Authorization": f"Basic {token}"}) as http,
+        aiohttp.ClientSession(headers=auth) as http,
         http.get(f"{emu.base_url}/__emulator/journal.jsonl") as resp,
     ):
         assert resp.status == 200
