@@ -199,7 +199,7 @@ def closed_port() -> int:
 FROM = "+15551230000"
 TO = "+15557650000"
 #: Keyword arguments of a dial through relaycall (``relay.dial(**DIAL)``).
-DIAL = {"from_": FROM, "to": TO, "url": "https://example.test/swml"}
+DIAL: dict[str, Any] = {"from_": FROM, "to": TO, "url": "https://example.test/swml"}
 #: Every call state a dial can ask callbacks for.
 ALL_EVENTS = ["created", "ringing", "answered", "ended"]
 
@@ -247,13 +247,15 @@ class Hit:
     def event_type(self) -> str | None:
         if "sidecar_event" in self.body:
             return "calling.ai.sidecar"
-        return self.body.get("event_type")
+        event_type: str | None = self.body.get("event_type")
+        return event_type
 
     @property
     def params(self) -> dict[str, Any]:
-        if "sidecar_event" in self.body:
-            return self.body["sidecar_event"]
-        return self.body.get("params", {})
+        """The event's params; for an AI sidecar callback, its ``sidecar_event``."""
+        key = "sidecar_event" if "sidecar_event" in self.body else "params"
+        params: dict[str, Any] = self.body.get(key, {})
+        return params
 
 
 class CallbackRecorder:
