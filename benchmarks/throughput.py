@@ -105,7 +105,7 @@ def relaycall_headers() -> dict[str, str]:
     relay = relaycall.AsyncRelay(PROJECT, TOKEN, base_url="http://127.0.0.1:1")
     # str(): relaycall holds the Authorization value in a str whose repr is masked;
     # the baseline sends plain strs (and compare.py writes them into code by repr).
-    return {name: str(value) for name, value in relay._headers.items()}
+    return {name: str(value) for name, value in relay._transport.headers.items()}
 
 
 # --- the three clients ----------------------------------------------------------------------

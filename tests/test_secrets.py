@@ -519,7 +519,7 @@ async def test_the_session_holds_the_token_masked(server: WireServer) -> None:
     """vars(relay) and the headers dict show no token; the wire gets the real Basic header."""
     async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url) as relay:
         assert leaks(repr(vars(relay))) == {}
-        assert isinstance(relay._headers["Authorization"], MaskedStr)
+        assert isinstance(relay._transport.headers["Authorization"], MaskedStr)
         await relay.execute("calling.end", call_id=CALL_ID)
     assert server.seen[0].headers["Authorization"] == f"Basic {BASIC}"
 
