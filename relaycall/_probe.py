@@ -4,8 +4,8 @@ Bounded waits: a call that has been quiet for a while is asked whether it still 
 Status callbacks are best-effort (reference §9.1: they "may come late, be
 retried, or never come"). When the platform drops a call's final ``ended``
 callback, nothing else would ever tell this process the call is over, and
-``await call.ended()`` would wait forever. So while somebody waits on a call
-(``ended()``, ``wait()``, ``wait_for()``, ``events()``, or ``wait()`` on one of
+``await call.wait()`` would wait forever. So while somebody waits on a call
+(``wait()``, ``wait_for()``, ``events()``, or ``wait()`` on one of
 its operations) and nothing has been heard of it (no callback, no probe
 reply) for ``probe_quiet_calls_after`` seconds, it is sent a request that
 does nothing to a live call:
@@ -46,9 +46,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from relaycall._commands._base import Idempotency
 from relaycall._commands.call import UserEvent
 from relaycall._config import USE_DEFAULT
+from relaycall._idempotency import Idempotency
 from relaycall._models import check_leg
 from relaycall.errors import NotFoundError, RelayError
 

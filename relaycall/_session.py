@@ -4,21 +4,16 @@ AsyncRelay: the session every command goes through.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import enum
-import functools
 import json
 import logging
 import os
 import platform
 import re
 import secrets
-import time
 import typing
 import warnings
-import weakref
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
@@ -28,17 +23,17 @@ import aiohttp
 import attrs
 
 from relaycall import _transport
-from relaycall._commands._base import Command, Idempotency
+from relaycall._commands._base import Command
 from relaycall._commands.call import Dial
 from relaycall._config import USE_DEFAULT, Limits, RetryPolicy, Timeout, _Default, _seconds
 from relaycall._handles._base import Starting
 from relaycall._handles.call import Call
-from relaycall._limits import Gate, RateLimiter
+from relaycall._idempotency import Idempotency
 from relaycall._models import RawResponse, check_leg
 from relaycall._probe import QuietCalls
-from relaycall._receiver import STATUS_URL_COMMANDS, EventReceiver
+from relaycall._receiver import EventReceiver
 from relaycall._retry import AlreadyProcessed as _AlreadyProcessed
-from relaycall._retry import retry_after_failure
+from relaycall._routing import PendingDial, Router
 from relaycall._validate import is_text, text_check, uuid_check
 from relaycall._version import __version__
 from relaycall.errors import (
@@ -47,10 +42,8 @@ from relaycall.errors import (
     MaskedBody,
     MaskedStr,
     RelayError,
-    ResponseValidationError,
     UsageError,
     ValidationError,
-    make_status_error,
     mask_secrets,
     show_value_masked,
 )
@@ -72,29 +65,6 @@ class _State(enum.Enum):
 # Module constants for the per-command checks: reading an Enum member off its
 # class costs about 70 ns on CPython 3.11, a global about 10.
 _OPEN, _CLOSED = _State.OPEN, _State.CLOSED
-_UNSAFE = Idempotency.UNSAFE
-
-
-class _Reply:
-    # A plain slotted class, not attrs.frozen: one is built per command, and a
-    # frozen attrs __init__ goes through object.__setattr__ for every field.
-    __slots__ = ("body", "headers", "retries", "status")
-
-    def __init__(self, status: int, headers: Mapping[str, str], body: Any) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-        self.retries = 0
-
-
-def _decode(data: bytes) -> Any:
-    """JSON when the reply is JSON, else its text (``calling.ai_sidecar.status`` is text)."""
-    if not data:
-        return None
-    try:
-        return json.loads(data)
-    except ValueError:
-        return data.decode("utf-8", errors="replace")
 
 
 # Built once: json.dumps with non-default options constructs a new JSONEncoder on
@@ -299,9 +269,10 @@ class AsyncRelay:
         limits: Pool size, in-flight and per-second caps (:class:`Limits`).
         user_agent: Appended to relaycall's own ``User-Agent``.
         events: An :class:`EventReceiver` that routes status callbacks to this
-            session's handles. With its *public_url* set, commands that take a
-            ``status_url`` get one pointing at it unless you give your own.
-        probe_quiet_calls_after: While something waits on a call (``ended()``,
+            session's handles, kept as :attr:`receiver`. With its *public_url*
+            set, commands that take a ``status_url`` get one pointing at it
+            unless you give your own.
+        probe_quiet_calls_after: While something waits on a call (``wait()``,
             ``wait_for()``, ``events()``, an operation's ``wait()``) and
             nothing has been heard of it for this many seconds, ask the
             server whether it still exists, with a request that leaves a
@@ -366,7 +337,7 @@ class AsyncRelay:
         )
         if user_agent:
             ua = f"{ua} {user_agent}"
-        self._headers = {
+        headers = {
             # Only the encoded header is kept, so the token itself is in no
             # attribute; its repr is masked, so no traceback, log of the headers
             # or debugger shows it. aiohttp sends the str as it is.
@@ -379,15 +350,14 @@ class AsyncRelay:
             # Which attempt this is, so a server (or its logs) can tell a retry apart.
             "Relaycall-Attempt": "1",
         }
-        self._timeout = Timeout() if timeout is None else Timeout.of(timeout)
-        self._client_timeout = _transport.client_timeout(self._timeout)
+        self._transport = _transport.Transport(
+            self._url,
+            headers,
+            Timeout() if timeout is None else Timeout.of(timeout),
+            limits or Limits(),
+            session,
+        )
         self._retry = RetryPolicy() if retry is USE_DEFAULT else (retry or RetryPolicy.disabled())
-        self._limits = limits or Limits()
-        self._session = session
-        self._owns_session = session is None
-        # Commands that must not be sent twice get a pool of their own, made
-        # when the first one is sent (see _transport.make_unsafe_session).
-        self._unsafe_session: aiohttp.ClientSession | None = None
         try:
             probe_after = _seconds(probe_quiet_calls_after)
         except UsageError:
@@ -399,29 +369,12 @@ class AsyncRelay:
         # What Call._publish stamps on every callback; empty while nobody waits.
         self._last_heard: dict[Call, float] = self._quiet.heard if self._quiet is not None else {}
         self._state = _State.UNOPENED
-        self._gate = Gate(self._limits.concurrency)
-        self._rate = (
-            RateLimiter(self._limits.commands_per_second, self._limits.burst)
-            if self._limits.commands_per_second
-            else None
-        )
-        self._dial_rate = (
-            RateLimiter(self._limits.calls_per_second, self._limits.burst)
-            if self._limits.calls_per_second
-            else None
-        )
-        # Weak: a Call nobody holds any more (and its operations) is collected.
-        # Ended calls also drop their operations explicitly, so memory does not
-        # grow with calls that are over.
-        self._calls: weakref.WeakValueDictionary[str, Call] = weakref.WeakValueDictionary()
-        # Dials sent with a receiver's status_url and not answered yet, by token nonce.
-        self._pending: dict[str, _PendingDial] = {}
-        # The dial token nonce of each call dialed here (the newest _NONCES_KEPT):
-        # a Call attached again by id accepts its dial's callbacks.
-        self._nonces: dict[str, str] = {}
-        self.events = events
+        # The calls and dials status callbacks can reach (relaycall/_routing.py).
+        self._router = Router()
+        #: The :class:`EventReceiver` given as *events*, if any.
+        self.receiver = events
         if events is not None:
-            events._bind(self)
+            events._bind(self._router)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -444,16 +397,13 @@ class AsyncRelay:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def _ensure_open(self) -> aiohttp.ClientSession:
-        session = self._session
-        if session is not None and self._state is _OPEN:
-            return session
+    def _ensure_open(self) -> None:
+        if self._state is _OPEN:
+            return
         if self._state is _CLOSED:
             raise ClientClosedError("this AsyncRelay is closed; create a new one")
-        if session is None:
-            session = self._session = _transport.make_session(self._limits)
+        self._transport.open()
         self._state = _OPEN
-        return session
 
     async def close(self) -> None:
         """
@@ -466,16 +416,13 @@ class AsyncRelay:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
-        for pending in list(self._pending.values()):
-            pending.wake()  # a dial waiting for its callbacks gives up at once
-        for call in list(self._calls.values()):
-            call._session_closed()
+        # From here on every send raises ClientClosedError, and so does every
+        # request the closing below aborts.
+        self._transport.closed = True
+        self._router.close()
         if self._quiet is not None:
             await self._quiet.close()
-        if self._owns_session:
-            for session in (self._session, self._unsafe_session):
-                if session is not None:
-                    await session.close()
+        await self._transport.close()
 
     def _watch(self, call: Call, timeout: float | None, what: str) -> bool:
         """
@@ -487,7 +434,7 @@ class AsyncRelay:
         """
         if self._state is _CLOSED:
             return False
-        if self.events is None and timeout is None:
+        if self.receiver is None and timeout is None:
             raise UsageError(
                 f"{what} would wait without end: this AsyncRelay has no EventReceiver "
                 "(AsyncRelay(events=...)), so no status callback can reach it. Give a "
@@ -497,15 +444,6 @@ class AsyncRelay:
         if self._quiet is not None:
             self._quiet.watch(call)
         return True
-
-    def _open_unsafe(self) -> aiohttp.ClientSession:
-        """The session for commands that must not be sent twice, made on first use."""
-        session = self._ensure_open()
-        if self._owns_session:
-            session = _transport.make_unsafe_session(self._limits)
-        # A session given by the caller carries everything (see the class docstring).
-        self._unsafe_session = session
-        return session
 
     # --- handles ------------------------------------------------------------------------
 
@@ -517,26 +455,23 @@ class AsyncRelay:
         gives the same handle while it is in use here.
         """
         try:
-            existing = self._calls.get(call_id)
+            existing = self._router.get(call_id)
         except TypeError:  # unhashable (a list): no id, as uuid_check says next
             existing = None
         if existing is not None:
             return existing
         uuid_check("call.call_id", call_id)
         call = Call(self, call_id)
-        # A call this session dialed and then let go of: its dial's callbacks
-        # carry that dial's token, which binds only to it.
-        call._nonce = self._nonces.get(call_id)
-        self._calls[call_id] = call
+        self._router.add(call)
         return call
 
     def _adopt(self, leg: Mapping[str, Any]) -> Call:
         """The Call for a dial's reply (already checked: its id is a string)."""
         call_id: str = leg["id"]
-        call = self._calls.get(call_id)
+        call = self._router.get(call_id)
         if call is None:
             call = Call(self, call_id, "queued")
-            self._calls[call_id] = call
+            self._router.add(call)
         call._observe_leg(leg)
         return call
 
@@ -587,16 +522,16 @@ class AsyncRelay:
         tokened = self._with_dial_token(cmd)
         if tokened is None:
             try:
-                return self._adopt(await self._send_leg(cmd))
+                return self._adopt(await self._send_dial(cmd))
             except AmbiguousOutcomeError as exc:
                 raise AmbiguousOutcomeError(
                     exc.command, exc.body, exc.cause, hint=_NO_RECONCILE
                 ).with_traceback(exc.__traceback__) from exc.cause
         cmd, nonce = tokened
-        pending = self._pending[nonce] = _PendingDial()
+        pending = self._router.open_dial(nonce)
         try:
             try:
-                leg = await self._send_leg(cmd, pending)
+                leg = await self._send_dial(cmd, pending)
             except _AlreadyProcessed as exc:
                 # A re-send after 429/503 was about to go out, but the first
                 # attempt's callbacks had arrived: it was processed.
@@ -617,12 +552,12 @@ class AsyncRelay:
                 return self._bind_held(nonce, pending, None, cmd, exc)
             return self._bind_held(nonce, pending, leg, cmd)
         finally:
-            self._pending.pop(nonce, None)
+            self._router.close_dial(nonce)
 
     def _bind_held(
         self,
         nonce: str,
-        pending: _PendingDial,
+        pending: PendingDial,
         leg: Mapping[str, Any] | None,
         cmd: Dial,
         failure: RelayError | None = None,
@@ -639,50 +574,15 @@ class AsyncRelay:
         if leg is None:
             assert failure is not None
             leg = _leg_from_callbacks(pending.events, cmd)
-            existing = self._calls.get(leg["id"])
-            if existing is not None and existing._nonce not in (None, nonce):
+            if self._router.bound_elsewhere(leg["id"], nonce):
                 # Another dial's call: a forged callback cannot rebind it.
                 raise AmbiguousOutcomeError("dial", cmd.to_wire(), failure, hint=_FORGED)
         call = self._adopt(leg)
-        call._nonce = nonce
-        self._remember_nonce(call.id, nonce)
-        receiver = self.events
-        assert receiver is not None
-        for event in pending.events:
-            if event.call_id == call.id:
-                receiver._route(event, call)
-            else:
-                logger.warning(
-                    "a callback of this dial names call %s, but the dial placed %s: "
-                    "an earlier attempt may have placed that call too",
-                    event.call_id,
-                    call.id,
-                )
-        pending.events.clear()
+        self._router.bind_dial(call, nonce, pending)
         return call
 
-    def _remember_nonce(self, call_id: str, nonce: str) -> None:
-        """Keep which dial token belongs to *call_id*, for a Call attached again later."""
-        nonces = self._nonces
-        nonces[call_id] = nonce
-        if len(nonces) > _NONCES_KEPT:
-            del nonces[next(iter(nonces))]
-
-    def _hold(self, nonce: str, event: Any) -> None:
-        """Keep a callback that beat the reply of the dial waiting for *nonce*."""
-        pending = self._pending.get(nonce)
-        if pending is not None and not pending.hold(event):
-            logger.warning(
-                "dropped a callback for a dial in flight: %d held already", pending.LIMIT
-            )
-
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        if (
-            getattr(self, "_state", None) is _State.OPEN
-            and self._owns_session
-            and self._session is not None
-            and not self._session.closed
-        ):
+        if getattr(self, "_state", None) is _State.OPEN and self._transport.unclosed:
             _warn(
                 f"unclosed {self!r}: use 'async with AsyncRelay(...)' or 'await relay.close()'",
                 ResourceWarning,
@@ -724,7 +624,7 @@ class AsyncRelay:
             if tokened is not None:
                 # Kept for the call the reply names: relay.call(id) then takes its callbacks.
                 command, nonce = tokened  # type: ignore[assignment]
-        elif self.events is not None and name in STATUS_URL_COMMANDS:
+        elif command._receiver_status_url and self.receiver is not None:
             command = self._with_status_url(command)
         wire, idempotency = command.to_wire(), command.idempotency
         parse = type(command)._parse_reply
@@ -732,10 +632,7 @@ class AsyncRelay:
         if nonce is not None:
             call_id = getattr(result, "id", None)
             if isinstance(call_id, str):
-                self._remember_nonce(call_id, nonce)
-                existing = self._calls.get(call_id)
-                if existing is not None and existing._nonce is None:
-                    existing._nonce = nonce
+                self._router.dialed(call_id, nonce)
         return result
 
     def _send_leg(
@@ -751,11 +648,19 @@ class AsyncRelay:
         cost. A plain function returning the request's coroutine: one
         coroutine less per command.
         """
-        name = command.command_name
-        if self.events is not None and name in STATUS_URL_COMMANDS:
+        if command._receiver_status_url and self.receiver is not None:
             command = self._with_status_url(command, watch)
         return self._request(
-            name, command.to_wire(), command.idempotency, USE_DEFAULT, USE_DEFAULT, check_leg, watch
+            command.command_name, command.to_wire(), command.idempotency, USE_DEFAULT,
+            USE_DEFAULT, check_leg, watch,
+        )  # fmt: skip
+
+    def _send_dial(
+        self, cmd: Dial, pending: PendingDial | None = None
+    ) -> Coroutine[Any, Any, Mapping[str, Any]]:
+        """Send a dial whose status_url is settled (its token written, the caller's, or none)."""
+        return self._request(
+            "dial", cmd.to_wire(), cmd.idempotency, USE_DEFAULT, USE_DEFAULT, check_leg, pending
         )
 
     def _with_dial_token(self, cmd: Dial) -> tuple[Dial, str] | None:
@@ -763,7 +668,7 @@ class AsyncRelay:
         *cmd* with a status_url carrying a fresh dial token, asking for every call state,
         and the token's nonce; None when the receiver writes no URL or *cmd* has its own.
         """
-        receiver = self.events
+        receiver = self.receiver
         if receiver is None or receiver.public_url is None or cmd.status_url is not None:
             return None
         url, nonce = receiver.dial_status_url()
@@ -778,7 +683,7 @@ class AsyncRelay:
         start of it; other commands one bound to their call. (A dial gets its
         token from :meth:`_with_dial_token`, before it is sent.)
         """
-        receiver = self.events
+        receiver = self.receiver
         if receiver is None or receiver.public_url is None:
             return command
         if getattr(command, "status_url", None) is not None:
@@ -840,7 +745,7 @@ class AsyncRelay:
             idem = known._idempotency if known is not None else Idempotency.UNSAFE
         else:
             idem = Idempotency.SAFE if idempotent else Idempotency.UNSAFE
-        reply: _Reply = await self._request(command, body, idem, timeout, retry, None)
+        reply: _transport.Reply = await self._request(command, body, idem, timeout, retry, None)
         return RawResponse(
             status=reply.status,
             headers=dict(reply.headers),
@@ -865,114 +770,10 @@ class AsyncRelay:
         re-send, its callbacks are checked, and an attempt they show was
         processed is not sent again.
         """
-        session = self._ensure_open()
-        if idempotency is _UNSAFE:
-            session = self._unsafe_session or self._open_unsafe()
+        self._ensure_open()
         data = _encode(body, name)
-        client_timeout = (
-            self._client_timeout
-            if timeout is USE_DEFAULT
-            else _transport.client_timeout(Timeout.of(timeout))
-        )
         policy = self._retry if retry is USE_DEFAULT else (retry or RetryPolicy.disabled())
-        dial_rate = self._dial_rate if name == "dial" else None
-        return self._attempt(
-            session, name, data, client_timeout, dial_rate, watch, 1, body, idempotency, policy,
-            parse,
-        )  # fmt: skip
-
-    async def _attempt(  # noqa: PLR0917 - private; positional on the hot path
-        self,
-        session: aiohttp.ClientSession,
-        name: str,
-        data: bytes,
-        client_timeout: aiohttp.ClientTimeout,
-        dial_rate: RateLimiter | None,
-        watch: Any,
-        number: int,
-        body: Mapping[str, Any] | None = None,
-        idempotency: Idempotency = Idempotency.UNSAFE,
-        policy: RetryPolicy | None = None,
-        parse: Callable[[Any], Any] | None = None,
-    ) -> Any:
-        """
-        Send attempt *number* (1-based) of a command.
-
-        Returns the 2xx body read by *parse*, or the whole reply when there is
-        no *parse* (``execute``, and attempts 2, 3... for the retry machinery).
-
-        Attempt 1 carries the *policy*: if it fails, the retry machinery is
-        built then (retry_after_failure), and it calls this again for attempts
-        2, 3... which carry none and raise on any failure. A command that
-        succeeds (nearly all) thus runs in this one coroutine and creates no
-        retry closure, partial or coroutine: fewer objects per command means
-        less for the garbage collector with thousands in flight.
-        """
-        if self._state is _CLOSED:
-            raise ClientClosedError(f"{name}: the AsyncRelay was closed")
-        started = time.monotonic()
-        try:
-            gate = self._gate
-            if not gate.try_acquire():
-                await gate.acquire()
-            try:
-                if self._rate is not None:
-                    await self._rate.acquire()
-                if dial_rate is not None:
-                    await dial_rate.acquire()
-                # Checked last, after every limiter: a re-send can wait long there,
-                # and callbacks proving the first attempt was processed may arrive.
-                if number > 1 and watch is not None and watch._processed():
-                    raise _AlreadyProcessed(name)
-                headers = self._headers
-                hdrs = headers if number == 1 else {**headers, "Relaycall-Attempt": str(number)}
-                async with session.post(
-                    self._url,
-                    data=data,
-                    headers=hdrs,
-                    timeout=client_timeout,
-                    allow_redirects=False,
-                ) as resp:
-                    raw = await resp.read()
-                    status, resp_headers = resp.status, resp.headers
-            except _transport.FAILURES as exc:
-                if self._state is _CLOSED:  # close() aborted it: not an ambiguity
-                    raise ClientClosedError(f"{name}: the AsyncRelay was closed") from exc
-                raise _transport.map_failure(exc, name) from exc
-            except RuntimeError as exc:
-                # aiohttp raises RuntimeError when its session was closed under us.
-                if session.closed:
-                    raise ClientClosedError(f"{name}: the HTTP session is closed") from exc
-                raise
-            finally:
-                gate.release()
-            decoded = _decode(raw)
-            if not 200 <= status < 300:
-                raise make_status_error(status, resp_headers, decoded, command=name)
-        except RelayError as exc:
-            if policy is None:
-                raise
-            first = exc
-        else:
-            if parse is None:
-                return _Reply(status, resp_headers, decoded)
-            return _parsed(decoded, parse, name)
-        assert body is not None
-        reply, retries = await retry_after_failure(
-            first,
-            # A partial, not a lambda: a lambda here would make every local it
-            # reads a cell, created on each call even when nothing fails.
-            functools.partial(self._attempt, session, name, data, client_timeout, dial_rate, watch),
-            started=started,
-            policy=policy,
-            idempotency=idempotency,
-            command=name,
-            body=body,
-        )
-        if parse is not None:
-            return _parsed(reply.body, parse, name)
-        reply.retries = retries
-        return reply
+        return self._transport.send(name, data, body, idempotency, policy, parse, watch, timeout)
 
 
 _NO_RECONCILE = (
@@ -985,8 +786,6 @@ _FORGED = (
     " A callback with this dial's token named a call that another dial placed: it was"
     " not taken as proof (a forged callback cannot rebind a call)."
 )
-#: How many call id -> dial token nonce pairs a session keeps (about 100 bytes each).
-_NONCES_KEPT = 65536
 
 
 def _leg_from_callbacks(events: Sequence[Any], cmd: Dial) -> dict[str, Any]:
@@ -1012,56 +811,6 @@ def _leg_from_callbacks(events: Sequence[Any], cmd: Dial) -> dict[str, Any]:
     if isinstance(params.get("direction"), str):
         leg["direction"] = params["direction"]
     return {k: v for k, v in leg.items() if isinstance(v, str)}
-
-
-class _PendingDial:
-    """A dial sent but not yet answered: the callbacks that beat its reply, in order."""
-
-    __slots__ = ("_heard", "events")
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-        self._heard: asyncio.Event | None = None
-
-    #: More callbacks than a call makes before its dial is answered: a bound, so
-    #: whoever holds the URL of a dial in flight cannot grow memory without end.
-    LIMIT = 64
-
-    def hold(self, event: Any) -> bool:
-        if len(self.events) >= self.LIMIT:
-            return False
-        self.events.append(event)
-        if self._heard is not None:
-            self._heard.set()
-        return True
-
-    def _processed(self) -> bool:
-        return bool(self.events)
-
-    def wake(self) -> None:
-        """End a heard_within() early (the session closed)."""
-        if self._heard is not None:
-            self._heard.set()
-
-    async def heard_within(self, seconds: float) -> bool:
-        """Whether a callback arrives within *seconds* (at once if one has)."""
-        if self.events:
-            return True
-        if seconds <= 0:
-            return False
-        self._heard = asyncio.Event()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._heard.wait(), seconds)
-        return bool(self.events)
-
-
-def _parsed(body: Any, parse: Callable[[Any], Any], name: str) -> Any:
-    """Read the 2xx body into the command's reply type, naming the command if it does not fit."""
-    try:
-        return parse(body)
-    except ResponseValidationError as exc:
-        exc.command = name
-        raise
 
 
 def command_class(name: str) -> type[Command[Any]] | None:

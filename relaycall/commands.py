@@ -18,159 +18,29 @@ from __future__ import annotations
 
 import typing as _typing  # private alias: keeps typing's names out of this namespace
 
-from relaycall._commands._base import Command, Idempotency, Model, new_control_id
-from relaycall._commands.ai import (
-    AIHold,
-    AIMessage,
-    AIReset,
-    AISidecar,
-    AISidecarAsk,
-    AISidecarPoke,
-    AISidecarStatus,
-    AISidecarStop,
-    AIStop,
-    AIUnhold,
-    LiveTranscribe,
-    LiveTranscribeStart,
-    LiveTranslate,
-    LiveTranslateInject,
-    LiveTranslateStart,
-    SidecarParams,
-    SidecarPermissions,
-    Summarize,
-)
-from relaycall._commands.call import (
-    Dial,
-    Disconnect,
-    End,
-    Refer,
-    SipReferDevice,
-    Transfer,
-    Update,
-    UserEvent,
-)
-from relaycall._commands.media import (
-    Play,
-    PlayAudio,
-    PlayPause,
-    PlayResume,
-    PlayRingtone,
-    PlaySilence,
-    PlayStop,
-    PlayTTS,
-    PlayVolume,
-    Record,
-    RecordAudio,
-    RecordPause,
-    RecordResume,
-    RecordStop,
-)
-from relaycall._commands.operations import (
-    Collect,
-    CollectDigits,
-    CollectSpeech,
-    CollectStartInputTimers,
-    CollectStop,
-    Denoise,
-    DenoiseStop,
-    Detect,
-    DetectDigit,
-    DetectFax,
-    DetectMachine,
-    DetectStop,
-    ReceiveFaxStop,
-    RtpDevice,
-    SendFaxStop,
-    Stream,
-    StreamStop,
-    Tap,
-    TapStop,
-    Transcribe,
-    TranscribeStop,
-    WsDevice,
-)
+from relaycall._commands import ai as _ai
+from relaycall._commands import call as _call
+from relaycall._commands import media as _media
+from relaycall._commands import operations as _operations
+from relaycall._commands._base import REGISTRY as _REGISTRY
+from relaycall._commands._base import Command, Model, new_control_id
 
-__all__ = [
-    "BY_NAME",
-    "AIHold",
-    "AIMessage",
-    "AIReset",
-    "AISidecar",
-    "AISidecarAsk",
-    "AISidecarPoke",
-    "AISidecarStatus",
-    "AISidecarStop",
-    "AIStop",
-    "AIUnhold",
-    "Collect",
-    "CollectDigits",
-    "CollectSpeech",
-    "CollectStartInputTimers",
-    "CollectStop",
-    "Command",
-    "Denoise",
-    "DenoiseStop",
-    "Detect",
-    "DetectDigit",
-    "DetectFax",
-    "DetectMachine",
-    "DetectStop",
-    "Dial",
-    "Disconnect",
-    "End",
-    "Idempotency",
-    "LiveTranscribe",
-    "LiveTranscribeStart",
-    "LiveTranslate",
-    "LiveTranslateInject",
-    "LiveTranslateStart",
-    "Model",
-    "Play",
-    "PlayAudio",
-    "PlayPause",
-    "PlayResume",
-    "PlayRingtone",
-    "PlaySilence",
-    "PlayStop",
-    "PlayTTS",
-    "PlayVolume",
-    "ReceiveFaxStop",
-    "Record",
-    "RecordAudio",
-    "RecordPause",
-    "RecordResume",
-    "RecordStop",
-    "Refer",
-    "RtpDevice",
-    "SendFaxStop",
-    "SidecarParams",
-    "SidecarPermissions",
-    "SipReferDevice",
-    "Stream",
-    "StreamStop",
-    "Summarize",
-    "Tap",
-    "TapStop",
-    "Transcribe",
-    "TranscribeStop",
-    "Transfer",
-    "Update",
-    "UserEvent",
-    "WsDevice",
-    "new_control_id",
-]
+# Each module declares what it adds here in its own __all__, next to the classes.
+from relaycall._commands.ai import *  # noqa: F403
+from relaycall._commands.call import *  # noqa: F403
+from relaycall._commands.media import *  # noqa: F403
+from relaycall._commands.operations import *  # noqa: F403
+from relaycall._idempotency import Idempotency
 
-_ALL_COMMANDS: tuple[type[Command[_typing.Any]], ...] = (
-    Dial, Update, End, Transfer, Disconnect,
-    Play, PlayPause, PlayResume, PlayStop, PlayVolume,
-    Record, RecordPause, RecordResume, RecordStop,
-    Collect, CollectStop, CollectStartInputTimers,
-    Detect, DetectStop, Tap, TapStop, Transcribe, TranscribeStop, Stream, StreamStop,
-    Denoise, DenoiseStop,
-    AIHold, AIUnhold, AIMessage, AIStop,
-    AISidecar, AISidecarPoke, AISidecarAsk, AISidecarStop, AISidecarStatus,
-    LiveTranscribe, LiveTranslate, SendFaxStop, ReceiveFaxStop, Refer, UserEvent,
-)  # fmt: skip
+__all__ = ["BY_NAME", "Command", "Idempotency", "Model", "new_control_id"]
+__all__ += _ai.__all__
+__all__ += _call.__all__
+__all__ += _media.__all__
+__all__ += _operations.__all__
+# In ruff's RUF022 order, as a literal __all__ would be kept: constants, classes, the rest.
+__all__.sort(key=lambda name: (not name.isupper(), not name[:1].isupper(), name))
 
-#: Every typed command class by its wire name (``"calling.play"`` -> :class:`Play`).
-BY_NAME: dict[str, type[Command[_typing.Any]]] = {c.command_name: c for c in _ALL_COMMANDS}
+#: Every typed command class by its wire name (``"calling.play"`` -> :class:`Play`):
+#: each class registers itself where it is defined (``@command``), so with every
+#: command module imported above this is all of them.
+BY_NAME: dict[str, type[Command[_typing.Any]]] = _REGISTRY

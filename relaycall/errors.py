@@ -1,7 +1,7 @@
 """
 Every exception relaycall raises.
 
-No aiohttp, cattrs or tenacity exception reaches user code: each is translated
+No aiohttp or cattrs exception reaches user code: each is translated
 into one of these, with the original chained as ``__cause__``::
 
     RelayError
@@ -25,6 +25,7 @@ into one of these, with the original chained as ``__cause__``::
     │       ├── ServiceUnavailableError  503
     │       └── GatewayTimeoutError      504
     ├── ResponseValidationError          a 2xx body that does not fit our models
+    ├── EventParseError                  a callback body that is not an event (also ValueError)
     ├── AmbiguousOutcomeError            a non-idempotent command may or may not have run
     ├── WaitTimeoutError                 a wait on a handle ran out (also a TimeoutError)
     └── UsageError                       the program asked for something impossible
@@ -44,6 +45,8 @@ from typing import Any
 
 import attrs
 
+from relaycall._retry_after import parse_retry_after
+
 __all__ = [
     "APIStatusError",
     "AmbiguousOutcomeError",
@@ -56,6 +59,7 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionLostError",
     "ErrorItem",
+    "EventParseError",
     "GatewayTimeoutError",
     "InternalServerError",
     "InvalidStateError",
@@ -487,8 +491,6 @@ class RateLimitError(APIStatusError):
     status_code = 429
 
     def _read_details(self) -> None:
-        from relaycall._retry import parse_retry_after  # noqa: PLC0415 - avoids an import cycle
-
         self.retry_after: float | None = parse_retry_after(self.headers)
 
 
@@ -595,6 +597,10 @@ class ResponseValidationError(RelayError):
         self.body = body
         self.errors = tuple(errors)
         self.command = command
+
+
+class EventParseError(RelayError, ValueError):
+    """A callback body that is not an event relaycall can read (the receiver answers 400)."""
 
 
 class AmbiguousOutcomeError(RelayError):

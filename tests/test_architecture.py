@@ -44,7 +44,10 @@ def _runtime_imports(
             base = package
             for _ in range(node.level - 1):
                 base = base.rpartition(".")[0]
-            source = (f"{base}.{node.module}" if node.module else base) if node.level else node.module
+            if node.level:
+                source = f"{base}.{node.module}" if node.module else base
+            else:
+                source = node.module
             assert source is not None
             names = [f"{source}.{alias.name}" for alias in node.names]
             # ``from pkg import mod`` is an edge to the submodule, as ``import pkg.mod``
@@ -57,7 +60,7 @@ def _runtime_imports(
 
 
 def import_graph() -> dict[str, set[str]]:
-    """Module -> the relaycall modules it imports at runtime (parent packages implied, not edges)."""
+    """Module -> the relaycall modules it imports at runtime (parent packages are no edge)."""
     files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in files.items():

@@ -822,10 +822,10 @@ async def test_ending_a_call_finishes_every_operation_before_ended(env: Emulator
     await env.rx.next("calling.call.stream", control_id="s", state="streaming")
     await env.rx.next("calling.call.transcribe", control_id="x", state="transcribing")
     env.core.clock.advance(4.0)
-    # Emulated time also runs with the event loop's clock, so a slow machine adds
-    # to the 4 s: the recording lasts from its start to the hang-up, whatever that was.
-    recorded_for = env.core.clock.now() - before_record
     env.core.hangup(call_id)  # the far end hangs up
+    # Emulated time also runs with the event loop's clock (50x), so a slow machine adds
+    # to the 4 s: the recording lasts from its start to the hang-up, read just after it.
+    recorded_for = env.core.clock.now() - before_record
     ended = await env.rx.next("calling.call.state", call_id=call_id, call_state="ended")
     await env.core.idle()
     order = env.rx.hits

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import relaycall
+from relaycall._events import EVENT_TYPES
 from tests.conftest import CALL_ID
 
 # --- the parser under fire -----------------------------------------------------------------------
@@ -56,17 +57,10 @@ def test_parser_raises_only_its_own_error(payload):
 
 @pytest.mark.parametrize(
     ("event_type", "cls"),
-    [
-        ("calling.transcript.completed", relaycall.TranscriptEvent),
-        ("calling.transcript.failed", relaycall.TranscriptEvent),
-        ("calling.call.live_transcribe", relaycall.LiveEvent),
-        ("calling.call.live_translate", relaycall.LiveEvent),
-        ("calling.call.state", relaycall.CallStateEvent),
-        ("calling.call.new_thing", relaycall.UnknownEvent),
-    ],
+    [*EVENT_TYPES.items(), ("calling.call.new_thing", relaycall.UnknownEvent)],
 )
 def test_every_event_type_parses_to_its_class(event_type, cls):
-    """Event types that share a class each parse to it (not to UnknownEvent)."""
+    """Every registered event type parses to its class (shared ones too); others to UnknownEvent."""
     event = relaycall.parse_event({"event_type": event_type, "params": {"call_id": CALL_ID}})
     assert type(event) is cls
     assert event.event_type == event_type

@@ -4,7 +4,6 @@ Base classes for typed commands and their nested parameter models.
 
 from __future__ import annotations
 
-import enum
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
@@ -12,25 +11,15 @@ from typing import Any, ClassVar, Generic, TypeVar
 import attrs
 
 from relaycall import _validate as v
-from relaycall._converter import register_model
+from relaycall._converter import converter, register_model, unstructure
+from relaycall._idempotency import Idempotency
+from relaycall._models import parse_leg
+from relaycall._reading import Hook, WireRead, read_nested
 from relaycall.errors import ValidationError, mask_secrets
 
 R = TypeVar("R")
 M = TypeVar("M")
 F = TypeVar("F", bound="FollowUp[Any]")
-
-
-class Idempotency(enum.Enum):
-    """How safe a command is to send twice; decides what the retry policy may do."""
-
-    #: Repeating it has the same effect as sending it once (pause, stop, volume, end...).
-    SAFE = "safe"
-    #: Starts an operation named by a client-chosen control_id; a repeat carries the
-    #: same control_id, so the server can recognise it.
-    START = "start"
-    #: Repeating it could do the thing twice (dial, transfer, user_event...). Re-sent
-    #: only when the first attempt provably was not processed.
-    UNSAFE = "unsafe"
 
 
 def new_control_id() -> str:
@@ -64,16 +53,15 @@ class Command(Model, Generic[R]):
     _parse_reply: ClassVar[Callable[[Any], Any]]
     #: Whether call_id and control_id are its only fields (see FollowUp._of).
     _ids_only: ClassVar[bool] = False
+    #: Whether the session points its status_url, when unset, at the session's
+    #: EventReceiver: so for every class with a ``status_url`` field unless its
+    #: @command says otherwise (see :func:`command`).
+    _receiver_status_url: ClassVar[bool] = False
 
     @property
     def idempotency(self) -> Idempotency:
         """How the retry policy may treat this command (a class may decide per instance)."""
         return self._idempotency
-
-    @property
-    def target_call_id(self) -> str | None:
-        """The call this command acts on (None for ``dial``)."""
-        return getattr(self, "call_id", None)
 
     def to_wire(self) -> dict[str, Any]:
         """Return the exact JSON body this command sends."""
@@ -83,9 +71,7 @@ class Command(Model, Generic[R]):
     @staticmethod
     def _wire_body(obj: Any) -> Any:
         # Replaced by @command with the body hook it registers, which to_wire
-        # then calls directly: no import and no converter dispatch per command.
-        from relaycall._converter import unstructure  # noqa: PLC0415 - cheap, avoids a cycle
-
+        # then calls directly: no converter dispatch per command.
         return unstructure(obj)
 
 
@@ -100,6 +86,26 @@ def model(label: str) -> Callable[[type[M]], type[M]]:
     return deco
 
 
+#: Every command class by its wire name, filled as each class is defined (see
+#: :func:`command`). ``relaycall.commands.BY_NAME`` is this dict, complete once
+#: that module has imported every command module.
+REGISTRY: dict[str, type[Command[Any]]] = {}
+
+
+def _register(name: str, cls: type[Any]) -> None:
+    taken = REGISTRY.get(name)
+    # The same class defined again (its module reloaded) replaces itself.
+    if taken is not None and (taken.__module__, taken.__qualname__) != (
+        cls.__module__,
+        cls.__qualname__,
+    ):
+        raise TypeError(
+            f"two command classes have the wire name {name!r}: "
+            f"{taken.__module__}.{taken.__qualname__} and {cls.__module__}.{cls.__qualname__}"
+        )
+    REGISTRY[name] = cls
+
+
 def command(
     name: str,
     *,
@@ -107,18 +113,23 @@ def command(
     idempotency: Idempotency,
     top_level_id: bool = True,
     reply: Callable[[Any], Any] | None = None,
+    receiver_status_url: bool = True,
 ) -> Callable[[type[M]], type[M]]:
     """
-    Register a command class: its wire name, error label, retry class and reply parser.
+    Declare a command class: its wire name, error label, retry class and reply parser.
 
-    The generated hook produces ``{"command", "id", "params"}``; the params
-    come from the class's own fields (renamed and with unset ones omitted).
+    A class with a ``status_url`` field gets one pointing at the session's
+    EventReceiver when it is sent without one, unless *receiver_status_url*
+    is False.
+
+    The class joins :data:`REGISTRY` under *name* (a name already taken by
+    another class raises TypeError). The generated hook produces
+    ``{"command", "id", "params"}``; the params come from the class's own
+    fields (renamed and with unset ones omitted).
     """
 
     def deco(cls: type[M]) -> type[M]:
-        from relaycall._converter import converter  # noqa: PLC0415
-        from relaycall._models import parse_leg  # noqa: PLC0415
-
+        _register(name, cls)
         cls._label = label  # type: ignore[attr-defined]
         cls.command_name = name  # type: ignore[attr-defined]
         cls._idempotency = idempotency  # type: ignore[attr-defined]
@@ -126,6 +137,9 @@ def command(
         cls._parse_reply = staticmethod(reply or parse_leg)  # type: ignore[attr-defined]
         names = tuple(a.name for a in attrs.fields(cls))  # type: ignore[arg-type]
         cls._ids_only = names == ("call_id", "control_id")  # type: ignore[attr-defined]
+        cls._receiver_status_url = (  # type: ignore[attr-defined]
+            receiver_status_url and "status_url" in names
+        )
         register_model(cls)
         params_hook = converter.get_unstructure_hook(cls)
         if top_level_id:
@@ -199,17 +213,15 @@ def _read_dicts(value: Any, inst: Any, field: attrs.Attribute[Any]) -> Any:
     """
     attrs converter of a nested-model field: a dict in its wire shape becomes the model.
 
-    ``digits={"max": 2}`` -> ``CollectDigits(max=2)``, with the same validation
-    and field paths (``collect.digits.max``) as the typed class; typed values
-    pass through untouched. The reader (and its cattrs code generation) is
-    imported on the first dict only.
+    ``digits={"max": 2}`` -> ``CollectDigits(max=2)``, read by the field's
+    declared reader (``metadata["read"]``) with the same validation and field
+    paths (``collect.digits.max``) as the typed class; typed values pass
+    through untouched.
     """
     if not _has_dict(value):
         return value
-    from relaycall._reading import read_nested  # noqa: PLC0415 - only when dicts are used
-
     try:
-        return read_nested(type(inst), field.name, value)
+        return read_nested(field.metadata["read"], f"{type(inst)._label}.{field.name}", value)
     except ValidationError as exc:
         # As in _validate.field_validator: the reader's frames hold the dict (a
         # SIP password in a refer device's params); a traceback shows none of it.
@@ -222,7 +234,14 @@ NESTED = attrs.Converter(_read_dicts, takes_self=True, takes_field=True)
 
 
 def _field(
-    validator: v.Validator, wire: str | None, raw: bool, secret: bool, nested: bool, **kw: Any
+    validator: v.Validator,
+    *,
+    wire: str | None,
+    raw: bool,
+    secret: bool,
+    nested: Hook | None,
+    wire_read: WireRead | None,
+    **kw: Any,
 ) -> Any:
     meta: dict[str, Any] = {}
     if wire is not None:
@@ -230,8 +249,11 @@ def _field(
     if raw:
         # Free-form JSON (SWML, custom data) goes out as plain JSON, not walked by cattrs.
         meta["raw"] = True
-    if nested:
+    if nested is not None:
+        meta["read"] = nested
         kw["converter"] = NESTED
+    if wire_read is not None:
+        meta["wire_read"] = wire_read
     shown = _redacted if secret else _secrets_masked if raw else True
     return attrs.field(validator=validator, metadata=meta, repr=shown, **kw)
 
@@ -242,15 +264,26 @@ def opt(
     wire: str | None = None,
     raw: bool = False,
     secret: bool = False,
-    nested: bool = False,
+    nested: Hook | None = None,
+    wire_read: WireRead | None = None,
 ) -> Any:
     """
     An optional wire field, omitted when None. *secret* hides it from repr.
 
     *nested*: the field holds parameter models, which may also be given as
-    dicts in their wire shape (see :func:`_read_dicts`).
+    dicts in their wire shape, read by this ``relaycall._reading`` reader (see
+    :func:`_read_dicts`). *wire_read*: how a request body carries the field
+    where that is not its dict form (what the emulator reads).
     """
-    return _field(validator, wire, raw, secret, nested, default=None)
+    return _field(
+        validator,
+        wire=wire,
+        raw=raw,
+        secret=secret,
+        nested=nested,
+        wire_read=wire_read,
+        default=None,
+    )
 
 
 def req(
@@ -259,10 +292,11 @@ def req(
     wire: str | None = None,
     raw: bool = False,
     secret: bool = False,
-    nested: bool = False,
+    nested: Hook | None = None,
+    wire_read: WireRead | None = None,
 ) -> Any:
-    """A required wire field (*nested* as for :func:`opt`)."""
-    return _field(validator, wire, raw, secret, nested)
+    """A required wire field (*nested* and *wire_read* as for :func:`opt`)."""
+    return _field(validator, wire=wire, raw=raw, secret=secret, nested=nested, wire_read=wire_read)
 
 
 def typed_params(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,10 +11,10 @@ from typing import Any, Literal
 
 import attrs
 
+from relaycall import _reading as r
 from relaycall import _validate as v
 from relaycall._commands._base import (
     Command,
-    Idempotency,
     Model,
     call_id_field,
     command,
@@ -22,6 +22,7 @@ from relaycall._commands._base import (
     opt,
     req,
 )
+from relaycall._idempotency import Idempotency
 from relaycall._models import (
     CallLeg,
     FabricDeviceLeg,
@@ -30,6 +31,28 @@ from relaycall._models import (
     parse_sidecar_ask,
     parse_sidecar_status,
 )
+
+#: What relaycall.commands re-exports from here.
+__all__ = [
+    "AIHold",
+    "AIMessage",
+    "AIReset",
+    "AISidecar",
+    "AISidecarAsk",
+    "AISidecarPoke",
+    "AISidecarStatus",
+    "AISidecarStop",
+    "AIStop",
+    "AIUnhold",
+    "LiveTranscribe",
+    "LiveTranscribeStart",
+    "LiveTranslate",
+    "LiveTranslateInject",
+    "LiveTranslateStart",
+    "SidecarParams",
+    "SidecarPermissions",
+    "Summarize",
+]
 
 Leg = CallLeg | FabricDeviceLeg
 TranscribeDirection = Literal["remote-caller", "local-caller"]
@@ -93,7 +116,10 @@ class AIHold(Command[Leg]):
     call_id: str = call_id_field()
     # Not opt(): the converter normalises an int to the wire's string form.
     timeout: str | None = attrs.field(
-        default=None, converter=_seconds_to_str, validator=v.check(_hold_timeout_check)
+        default=None,
+        converter=_seconds_to_str,
+        validator=v.check(_hold_timeout_check),
+        metadata={"wire_read": r.WireRead(r.json_string)},
     )
     prompt: str | None = opt(v.string())
 
@@ -134,7 +160,9 @@ class AIMessage(Command[Leg]):
     call_id: str = call_id_field()
     role: Literal["system", "user", "assistant"] | None = opt(v.one_of(*AI_MESSAGE_ROLES))
     message_text: str | None = opt(v.string())
-    reset: AIReset | None = opt(v.check(v.model_check(AIReset, "an AIReset")), nested=True)
+    reset: AIReset | None = opt(
+        v.check(v.model_check(AIReset, "an AIReset")), nested=r.model(AIReset)
+    )
     global_data: Mapping[str, Any] | None = opt(v.check(v.json_object_check), raw=True)
 
 
@@ -392,14 +420,17 @@ class AISidecar(Command[Leg]):
     url: str | None = opt(v.uri())
     swaig: Mapping[str, Any] | None = opt(v.check(_swaig_check), wire="SWAIG", raw=True)
     permissions: SidecarPermissions | None = opt(
-        v.check(v.model_check(SidecarPermissions, "a SidecarPermissions")), nested=True
+        v.check(v.model_check(SidecarPermissions, "a SidecarPermissions")),
+        nested=r.model(SidecarPermissions),
     )
     global_data: Mapping[str, Any] | None = opt(v.check(v.json_object_check), raw=True)
     hints: Sequence[str] | None = opt(v.check(v.seq_check(_str, min_items=1)))
     params: SidecarParams | None = opt(
-        v.check(v.model_check(SidecarParams, "a SidecarParams")), nested=True
+        v.check(v.model_check(SidecarParams, "a SidecarParams")), nested=r.model(SidecarParams)
     )
-    action: Summarize | None = opt(v.check(v.model_check(Summarize, "a Summarize")), nested=True)
+    action: Summarize | None = opt(
+        v.check(v.model_check(Summarize, "a Summarize")), nested=r.keyed({"summarize": Summarize})
+    )
 
 
 @command("calling.ai_sidecar.poke", label="ai_sidecar.poke", idempotency=Idempotency.UNSAFE)
@@ -504,7 +535,7 @@ class LiveTranscribe(Command[Leg]):
                 rule="must be a LiveTranscribeStart, a Summarize, or 'stop'",
             )
         ),
-        nested=True,
+        nested=r.keyed({"start": LiveTranscribeStart, "summarize": Summarize}, strings=("stop",)),
     )
 
     @property
@@ -574,7 +605,10 @@ class LiveTranslate(Command[Leg]):
                 rule="must be a LiveTranslateStart, a Summarize, a LiveTranslateInject, or 'stop'",
             )
         ),
-        nested=True,
+        nested=r.keyed(
+            {"start": LiveTranslateStart, "summarize": Summarize, "inject": LiveTranslateInject},
+            strings=("stop",),
+        ),
     )
     status_url: str | None = opt(v.http_url())
 

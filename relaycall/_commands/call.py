@@ -9,10 +9,10 @@ from typing import Any, Literal
 
 import attrs
 
+from relaycall import _reading as r
 from relaycall import _validate as v
 from relaycall._commands._base import (
     Command,
-    Idempotency,
     Model,
     call_id_field,
     command,
@@ -22,7 +22,20 @@ from relaycall._commands._base import (
     typed_params,
 )
 from relaycall._commands._swml import swml_check
+from relaycall._idempotency import Idempotency
 from relaycall._models import CallLeg, FabricDeviceLeg
+
+#: What relaycall.commands re-exports from here.
+__all__ = [
+    "Dial",
+    "Disconnect",
+    "End",
+    "Refer",
+    "SipReferDevice",
+    "Transfer",
+    "Update",
+    "UserEvent",
+]
 
 Leg = CallLeg | FabricDeviceLeg
 
@@ -132,7 +145,18 @@ class Dial(Command[Leg]):
             v.fail_rule("dial.to", "is required unless to_script is given")
 
 
-@command("update", label="update", idempotency=Idempotency.UNSAFE, top_level_id=False)
+# Its status_url goes out only when given: the session never points it at its
+# EventReceiver. It says where the call's state callbacks go from then on (the
+# reference's §9.2: "call status", payload undocumented), so filling it would
+# silently replace the URL the call was dialed with, which may be the caller's
+# own status_url; and no handle waits for an update's callbacks.
+@command(
+    "update",
+    label="update",
+    idempotency=Idempotency.UNSAFE,
+    top_level_id=False,
+    receiver_status_url=False,
+)
 @attrs.frozen(kw_only=True)
 class Update(Command[Leg]):
     """
@@ -212,7 +236,8 @@ class Refer(Command[Leg]):
 
     call_id: str = call_id_field()
     device: SipReferDevice = req(
-        v.check(v.model_check(SipReferDevice, "a SipReferDevice")), nested=True
+        v.check(v.model_check(SipReferDevice, "a SipReferDevice")),
+        nested=r.typed({"sip": SipReferDevice}),
     )
     status_url: str | None = opt(v.http_url())
 

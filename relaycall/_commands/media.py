@@ -9,12 +9,12 @@ from typing import Any, Literal
 
 import attrs
 
+from relaycall import _reading as r
 from relaycall import _validate as v
 from relaycall._commands._base import (
     NESTED,
     Command,
     FollowUp,
-    Idempotency,
     Model,
     call_id_field,
     command,
@@ -24,7 +24,26 @@ from relaycall._commands._base import (
     req,
     typed_params,
 )
+from relaycall._idempotency import Idempotency
 from relaycall._models import CallLeg, FabricDeviceLeg
+
+#: What relaycall.commands re-exports from here.
+__all__ = [
+    "Play",
+    "PlayAudio",
+    "PlayPause",
+    "PlayResume",
+    "PlayRingtone",
+    "PlaySilence",
+    "PlayStop",
+    "PlayTTS",
+    "PlayVolume",
+    "Record",
+    "RecordAudio",
+    "RecordPause",
+    "RecordResume",
+    "RecordStop",
+]
 
 Leg = CallLeg | FabricDeviceLeg
 
@@ -100,6 +119,9 @@ class PlayRingtone(Model):
 
 PlayItem = PlayAudio | PlayTTS | PlaySilence | PlayRingtone
 _PLAY_ITEMS = (PlayAudio, PlayTTS, PlaySilence, PlayRingtone)
+_play_item = r.typed(
+    {"audio": PlayAudio, "tts": PlayTTS, "silence": PlaySilence, "ringtone": PlayRingtone}
+)
 
 
 def tts(
@@ -165,7 +187,12 @@ class Play(Command[Leg]):
 
     call_id: str = call_id_field()
     control_id: str = new_control_id_field()
-    play: Sequence[PlayItem] = req(v.check(_play_items_check), nested=True)
+    play: Sequence[PlayItem] = req(
+        v.check(_play_items_check),
+        # Python takes typed items and dicts mixed; on the wire each is an object.
+        nested=r.mixed_items(_play_item),
+        wire_read=r.WireRead(r.items(_play_item)),
+    )
     volume: float | None = opt(v.number(-40, 40))
     direction: Literal["listen", "speak", "both"] | None = opt(v.one_of(*DIRECTIONS))
     loop: int | None = opt(v.integer(0))
@@ -225,6 +252,13 @@ class RecordAudio(Model):
     input_sensitivity: float | None = opt(v.number(0, 100))
 
 
+def _record_from_wire(value: Any, _: Any) -> RecordAudio:
+    """``record: {"audio": {...}}``, what :meth:`Record._shape` writes."""
+    r.closed(value, ("audio",), ("audio",), "with audio")
+    audio: RecordAudio = r.at("audio", r.model(RecordAudio))(value["audio"], None)
+    return audio
+
+
 @command("calling.record", label="record", idempotency=Idempotency.START)
 @attrs.frozen(kw_only=True)
 class Record(Command[Leg]):
@@ -241,6 +275,10 @@ class Record(Command[Leg]):
         factory=RecordAudio,
         validator=v.check(v.model_check(RecordAudio, "a RecordAudio")),
         converter=NESTED,  # type: ignore[misc]
+        metadata={
+            "read": r.model(RecordAudio),
+            "wire_read": r.WireRead(_record_from_wire, key="record", path="record.audio"),
+        },
     )
     status_url: str | None = opt(v.http_url())
 

@@ -12,11 +12,11 @@ from typing import Any, Literal
 
 import attrs
 
+from relaycall import _reading as r
 from relaycall import _validate as v
 from relaycall._commands._base import (
     Command,
     FollowUp,
-    Idempotency,
     Model,
     call_id_field,
     command,
@@ -26,7 +26,34 @@ from relaycall._commands._base import (
     req,
     typed_params,
 )
+from relaycall._idempotency import Idempotency
 from relaycall._models import CallLeg, FabricDeviceLeg
+
+#: What relaycall.commands re-exports from here.
+__all__ = [
+    "Collect",
+    "CollectDigits",
+    "CollectSpeech",
+    "CollectStartInputTimers",
+    "CollectStop",
+    "Denoise",
+    "DenoiseStop",
+    "Detect",
+    "DetectDigit",
+    "DetectFax",
+    "DetectMachine",
+    "DetectStop",
+    "ReceiveFaxStop",
+    "RtpDevice",
+    "SendFaxStop",
+    "Stream",
+    "StreamStop",
+    "Tap",
+    "TapStop",
+    "Transcribe",
+    "TranscribeStop",
+    "WsDevice",
+]
 
 Leg = CallLeg | FabricDeviceLeg
 
@@ -156,10 +183,10 @@ class Collect(Command[Leg]):
     call_id: str = call_id_field()
     control_id: str = new_control_id_field()
     digits: CollectDigits | None = opt(
-        v.check(v.model_check(CollectDigits, "a CollectDigits")), nested=True
+        v.check(v.model_check(CollectDigits, "a CollectDigits")), nested=r.model(CollectDigits)
     )
     speech: CollectSpeech | None = opt(
-        v.check(v.model_check(CollectSpeech, "a CollectSpeech")), nested=True
+        v.check(v.model_check(CollectSpeech, "a CollectSpeech")), nested=r.model(CollectSpeech)
     )
     initial_timeout: float | None = opt(v.number(0, lo_open=True))
     continuous: bool | None = opt(v.boolean())
@@ -260,7 +287,10 @@ class Detect(Command[Leg]):
                 (DetectMachine, DetectFax, DetectDigit), "a DetectMachine, DetectFax or DetectDigit"
             )
         ),
-        nested=True,
+        nested=r.typed(
+            {"machine": DetectMachine, "fax": DetectFax, "digit": DetectDigit},
+            params_required=False,
+        ),
     )
     timeout: float | None = opt(v.number(0))
     status_url: str | None = opt(v.http_url())
@@ -308,6 +338,20 @@ class WsDevice(Model):
         return typed_params("ws", params)
 
 
+def _tap_from_wire(value: Any, _: Any) -> str:
+    """``tap: {"type": "audio", "params": {"direction"}}``, what :meth:`Tap._shape` writes."""
+    r.closed(value, ("type", "params"), ("type", "params"), "with type and params")
+    if value["type"] != "audio":
+        raise r.WireError("type", f"{value['type']!r} is not 'audio' (the only tap type)")
+    params = value["params"]
+    try:
+        r.closed(params, ("direction",), ("direction",), "with direction")
+    except r.WireError as exc:
+        raise exc.within("params") from None
+    direction: str = params["direction"]
+    return direction
+
+
 @command("calling.tap", label="tap", idempotency=Idempotency.START)
 @attrs.frozen(kw_only=True)
 class Tap(Command[Leg]):
@@ -321,9 +365,13 @@ class Tap(Command[Leg]):
 
     call_id: str = call_id_field()
     control_id: str = new_control_id_field()
-    direction: Literal["listen", "speak", "both"] = req(v.one_of(*TAP_DIRECTIONS))
+    direction: Literal["listen", "speak", "both"] = req(
+        v.one_of(*TAP_DIRECTIONS),
+        wire_read=r.WireRead(_tap_from_wire, key="tap", path="tap.params.direction"),
+    )
     device: RtpDevice | WsDevice = req(
-        v.check(v.model_check((RtpDevice, WsDevice), "an RtpDevice or WsDevice")), nested=True
+        v.check(v.model_check((RtpDevice, WsDevice), "an RtpDevice or WsDevice")),
+        nested=r.typed({"rtp": RtpDevice, "ws": WsDevice}),
     )
     status_url: str | None = opt(v.http_url())
 

@@ -16,8 +16,10 @@ from relaycall._commands import call as call_cmd
 from relaycall._commands import media as media_cmd
 from relaycall._commands import operations as ops_cmd
 from relaycall._commands._base import Command, new_control_id
+from relaycall._events import CallStateEvent, Event
 from relaycall._handles._base import Handle, Operation, Starting, wait_timeout_check
 from relaycall._handles.operations import (
+    AudioStream,
     Collector,
     Detector,
     LiveTranscription,
@@ -25,11 +27,11 @@ from relaycall._handles.operations import (
     Playback,
     Recording,
     Sidecar,
-    Stream,
-    Tap,
+    Tapping,
     Transcription,
 )
 from relaycall._models import CallLeg, FabricDeviceLeg, parse_leg
+from relaycall._results import CallResult
 from relaycall._retry import AlreadyProcessed as _AlreadyProcessed
 from relaycall._states import CallState, ResultReason
 from relaycall.errors import (
@@ -42,10 +44,9 @@ from relaycall.errors import (
 )
 
 if TYPE_CHECKING:
-    from relaycall._results import CallResult
     from relaycall._session import AsyncRelay
 
-OpT = TypeVar("OpT", bound=Operation)
+OpT = TypeVar("OpT", bound=Operation[Any])
 Leg = CallLeg | FabricDeviceLeg
 _LEGS = (CallLeg, FabricDeviceLeg)
 Direction = Literal["remote-caller", "local-caller"]
@@ -72,7 +73,7 @@ _TERMINAL_STATUS = {
 }
 
 
-class Call(Handle):
+class Call(Handle[CallResult]):
     """
     A call, by id. Get one from ``await relay.dial(...)`` or ``relay.call(call_id)``.
 
@@ -104,8 +105,8 @@ class Call(Handle):
         # The latest call leg the server answered with: the checked reply body
         # until somebody reads ``leg``, then the parsed leg.
         self._leg: Leg | Mapping[str, Any] | None = None
-        self._ops: dict[str, Operation] = {}
-        self._listeners: list[tuple[Operation | None, asyncio.Queue[Any]]] | None = None
+        self._ops: dict[str, Operation[Any]] = {}
+        self._listeners: list[tuple[Operation[Any] | None, asyncio.Queue[Any]]] | None = None
         # The dial's status_url token nonce: callbacks for this call must carry it.
         self._nonce: str | None = None
 
@@ -142,7 +143,7 @@ class Call(Handle):
         return self._state in ("ending", "ended")
 
     @property
-    def operations(self) -> tuple[Operation, ...]:
+    def operations(self) -> tuple[Operation[Any], ...]:
         """The operations on this call that have not finished."""
         return tuple(self._ops.values())
 
@@ -183,7 +184,7 @@ class Call(Handle):
         self._close_listeners()
 
     def _before_wait(self, timeout: float | None) -> None:
-        if not self._relay._watch(self, timeout, f"{self!r}.ended()"):
+        if not self._relay._watch(self, timeout, f"{self!r}.wait()"):
             self._session_closed()
 
     def _session_closed(self) -> None:
@@ -192,20 +193,21 @@ class Call(Handle):
         self._resolve(_call_result, self._state, self.end_reason, "session_closed", None)
         self._close_listeners()
 
-    def _apply(self, event: Any) -> bool:
+    def _apply(self, event: Event) -> bool:
         """Take a call-state event; False if the call had already ended (a duplicate)."""
+        typed = CallStateEvent._read_as(event)  # a flat one names its call_state
         if self._state == "ended":
             if self.end_reason is None:
-                self.end_reason = _end_reason(event)
+                self.end_reason = typed.end_reason
             return False
-        state = event.state or event.params.get("call_state")
+        state = typed.call_state
         if state == "ended":
-            self._mark_ended(_end_reason(event), reason="finished", event=event)
-        elif isinstance(state, str):
+            self._mark_ended(typed.end_reason, reason="finished", event=event)
+        elif state is not None:
             self._advance(state)
         return True
 
-    def _forget(self, op: Operation) -> None:
+    def _forget(self, op: Operation[Any]) -> None:
         if self._ops.get(op.control_id) is op:
             del self._ops[op.control_id]
         self._close_listeners(op)
@@ -311,7 +313,7 @@ class Call(Handle):
         handle._started(command)
         return handle
 
-    def _drop_failed(self, handle: Operation) -> None:
+    def _drop_failed(self, handle: Operation[Any]) -> None:
         handle._state = "error"
         if self._ops.get(handle.control_id) is handle:
             del self._ops[handle.control_id]
@@ -532,9 +534,9 @@ class Call(Handle):
         direction: Literal["listen", "speak", "both"] = "both",
         status_url: str | None = None,
         control_id: str | None = None,
-    ) -> Starting[Tap]:
+    ) -> Starting[Tapping]:
         """
-        Copy the call's audio to a device (``calling.tap``); returns a :class:`Tap`.
+        Copy the call's audio to a device (``calling.tap``); returns a :class:`Tapping`.
 
         *device* is an :class:`~relaycall.commands.RtpDevice`, a
         :class:`~relaycall.commands.WsDevice`, or a ``ws://``/``wss://`` URI string.
@@ -544,7 +546,7 @@ class Call(Handle):
             call_id=self.id, control_id=control_id or new_control_id(), direction=direction,
             device=cast("Any", dev), status_url=status_url,
         )  # fmt: skip
-        return self._start("tap", Tap, cmd)
+        return self._start("tap", Tapping, cmd)
 
     def stream(
         self,
@@ -558,7 +560,7 @@ class Call(Handle):
         status_url: str | None = None,
         status_url_method: Literal["GET", "POST"] | None = None,
         control_id: str | None = None,
-    ) -> Starting[Stream]:
+    ) -> Starting[AudioStream]:
         """Stream the call's audio to a ``wss://`` endpoint (``calling.stream``)."""
         cmd = ops_cmd.Stream(
             call_id=self.id, control_id=control_id or new_control_id(), url=url, name=name,
@@ -566,7 +568,7 @@ class Call(Handle):
             custom_parameters=custom_parameters, status_url=status_url,
             status_url_method=status_url_method,
         )  # fmt: skip
-        return self._start("stream", Stream, cmd)
+        return self._start("stream", AudioStream, cmd)
 
     def transcribe(
         self, *, status_url: str | None = None, control_id: str | None = None
@@ -746,10 +748,6 @@ class Call(Handle):
     # --- awaiting ------------------------------------------------------------------------------
 
     async def wait(self, timeout: float | None = None) -> CallResult:
-        """Wait until the call ends; same as :meth:`ended`."""
-        return await self._wait(timeout)  # type: ignore[no-any-return]
-
-    async def ended(self, timeout: float | None = None) -> CallResult:
         """
         Wait until the call has ended and return how.
 
@@ -760,7 +758,7 @@ class Call(Handle):
         Without an EventReceiver and without *timeout* it raises UsageError at
         once, unless the outcome is known already: nothing could end the wait.
         """
-        return await self._wait(timeout)  # type: ignore[no-any-return]
+        return await self._wait(timeout)
 
     async def wait_for(self, state: CallState, timeout: float | None = None) -> CallState:
         """
@@ -789,7 +787,7 @@ class Call(Handle):
         if not self._relay._watch(self, timeout, f"{self!r}.wait_for({state!r})"):
             raise self._closed_before(state)
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        entry: tuple[Operation | None, asyncio.Queue[Any]] = (None, queue)
+        entry: tuple[Operation[Any] | None, asyncio.Queue[Any]] = (None, queue)
         if self._listeners is None:
             self._listeners = []
         self._listeners.append(entry)
@@ -824,8 +822,8 @@ class Call(Handle):
         """
         return self._event_stream(None)
 
-    async def _event_stream(self, op: Operation | None) -> AsyncIterator[Any]:
-        target: Handle = op if op is not None else self
+    async def _event_stream(self, op: Operation[Any] | None) -> AsyncIterator[Any]:
+        target: Handle[Any] = op if op is not None else self
         if target.done or not self._relay._watch(self, None, f"{target!r}.events()"):
             return
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -845,7 +843,7 @@ class Call(Handle):
             if self._listeners is not None and entry in self._listeners:
                 self._listeners.remove(entry)
 
-    def _publish(self, event: Any, op: Operation | None) -> None:
+    def _publish(self, event: Any, op: Operation[Any] | None) -> None:
         """Hand an event to everyone iterating this call, or that operation."""
         heard = self._relay._last_heard
         if heard and self in heard:
@@ -859,15 +857,10 @@ class Call(Handle):
             if who is None:
                 queue.put_nowait(_STATE)
 
-    def _close_listeners(self, op: Operation | None = None) -> None:
+    def _close_listeners(self, op: Operation[Any] | None = None) -> None:
         for who, queue in self._listeners or ():
             if op is None or who is op:
                 queue.put_nowait(_CLOSE)
-
-
-def _end_reason(event: Any) -> str | None:
-    reason = event.params.get("end_reason")
-    return reason if isinstance(reason, str) else None
 
 
 _CLOSE = object()
@@ -885,8 +878,6 @@ __all__ = ["Call"]
 def _call_result(
     call: Call, state: CallState, end_reason: str | None, reason: ResultReason, event: Any
 ) -> CallResult:
-    from relaycall._results import CallResult  # noqa: PLC0415 - results import handles
-
     return CallResult(
         call_id=call.id, state=state, end_reason=end_reason, reason=reason, event=event
     )

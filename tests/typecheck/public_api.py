@@ -38,8 +38,8 @@ async def flow(relay: relaycall.AsyncRelay, swml_url: str) -> None:
     await call.wait_for("answerd")  # type: ignore[arg-type]
     assert_type((await rec.wait()).reason, relaycall.ResultReason)
     assert_type(pb.state, relaycall.OperationState)
-    assert_type(await call.ended(), relaycall.CallResult)
+    assert_type(await call.wait(), relaycall.CallResult)
     again = relay.call(call.id).playback(pb.control_id)
     assert_type(again, relaycall.Playback)
-    tap = relay.call(call.id).attach(relaycall.Tap, "t1")
-    assert_type(tap, relaycall.Tap)
+    tap = relay.call(call.id).attach(relaycall.Tapping, "t1")
+    assert_type(tap, relaycall.Tapping)
