@@ -45,6 +45,7 @@ from relaycall._handles.operations import (
     Tapping,
     Transcription,
 )
+from relaycall._incoming import CallParent, CallPeer, IncomingCall, SipData
 from relaycall._models import (
     CallLeg,
     ChargeDetail,
@@ -112,6 +113,8 @@ __all__ = [
     "BadRequestError",
     "Call",
     "CallLeg",
+    "CallParent",
+    "CallPeer",
     "CallResult",
     "CallState",
     "CallStateEvent",
@@ -135,6 +138,7 @@ __all__ = [
     "FabricDeviceLeg",
     "FaxEvent",
     "GatewayTimeoutError",
+    "IncomingCall",
     "InternalServerError",
     "InvalidStateError",
     "Limits",
@@ -168,6 +172,7 @@ __all__ = [
     "SidecarAskReply",
     "SidecarEvent",
     "SidecarStatus",
+    "SipData",
     "Starting",
     "StreamEvent",
     "StreamResult",

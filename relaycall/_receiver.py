@@ -18,20 +18,30 @@ import base64
 import enum
 import hashlib
 import hmac
+import importlib
 import json
 import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import attrs
 from aiohttp import HttpVersion11, web
 
+from relaycall._commands._swml import swml_check
 from relaycall._events import Event, parse_event
 from relaycall._handles._base import _run_callback
+from relaycall._incoming import (
+    DEFAULT_DOCUMENT,
+    FALLBACK_DOCUMENT,
+    FetchShapeError,
+    IncomingCall,
+    document_of,
+    read_fetch,
+)
 from relaycall._routing import (
     CALL_DUPLICATE,
     DUPLICATE,
@@ -43,7 +53,7 @@ from relaycall._routing import (
     Route,
 )
 from relaycall._validate import http_url_check, is_number
-from relaycall.errors import EventParseError, UsageError, show_value_masked
+from relaycall.errors import EventParseError, UsageError, ValidationError, show_value_masked
 
 if TYPE_CHECKING:
     from relaycall._routing import Router
@@ -51,6 +61,11 @@ if TYPE_CHECKING:
 __all__ = ["EventReceiver", "ReceiverStats"]
 
 logger = logging.getLogger("relaycall.events")
+
+#: An ``on_incoming_call`` handler: ``async def handler(call) -> SWML | Mapping | None``.
+IncomingHandler = TypeVar(
+    "IncomingHandler", bound=Callable[[IncomingCall], Coroutine[Any, Any, Any]]
+)
 
 
 @attrs.define
@@ -87,6 +102,13 @@ class ReceiverStats:
     #: Callbacks whose handling raised inside relaycall (a bug, logged at error
     #: level): answered 400, never 500.
     failed: int = 0
+    #: SWML fetches (``swml_url``) answered with the handler's document (or the
+    #: default one, for a handler returning None).
+    incoming_calls: int = 0
+    #: SWML fetches answered with the fallback document: no handler, no
+    #: AsyncRelay bound, a handler that raised, ran over its time budget or
+    #: returned an invalid document (each logged at error level with the call id).
+    fallbacks: int = 0
 
 
 class EventReceiver:
@@ -145,6 +167,13 @@ class EventReceiver:
         max_connections: The standalone server keeps at most this many
             connections open; past it, a new one displaces the oldest still
             waiting for its request head, or is refused (503) when none is.
+        incoming_call_timeout: Seconds the ``on_incoming_call`` handler has
+            to return its SWML document; past them the fetch is answered with
+            *fallback_swml*. The platform waits about 5 s for a document
+            (docs/inbound.md), network time included.
+        fallback_swml: The document served when the app cannot give one
+            (default: ``hangup``, which ends the call rather than leave the
+            caller in silence). A dict, or a ``relaycall.swml`` builder.
     """
 
     def __init__(
@@ -161,6 +190,8 @@ class EventReceiver:
         header_timeout: float = 10.0,
         body_timeout: float = 10.0,
         max_connections: int = 256,
+        incoming_call_timeout: float = 2.0,
+        fallback_swml: Any = None,
     ) -> None:
         _check_arguments(locals())
         self.public_url = public_url  # checked by the setter
@@ -183,6 +214,19 @@ class EventReceiver:
         self._runner: web.AppRunner | None = None
         self._connections: _Connections | None = None
         self._asgi_app: _ASGIApp | None = None
+        if not (is_number(incoming_call_timeout) and incoming_call_timeout > 0):
+            raise UsageError(
+                "incoming_call_timeout must be a finite number of seconds > 0, not "
+                f"{show_value_masked(incoming_call_timeout)}"
+            )
+        self.incoming_call_timeout = float(incoming_call_timeout)
+        fallback = FALLBACK_DOCUMENT if fallback_swml is None else document_of(fallback_swml)
+        try:
+            _validate_document("fallback_swml", fallback)
+        except ValidationError as exc:
+            raise UsageError(f"fallback_swml is not a valid SWML document: {exc}") from None
+        self._fallback = _json_bytes(fallback)
+        self._incoming_handler: Callable[[IncomingCall], Coroutine[Any, Any, Any]] | None = None
 
     @property
     def public_url(self) -> str | None:
@@ -213,6 +257,25 @@ class EventReceiver:
         self._router = router
         router.count = self._count
 
+    def on_incoming_call(self, handler: IncomingHandler) -> IncomingHandler:
+        """
+        Register the handler of SWML fetches: ``@receiver.on_incoming_call`` (or a plain call).
+
+        ``async def handler(call: relaycall.IncomingCall) -> SWML | Mapping | None``
+        runs for each fetch of :attr:`swml_url`, within ``incoming_call_timeout``
+        seconds; its document is what the platform runs on the call (None:
+        answer, then ``sleep`` forever while the app drives the call through
+        the Calling API). One handler per receiver; registering another
+        replaces it. Returns *handler*, so it still names the function.
+        """
+        if not asyncio.iscoroutinefunction(handler):
+            raise UsageError(
+                "on_incoming_call takes an async function (async def handler(call): ...), "
+                f"not {handler!r}"
+            )
+        self._incoming_handler = handler
+        return handler
+
     def on_event(self, callback: Callable[[Event], Any]) -> None:
         """
         Call *callback* with every accepted event, routed or not (inbound calls, say).
@@ -241,6 +304,26 @@ class EventReceiver:
         this process did not start with a handle: those get their own URL).
         """
         return f"{self._need_url()}?t={self._mac('c:' + call_id)}"
+
+    @property
+    def swml_path(self) -> str:
+        """Where :attr:`swml_url` is served locally: :attr:`path` + ``swml/``."""
+        return self.path + "swml/"
+
+    @property
+    def swml_url(self) -> str:
+        """
+        The URL to give as a number's SWML webhook, or as a dial's ``url``.
+
+        ``<public_url>/swml/?t=<token>``: the fetch is answered with the
+        document of the :meth:`on_incoming_call` handler. Its token is good for
+        fetches only, as a status_url's is for callbacks only: a leaked
+        callback URL cannot fetch a document, nor this one post a callback.
+        """
+        return f"{self._need_url()}swml/?t={self._swml_token()}"
+
+    def _swml_token(self) -> str:
+        return "s." + self._mac("s:")
 
     def _operation_status_url(self, call_id: str, generation: str) -> str:
         """The status_url of one operation: bound to its call and to this start of it."""
@@ -313,13 +396,14 @@ class EventReceiver:
                 return False
         return True
 
-    def _urls_to_sign(self, request_url: str, query: str) -> tuple[str, ...]:
-        """The URLs a valid signature may be over, the likeliest first."""
+    def _urls_to_sign(self, request_url: str, query: str, sub: str = "") -> tuple[str, ...]:
+        """The URLs a valid signature may be over, the likeliest first (*sub*: ``swml/``)."""
         if self._signature_url is not None:
             return (self._signature_url(request_url),)
         base = self._callback_url
         if base is None:
             return (request_url,)
+        base += sub
         # The platform signs the URL it posted to: the status_url relaycall
         # wrote (its path ending in "/"), whatever a proxy made of the path on
         # the way; or public_url without the "/", as a status_url the user
@@ -402,6 +486,108 @@ class EventReceiver:
             _run_callback(listener, event)
         return 200, "ok"
 
+    # --- the SWML fetch ----------------------------------------------------------------------
+
+    async def fetch(
+        self, body: bytes, *, url: str, query: str, headers: Mapping[str, str]
+    ) -> tuple[int, str, bytes]:
+        """
+        Check and answer one SWML fetch; return the HTTP status, content type and body.
+
+        The checks are those of a callback (docs/security.md), with the
+        :attr:`swml_url` token: 400 for a body over the size limit or not of
+        the documented shape (reference §9.6), 403 for a missing or wrong
+        signature (with a signing key) or token. Then the handler's document,
+        as ``200 application/json``, within ``incoming_call_timeout``; else the
+        fallback document, logged. Never raises.
+        """
+        try:
+            return await self._fetch(body, url, query, headers)
+        except Exception:
+            self.stats.failed += 1
+            self.stats.fallbacks += 1
+            logger.exception(
+                "handling a SWML fetch (call_id %s) failed; answered with the fallback document",
+                _peek_call_id(body),
+            )
+            return 200, _JSON_TYPE, self._fallback
+
+    async def _fetch(
+        self, body: bytes, url: str, query: str, headers: Mapping[str, str]
+    ) -> tuple[int, str, bytes]:
+        # Size, signature, token, JSON, shape: docs/security.md.
+        self.stats.received += 1
+        if len(body) > self.max_body_size:
+            return _plain(
+                self._reject_body(
+                    f"body of {len(body)} bytes is over the {self.max_body_size} limit"
+                )
+            )
+        if self._signing_key is not None and not any(
+            self._signature_ok(signed, body, headers)
+            for signed in self._urls_to_sign(url, query, "swml/")
+        ):
+            return _plain(self._reject_auth("missing or wrong X-SignalWire-Signature (SWML fetch)"))
+        token = _token_of(query) if _token_is_text(query) else "\x00"
+        missing = token is None and self.require_token
+        if missing or (token is not None and not _same(token, self._swml_token())):
+            return _plain(self._reject_auth("missing or wrong token (SWML fetch)"))
+        try:
+            fetch = read_fetch(_decode_json(body))
+        except (_JSONError, FetchShapeError) as exc:
+            return _plain(self._reject_body(f"SWML fetch: {exc}"))
+        return 200, _JSON_TYPE, await self._document_for(fetch)
+
+    async def _document_for(self, fetch: Any) -> bytes:
+        """The JSON of the document to run on *fetch*'s call: the handler's, or the fallback."""
+        call_id = fetch.call_id
+        router, handler = self._router, self._incoming_handler
+        if router is None or router.session is None:
+            return self._fall_back(
+                call_id,
+                "no AsyncRelay is bound to this receiver (AsyncRelay(events=receiver)), so the "
+                "call could not be handed to the app",
+            )
+        if handler is None:
+            return self._fall_back(call_id, "no handler is registered (@receiver.on_incoming_call)")
+        call = router.incoming(fetch)
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(handler(call))
+        done, _ = await asyncio.wait({task}, timeout=self.incoming_call_timeout)
+        if not done:
+            task.cancel()
+            task.add_done_callback(_consume)
+            return self._fall_back(
+                call_id,
+                f"the handler {_name(handler)} did not return within "
+                f"incoming_call_timeout={self.incoming_call_timeout:g} s (it was cancelled)",
+            )
+        if task.cancelled():
+            return self._fall_back(call_id, f"the handler {_name(handler)} was cancelled")
+        exc = task.exception()
+        if exc is not None:
+            return self._fall_back(call_id, f"the handler {_name(handler)} raised", exc)
+        result = task.result()
+        document = DEFAULT_DOCUMENT if result is None else document_of(result)
+        try:
+            _validate_document("document", document)
+            encoded = _json_bytes(document)
+        except (ValidationError, TypeError, ValueError) as exc:
+            return self._fall_back(
+                call_id, f"the handler {_name(handler)} returned an invalid SWML document: {exc}"
+            )
+        self.stats.incoming_calls += 1
+        return encoded
+
+    def _fall_back(self, call_id: str, why: str, exc: BaseException | None = None) -> bytes:
+        self.stats.fallbacks += 1
+        logger.error(
+            "SWML fetch for call %s: %s; answered with the fallback document",
+            call_id,
+            why,
+            exc_info=exc,
+        )
+        return self._fallback
+
     def _reject_body(self, why: str) -> tuple[int, str]:
         self.stats.rejected_body += 1
         logger.warning("refused a callback: %s", why)
@@ -466,6 +652,11 @@ class EventReceiver:
         finally:
             guard.idle()  # the next request's head is due within header_timeout
 
+    def _is_fetch(self, path: str) -> bool:
+        """Whether a request to *path* (the whole path, or the part under a mount) is a fetch."""
+        bare = path.rstrip("/")
+        return bare.endswith("/swml") and bare != self.path.rstrip("/")
+
     async def _handle(self, request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > self.max_body_size:
             return self._too_large()
@@ -494,6 +685,11 @@ class EventReceiver:
         # _urls_to_sign); building it from the request costs more than the rest
         # of this handler, so it is built only when it will be read.
         url = _request_url(request) if self._reads_request_url() else ""
+        if self._is_fetch(request.path):
+            status, kind, answer = await self.fetch(
+                body, url=url, query=request.query_string, headers=request.headers
+            )
+            return web.Response(status=status, body=answer, content_type=kind)
         status, text = self.ingest(
             body, url=url, query=request.query_string, headers=request.headers
         )
@@ -550,7 +746,8 @@ class EventReceiver:
         """
         bare = self.path.rstrip("/")
         if isinstance(app, web.Application):
-            for form in (bare, self.path) if bare else (self.path,):
+            # The SWML fetch at swml/ under it, in both forms too (the same handler).
+            for form in (*((bare,) if bare else ()), self.path, bare + "/swml", self.swml_path):
                 app.router.add_post(form, self.handle, expect_handler=self._expect)
             return
         # Starlette and FastAPI are duck-typed: relaycall does not depend on them.
@@ -566,7 +763,8 @@ class EventReceiver:
         if root and (bare == root or bare.startswith(root + "/")):
             bare = bare[len(root) :]
         endpoint = self.asgi_app()
-        for form in (bare, bare + "/") if bare else ("/",):
+        forms = (bare, bare + "/") if bare else ("/",)
+        for form in (*forms, bare + "/swml", bare + "/swml/"):
             # A callable object, not a function, so Starlette serves it as raw ASGI.
             router.add_route(form, endpoint, methods=["POST"], include_in_schema=False)
 
@@ -674,9 +872,14 @@ class EventReceiver:
             await _asgi_reply(send, *self._reject_body("body too large"), close=True)
             return
         assert isinstance(body, bytes)
-        status, text = self.ingest(
-            body, url=_asgi_url(scope, headers, query), query=query, headers=headers
-        )
+        url = _asgi_url(scope, headers, query)
+        raw = scope.get("raw_path")
+        path = raw.decode("latin-1").partition("?")[0] if raw else scope.get("path", "")
+        if self._is_fetch(path):
+            status, kind, answer = await self.fetch(body, url=url, query=query, headers=headers)
+            await _asgi_reply(send, status, answer, content_type=kind)
+            return
+        status, text = self.ingest(body, url=url, query=query, headers=headers)
         await _asgi_reply(send, status, text)
 
 
@@ -1132,11 +1335,64 @@ def _asgi_url(scope: Mapping[str, Any], headers: Mapping[str, str], query: str) 
     return f"{url}?{query}" if query else url
 
 
-async def _asgi_reply(send: Any, status: int, text: str, *, close: bool = False) -> None:
+async def _asgi_reply(
+    send: Any,
+    status: int,
+    text: str | bytes,
+    *,
+    close: bool = False,
+    content_type: str = "text/plain",
+) -> None:
     """Answer with *text*; *close* the connection when the body was left unread."""
-    body = text.encode()
-    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    body = text.encode() if isinstance(text, str) else text
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
     if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+_JSON_TYPE = "application/json"
+
+
+def _plain(answer: tuple[int, str]) -> tuple[int, str, bytes]:
+    status, text = answer
+    return status, "text/plain", text.encode()
+
+
+def _json_bytes(document: Any) -> bytes:
+    """A document as the JSON the platform reads (standard JSON: NaN refused)."""
+    return json.dumps(document, allow_nan=False, separators=(",", ":")).encode()
+
+
+def _validate_document(path: str, document: Any) -> None:
+    """
+    Refuse (ValidationError naming the step and field) a document the platform would not run.
+
+    With ``relaycall.swml``'s validator when that module has one (the published
+    SWML schema); else the envelope the Calling API reference types: version,
+    sections, ``main``, one-key steps of known methods.
+    """
+    try:
+        # Looked up at run time: relaycall.swml is optional to this module.
+        swml = importlib.import_module("relaycall.swml")
+    except ImportError:
+        swml = None
+    validate = getattr(swml, "validate", None)
+    if callable(validate):
+        validate(document)
+    else:
+        swml_check(path, document)
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    """Retrieve a cancelled handler's outcome, so that asyncio does not log it as lost."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("a cancelled on_incoming_call handler raised", exc_info=task.exception())
+
+
+def _name(handler: Any) -> str:
+    return getattr(handler, "__qualname__", None) or repr(handler)

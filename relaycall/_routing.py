@@ -36,6 +36,8 @@ from relaycall._events import CallStateEvent, Event
 if TYPE_CHECKING:
     from relaycall._handles._base import Operation
     from relaycall._handles.call import Call
+    from relaycall._incoming import Fetch, IncomingCall
+    from relaycall._session import AsyncRelay
 
 __all__ = ["NOWHERE", "Outcome", "PendingDial", "Route", "Router"]
 
@@ -94,7 +96,7 @@ class Router:
     bound to the session counts them in its stats.
     """
 
-    __slots__ = ("calls", "count", "dials", "nonces")
+    __slots__ = ("calls", "count", "dials", "nonces", "session")
 
     def __init__(self) -> None:
         # Weak: a Call nobody holds any more (and its operations) is collected.
@@ -107,6 +109,8 @@ class Router:
         #: a Call attached again by id accepts its dial's callbacks.
         self.nonces: dict[str, str] = {}
         self.count: Callable[[Outcome], None] = _uncounted
+        #: The AsyncRelay owning this Router: what an inbound call's handle sends with.
+        self.session: AsyncRelay | None = None
 
     # --- the handles -----------------------------------------------------------------------
 
@@ -123,6 +127,38 @@ class Router:
         """
         call._nonce = self.nonces.get(call.id)
         self.calls[call.id] = call
+
+    def incoming(self, fetch: Fetch) -> IncomingCall:
+        """
+        The :class:`IncomingCall` a SWML fetch is about, made reachable by its callbacks.
+
+        The call held for its id when there is one (a call this session
+        dialed with ``url=receiver.swml_url`` is fetched for once answered: its
+        handle becomes the IncomingCall, never a second handle for one call),
+        else a new one, added as every reachable call is (:meth:`add`).
+        """
+        from relaycall._handles.call import Call  # noqa: PLC0415 - a cycle at import time
+        from relaycall._incoming import IncomingCall  # noqa: PLC0415
+
+        session = self.session
+        if session is None:
+            raise RuntimeError("this Router belongs to no AsyncRelay")
+        call = self.calls.get(fetch.call_id)
+        if call is None:
+            call = IncomingCall(session, fetch.call_id)
+            call._incoming = fetch
+            self.add(call)
+        elif not isinstance(call, IncomingCall):
+            if type(call) is not Call:
+                raise RuntimeError(f"cannot make {call!r} an IncomingCall")
+            call._incoming = fetch
+            call.__class__ = IncomingCall  # same slots: the handle the dial returned
+            assert isinstance(call, IncomingCall)
+        else:
+            call._incoming = fetch
+        if fetch.call_state in ("created", "ringing", "answered"):
+            call._advance(fetch.call_state)
+        return call
 
     def close(self) -> None:
         """The session closed: dials waiting for callbacks give up, waits on calls end."""

@@ -371,6 +371,7 @@ class AsyncRelay:
         self._state = _State.UNOPENED
         # The calls and dials status callbacks can reach (relaycall/_routing.py).
         self._router = Router()
+        self._router.session = self
         #: The :class:`EventReceiver` given as *events*, if any.
         self.receiver = events
         if events is not None:

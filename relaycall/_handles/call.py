@@ -92,7 +92,9 @@ class Call(Handle[CallResult]):
         await call.end()
     """
 
-    __slots__ = ("_leg", "_listeners", "_nonce", "_ops", "_relay", "end_reason", "id")
+    __slots__ = (
+        "_incoming", "_leg", "_listeners", "_nonce", "_ops", "_relay", "end_reason", "id",
+    )  # fmt: skip
 
     FINAL: ClassVar[frozenset[str]] = frozenset({"ended"})
     kind: ClassVar[str] = "call"
@@ -109,6 +111,8 @@ class Call(Handle[CallResult]):
         self._listeners: list[tuple[Operation[Any] | None, asyncio.Queue[Any]]] | None = None
         # The dial's status_url token nonce: callbacks for this call must carry it.
         self._nonce: str | None = None
+        # The SWML fetch that made this an IncomingCall (relaycall/_incoming.py), if any.
+        self._incoming: Any = None
 
     def __repr__(self) -> str:
         return f"<Call id={self.id} state={self._state}>"
