@@ -9,6 +9,9 @@ Public names live here; modules starting with ``_`` are private.
 
 from __future__ import annotations
 
+import importlib as _importlib
+import typing as _typing
+
 from relaycall import commands
 from relaycall._commands.media import audio, ringtone, silence, tts
 from relaycall._config import USE_DEFAULT, Limits, RetryPolicy, Timeout
@@ -197,5 +200,17 @@ __all__ = [
     "parse_event",
     "ringtone",
     "silence",
+    "swml",
     "tts",
 ]
+
+if _typing.TYPE_CHECKING:
+    from relaycall import swml
+
+
+def __getattr__(name: str) -> _typing.Any:
+    # relaycall.swml (the SWML builder) is imported on first use: `import relaycall`
+    # does not pay for it.
+    if name == "swml":
+        return _importlib.import_module("relaycall.swml")
+    raise AttributeError(f"module 'relaycall' has no attribute {name!r}")

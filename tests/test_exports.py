@@ -20,7 +20,7 @@ from relaycall import commands
 
 # Names that are public on purpose though the generic rule below would skip them.
 INTENDED_EXTRAS = {
-    relaycall: {"__version__", "commands"},  # a dunder, and a submodule
+    relaycall: {"__version__", "commands", "swml"},  # a dunder, and submodules
     commands: set(),
 }
 

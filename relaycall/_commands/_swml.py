@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from relaycall import _validate as v
+from relaycall._commands._base import _field
 
 SWML_METHODS = frozenset(
     """answer ai ai_sidecar amazon_bedrock cond connect denoise enter_queue execute goto label
@@ -59,3 +60,35 @@ def _step_check(path: str, step: Any) -> None:
     (method,) = step
     if method not in SWML_METHODS:
         v.fail(path, method, "is not a SWML method")
+
+
+class SWMLDocument(Mapping[str, Any]):
+    """
+    What ``relaycall.swml.SWML`` is to the commands: a read-only Mapping of its wire
+    document, taken as a snapshot (:meth:`to_dict`) when a command is built.
+    """
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def snapshot(value: Any) -> Any:
+    """attrs converter: a SWML builder becomes its wire document, fixed at this moment."""
+    return value.to_dict() if isinstance(value, SWMLDocument) else value
+
+
+def swml_field(validator: v.Validator, *, required: bool = False) -> Any:
+    """A field that holds SWML (free-form JSON on the wire), given as a dict or a builder."""
+    kw: dict[str, Any] = {} if required else {"default": None}
+    return _field(
+        validator,
+        wire=None,
+        raw=True,
+        secret=False,
+        nested=None,
+        wire_read=None,
+        converter=snapshot,
+        **kw,
+    )

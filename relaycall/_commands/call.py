@@ -21,7 +21,7 @@ from relaycall._commands._base import (
     req,
     typed_params,
 )
-from relaycall._commands._swml import swml_check
+from relaycall._commands._swml import swml_check, swml_field
 from relaycall._idempotency import Idempotency
 from relaycall._models import CallLeg, FabricDeviceLeg
 
@@ -119,8 +119,8 @@ class Dial(Command[Leg]):
     from_: str = req(v.check(_FROM), wire="from")
     to: str | None = opt(v.check(_TO))
     url: str | None = opt(v.string(min_len=1))
-    swml: Mapping[str, Any] | None = opt(v.check(swml_check), raw=True)
-    to_script: str | Mapping[str, Any] | None = opt(v.check(_script_check), raw=True)
+    swml: Mapping[str, Any] | None = swml_field(v.check(swml_check))
+    to_script: str | Mapping[str, Any] | None = swml_field(v.check(_script_check))
     username: str | None = opt(v.string())
     password: str | None = opt(v.string(secret=True), secret=True)
     caller_id: str | None = opt(v.check(_FROM))
@@ -168,7 +168,7 @@ class Update(Command[Leg]):
 
     call_id: str = req(v.uuid(), wire="id")
     url: str | None = opt(v.string(min_len=1))
-    swml: Mapping[str, Any] | None = opt(v.check(swml_check), raw=True)
+    swml: Mapping[str, Any] | None = swml_field(v.check(swml_check))
     fallback_url: str | None = opt(v.string())
     status: Literal["canceled", "completed"] | None = opt(v.one_of("canceled", "completed"))
     status_url: str | None = opt(v.uri())
@@ -194,7 +194,7 @@ class Transfer(Command[Leg]):
     """Transfer the call to a SIP URI, number, SWML URL or inline SWML object."""
 
     call_id: str = call_id_field()
-    dest: str | Mapping[str, Any] = req(
+    dest: str | Mapping[str, Any] = swml_field(
         v.check(
             v.any_of(
                 _DEST,
@@ -202,7 +202,7 @@ class Transfer(Command[Leg]):
                 rule="must be a SIP URI, an E.164 phone number, an SWML URL or an SWML object",
             )
         ),
-        raw=True,
+        required=True,
     )
 
 
