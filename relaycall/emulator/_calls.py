@@ -58,6 +58,9 @@ def _iso(unix: float) -> str:
     )
 
 
+_LEG_TYPES = {"phone": "relay_pstn_call", "sip": "relay_sip_call", "webrtc": "relay_webrtc_call"}
+
+
 def _leg_type(to: str) -> tuple[str, str]:
     """The leg ``type`` and the callback ``device.type`` for a destination."""
     low = to.lower()
@@ -85,20 +88,43 @@ class EmulatedCall:
         user_events: The ``calling.user_event`` events received, in order.
     """
 
-    def __init__(self, emu: EmulatedPlatform, dial: c.Dial, scenario: Scenario) -> None:
+    def __init__(
+        self,
+        emu: EmulatedPlatform,
+        dial: c.Dial | None,
+        scenario: Scenario,
+        *,
+        from_: str | None = None,
+        to: str | None = None,
+        direction: str = "outbound",
+        device_type: str | None = None,
+        ring_timeout: float | None = None,
+        url: str | None = None,
+        parent: EmulatedCall | None = None,
+    ) -> None:
         self.emu = emu
         self.id = str(uuid.uuid4())
         self.node_id = str(uuid.uuid4())
         self.segment_id = str(uuid.uuid4())
-        self.from_ = dial.from_
-        self.to = dial.to or ""
-        self.url = dial.url
+        self.from_ = dial.from_ if dial is not None else from_ or ""
+        self.to = (dial.to or "") if dial is not None else to or ""
+        self.url = dial.url if dial is not None else url
         self.dial = dial
+        #: ``outbound`` (dialled, or a SWML connect's peer) or ``inbound`` (placed to the app).
+        self.direction = direction
+        #: The call whose SWML ``connect`` dialled this one.
+        self.parent = parent
         self.scenario = scenario
         self.status = "queued"
         self.type, self.device_type = _leg_type(self.to)
-        self.status_url = dial.status_url
-        self.status_events = frozenset(dial.status_events or ("ended",))
+        if device_type is not None:
+            self.device_type = device_type
+            self.type = _LEG_TYPES[device_type]
+        self.ring_timeout = dial.timeout if dial is not None else ring_timeout
+        self.status_url = dial.status_url if dial is not None else None
+        self.status_events = frozenset(
+            (dial.status_events if dial is not None else None) or ("ended",)
+        )
         self.created_at = emu.clock.now()
         #: When the call left the new-call queue (emulated seconds; see ``start``).
         self.queued_until = self.created_at
@@ -128,6 +154,10 @@ class EmulatedCall:
         self._hangup_timer: Timer | None = None
         self._input_timers: list[Timer] = []
         self._pumping = False
+        #: The SWML document running on the call (``_swml.SwmlRun``), if any.
+        self.swml: Any = None
+        #: Told ``(call, "answered" | "ended")`` (a SWML connect waits on its peer).
+        self.watchers: list[Callable[[EmulatedCall, str], None]] = []
 
     def __repr__(self) -> str:
         return f"<EmulatedCall id={self.id} to={self.to!r} status={self.status}>"
@@ -155,7 +185,7 @@ class EmulatedCall:
             "id": self.id,
             "from": self.from_,
             "to": self.to,
-            "direction": "outbound-api",
+            "direction": "inbound" if self.direction == "inbound" else "outbound-api",
             "source": "realtime_api",
             "url": self.url,
             "charge": 0.0,
@@ -188,6 +218,9 @@ class EmulatedCall:
             "pending_dtmf": list(self.dtmf_script),
             "pending_speech": list(self.speech_script),
             "user_events": list(self.user_events),
+            "direction": self.direction,
+            "bridged_to": self.bridged_to if isinstance(self.bridged_to, str) else None,
+            "swml": self.swml.summary() if self.swml is not None else None,
         }
 
     # --- callbacks ------------------------------------------------------------------------
@@ -247,7 +280,7 @@ class EmulatedCall:
         params: dict[str, Any] = {
             "segment_id": self.segment_id,
             "call_state": state,
-            "direction": "outbound",
+            "direction": self.direction,
             "device": self._device(),
         }
         if state == "ended":
@@ -287,7 +320,7 @@ class EmulatedCall:
         self.status = "ringing"
         self.emit_state("ringing")
         sc = self.scenario
-        timeout = self.dial.timeout
+        timeout = self.ring_timeout
         ring = sc.ring_seconds
         if sc.answer in ("human", "machine"):
             if timeout is not None and timeout < ring:
@@ -322,6 +355,14 @@ class EmulatedCall:
             self.faxes["receive"] = sc.receive_fax
         if sc.hangup_after is not None:
             self._hangup_timer = self.emu.clock.after(sc.hangup_after, self.end, "hangup")
+        self._tell("answered")
+        dial = self.dial
+        if dial is not None and self.swml is None and (dial.url or dial.swml is not None):
+            self.emu.run_dial_swml(self)
+
+    def _tell(self, what: str) -> None:
+        for watcher in list(self.watchers):
+            watcher(self, what)
 
     def end(self, reason: str = "hangup", status: str | None = None) -> None:
         """
@@ -343,6 +384,8 @@ class EmulatedCall:
         self.end_reason = reason
         self.status = "ending"
         self.emit_state("ending")
+        if self.swml is not None:
+            self.swml.on_call_end()
         for op in list(self.ops.values()):
             op.on_call_end()
         for session in list(self.live.values()):
@@ -363,6 +406,7 @@ class EmulatedCall:
         self.status = status
         self.emit_state("ended")
         self.emu._call_ended(self)
+        self._tell("ended")
 
     # --- the caller's input ----------------------------------------------------------------
 

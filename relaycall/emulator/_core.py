@@ -9,6 +9,8 @@ here marked :func:`handles`, the operation kind it starts (``started_by`` in
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import math
@@ -36,6 +38,7 @@ from relaycall.emulator._media import MediaHub
 from relaycall.emulator._ops import OPERATIONS, RUNNING, LiveSession, Operation, Running, Sidecar
 from relaycall.emulator._outbox import DeliveryHook, Outbox
 from relaycall.emulator._ratelimit import CallQueue, PostBucket, RateLimits
+from relaycall.emulator._swml import SwmlRun
 from relaycall.emulator._wire import WireError, parse_request
 from relaycall.errors import redact
 
@@ -53,6 +56,26 @@ F = TypeVar("F", bound=Callable[..., Any])
 _MAX_RECORDINGS = 100_000
 #: The commands whose bodies can carry a secret (masked in the journal).
 _SECRET_COMMANDS = frozenset({"dial", "calling.refer", "calling.stream", "calling.ai_sidecar"})
+
+
+def _sip_data(from_: str, to: str) -> dict[str, Any]:
+    """The fetch's ``sip_data`` for a SIP call from *from_* to *to* (URIs or bare users)."""
+
+    def parts(uri: str) -> tuple[str, str, str]:
+        bare = uri.split(":", 1)[1] if uri.lower().startswith(("sip:", "sips:")) else uri
+        user, _, host = bare.partition("@")
+        host = host or "sip.example.com"
+        return user, host, f"{user}@{host}"
+
+    fu, fh, furi = parts(from_)
+    tu, th, turi = parts(to)
+    return {
+        "sip_req_host": th, "sip_req_uri": turi, "sip_req_user": tu,
+        "sip_from_host": fh, "sip_from_uri": furi, "sip_from_user": fu,
+        "sip_to_host": th, "sip_to_uri": turi, "sip_to_user": tu,
+        "sip_contact_user": fu, "sip_contact_port": "5060",
+        "sip_contact_uri": furi, "sip_contact_host": fh, "sip_contact_params": {},
+    }  # fmt: skip
 
 
 def request_call_id(body: Any) -> str | None:
@@ -134,6 +157,8 @@ class EmulatedPlatform:
         self.public_url = self.config.public_url or "http://127.0.0.1"
         self._recordings: OrderedDict[str, int] = OrderedDict()
         self._ended: deque[str] = deque()
+        #: SWML fetches in flight (cancelled by close and reset).
+        self.swml_tasks: set[asyncio.Task[None]] = set()
         self._handlers: dict[type[Any], Callable[[Any], Reply]] = self._build_handlers()
 
     def __repr__(self) -> str:
@@ -153,8 +178,17 @@ class EmulatedPlatform:
     async def close(self) -> None:
         """Stop every timer, close the WebSocket connections and the callback session."""
         self.clock.clear()
+        await self._cancel_swml()
         await self.media.close()
         await self.outbox.close()
+
+    async def _cancel_swml(self) -> None:
+        tasks = list(self.swml_tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def idle(self) -> None:
         """Return once every queued callback has been delivered (or has failed)."""
@@ -166,6 +200,8 @@ class EmulatedPlatform:
         scenarios, faults, journal, recordings; the rate limits go back to the config's.
         """
         self.clock.clear()
+        for task in list(self.swml_tasks):
+            task.cancel()
         self.outbox.clear()
         self.media.clear()
         self.calls.clear()
@@ -237,6 +273,114 @@ class EmulatedPlatform:
         """The far end hangs up *call_id*."""
         self.note(call_id, "hangup", reason)
         self._live_call(call_id).end(reason)
+
+    def incoming_call(
+        self,
+        from_: str,
+        to: str,
+        url: str,
+        *,
+        type: Literal["phone", "sip", "webrtc"] = "phone",
+        headers: Mapping[str, str] | list[dict[str, str]] | None = None,
+        sip_data: Mapping[str, Any] | None = None,
+        envs: Mapping[str, Any] | None = None,
+        scenario: Scenario | None = None,
+        method: Literal["GET", "POST"] = "POST",
+    ) -> EmulatedCall:
+        """
+        A call comes in from *from_* to *to*: the call is created (direction
+        ``inbound``, ringing), the signed SWML fetch (reference §9.6) is POSTed to
+        *url*, and the document it answers is run. Returns the call at once; await
+        ``call.swml.loaded()`` for the fetch to be over.
+
+        *scenario* is how the caller behaves (their key presses, speech,
+        ``hangup_after``); by default ``scenarios[from_]``, else the default
+        scenario. *headers* are the call's SIP headers (a mapping or
+        ``[{"name", "value"}]``); *sip_data* the fetch's ``sip_data`` for a ``sip``
+        call (built from *from_* and *to* when left out).
+        """
+        if type not in ("phone", "sip", "webrtc"):
+            raise ValueError("type is 'phone', 'sip' or 'webrtc'")
+        if method not in ("GET", "POST"):
+            raise ValueError("method is 'GET' or 'POST'")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(f"the SWML URL must be http(s), not {url!r}")
+        chosen = scenario or self.scenarios.get(from_, self.config.default_scenario)
+        call = EmulatedCall(
+            self, None, chosen, from_=from_, to=to, direction="inbound", device_type=type, url=url
+        )
+        listed = (
+            [{"name": str(k), "value": str(v)} for k, v in headers.items()]
+            if isinstance(headers, Mapping)
+            else [dict(h) for h in headers or []]
+        )
+        if type == "sip" and sip_data is None:
+            sip_data = _sip_data(from_, to)
+        call.swml = SwmlRun(call, envs=envs, headers=listed, sip_data=sip_data)
+        self.calls[call.id] = call
+        call.status = "ringing"
+        self.note(call.id, "incoming_call", {"from": from_, "to": to, "type": type, "url": url})
+        call.swml.fetch(url, method=method)
+        return call
+
+    def run_dial_swml(self, call: EmulatedCall) -> None:
+        """A dialled call was answered: run its inline ``swml``, or fetch its ``url``."""
+        dial = call.dial
+        assert dial is not None
+        envs = dict(dial.custom_variables or {})
+        if dial.swml is not None:
+            call.swml = SwmlRun(call, envs=envs)
+            call.swml.run(dict(dial.swml))
+            return
+        if dial.url is None:
+            return
+        if not self.outbox.reachable(dial.url):
+            self.note(call.id, "swml.skipped", {"url": dial.url})
+            return
+        call.swml = SwmlRun(call, envs=envs)
+        call.swml.fetch(dial.url, method=dial.url_method or "POST", fallback=dial.fallback_url)
+
+    def dial_peer(
+        self, parent: EmulatedCall, *, to: str, from_: str, timeout: float
+    ) -> EmulatedCall:
+        """The far leg a SWML ``connect`` dials, behaving as ``scenarios[to]`` says."""
+        scenario = self.scenarios.get(to, self.config.default_scenario)
+        peer = EmulatedCall(
+            self, None, scenario, from_=from_, to=to, ring_timeout=timeout, parent=parent
+        )
+        self.calls[peer.id] = peer
+        self.note(parent.id, "swml.dial", {"to": to, "peer": peer.id})
+        peer.start()
+        return peer
+
+    def _redirect(self, call: EmulatedCall, dest: Any) -> bool:
+        """Run *dest* (a SWML object or a reachable URL) on *call*, replacing its SWML."""
+        if isinstance(dest, Mapping):
+            run = self._new_run(call)
+            run.run(dict(dest))
+            return True
+        if isinstance(dest, str) and dest.startswith(("http://", "https://")):
+            if not self.outbox.reachable(dest):
+                self.note(call.id, "swml.skipped", {"url": dest})
+                return False
+            self._new_run(call).fetch(dest)
+            return True
+        return False
+
+    def _new_run(self, call: EmulatedCall) -> SwmlRun:
+        old = call.swml
+        if old is not None:
+            old.replace()
+        run = SwmlRun(
+            call,
+            envs=old.envs if old is not None else None,
+            headers=old.headers if old is not None else None,
+            sip_data=old.sip_data if old is not None else None,
+        )
+        if old is not None:
+            run.vars.update(old.vars)
+        call.swml = run
+        return run
 
     def start_fax(self, call_id: str, kind: Literal["send", "receive"], control_id: str) -> None:
         """Mark a fax operation as running on *call_id* (as SWML would start one)."""
@@ -335,9 +479,14 @@ class EmulatedPlatform:
         """Carry out a parsed command."""
         handler = self._handlers[type(cmd)]
         try:
-            return handler(cmd)
+            reply = handler(cmd)
         except Refusal as exc:
             return Reply(exc.status, exc.body)
+        if reply.status == 200 and not isinstance(cmd, c.UserEvent | c.Update | c.Dial):
+            call = self.calls.get(getattr(cmd, "call_id", None) or "")
+            if call is not None and call.swml is not None and call.swml.take_over():
+                self.note(call.id, "swml.taken_over", {"command": cmd.command_name})
+        return reply
 
     def _build_handlers(self) -> dict[type[Any], Callable[[Any], Reply]]:
         """Bind every command's declared behaviour; each command has exactly one."""
@@ -451,6 +600,7 @@ class EmulatedPlatform:
             call.redirects.append(cmd.url if cmd.url is not None else cmd.swml)
             if cmd.url is not None:
                 call.url = cmd.url
+            self._redirect(call, cmd.url if cmd.url is not None else cmd.swml)
         return self._leg(call)
 
     @handles(c.End)
@@ -463,8 +613,9 @@ class EmulatedPlatform:
     def _transfer(self, cmd: c.Transfer) -> Reply:
         call = self._answered(cmd.call_id)
         call.transfers.append(cmd.dest)
-        call.bridged_to = cmd.dest
         self.note(call.id, "transfer", cmd.dest)
+        if not self._redirect(call, cmd.dest):
+            call.bridged_to = cmd.dest
         return self._leg(call)
 
     @handles(c.Disconnect)

@@ -131,6 +131,8 @@ class Operation(Running):
         self.state = "starting"
         self.done = False
         self._timers: dict[str, Timer] = {}
+        #: Called once the operation is over (a SWML step waiting for it goes on).
+        self.on_done: Callable[[Operation], None] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -182,6 +184,8 @@ class Operation(Running):
         key = (self.kind, self.control_id)
         if self.call.ops.get(key) is self:
             del self.call.ops[key]
+        if self.on_done is not None:
+            self.on_done(self)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -323,6 +327,7 @@ class Record(Operation):
         self._since = 0.0
         self._counting = False
         self.behavior = "skip"
+        self.recording_id = str(uuid.uuid4())
 
     def _elapsed(self) -> float:
         return self.recorded + (self.clock.now() - self._since if self._counting else 0.0)
@@ -351,25 +356,30 @@ class Record(Operation):
         self.emit({"state": "no_input"})
         self.finish()
 
+    def recording_url(self) -> str:
+        """Where the finished file is served (known from the start, as SWML's record_call_url)."""
+        return f"{self.call.emu.public_url}/recordings/{self.recording_id}.wav"
+
     def _finished(self) -> None:
         if self.done:
             return
         seconds = self._elapsed()
         frames = frames_for(seconds)
-        rec_id = str(uuid.uuid4())
         emu = self.call.emu
-        emu.store_recording(rec_id, frames)
+        emu.store_recording(self.recording_id, frames)
         self.state = "finished"
-        self.emit(
-            {
-                "state": "finished",
-                "url": f"{emu.public_url}/recordings/{rec_id}.wav",
-                "duration": frames / RATE,
-                "size": wav_size(frames),
-                "record": {"audio": unstructure(self.audio)},
-            }
-        )
+        self.emit(self.finished_params(frames))
         self.finish()
+
+    def finished_params(self, frames: int) -> dict[str, Any]:
+        """The ``finished`` event's params (calling.record's shape)."""
+        return {
+            "state": "finished",
+            "url": self.recording_url(),
+            "duration": frames / RATE,
+            "size": wav_size(frames),
+            "record": {"audio": unstructure(self.audio)},
+        }
 
     def _heard(self) -> None:
         self.heard = True
@@ -458,6 +468,8 @@ class Collect(Operation):
         self.heard = False
         self.speaking: str | None = None
         self.last_result: dict[str, Any] | None = None
+        #: The last result sent (a SWML prompt reads it once the collect is over).
+        self.final_result: dict[str, Any] | None = None
 
     def emit(self, params: dict[str, Any]) -> None:
         if self.continuous and "state" not in params:
@@ -482,6 +494,7 @@ class Collect(Operation):
 
     def _result(self, kind: str, params: dict[str, Any]) -> None:
         result = {"type": kind, "params": params}
+        self.final_result = result
         event: dict[str, Any] = {"result": result}
         if self.partial:
             event["final"] = True

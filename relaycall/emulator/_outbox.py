@@ -37,7 +37,10 @@ from relaycall.emulator._config import EmulatorConfig
 from relaycall.emulator._faults import Faults
 from relaycall.emulator._journal import CallbackEntry, Journal, Outcome
 
-__all__ = ["Delivery", "DeliveryHook", "Outbox", "is_loopback", "sign"]
+__all__ = ["Delivery", "DeliveryHook", "FetchReply", "Outbox", "is_loopback", "sign"]
+
+#: The largest SWML document the emulator reads (bytes).
+MAX_DOCUMENT = 4 * 1024 * 1024
 
 logger = logging.getLogger("relaycall.emulator")
 
@@ -54,6 +57,16 @@ class Delivery:
     headers: dict[str, str] = attrs.field(factory=dict)
     #: The callback fault applied to it: ``duplicate``, ``delayed`` or ``reordered``.
     fault: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class FetchReply:
+    """What a SWML fetch got: the status, content type and body, or the network *error*."""
+
+    status: int | None
+    content_type: str | None = None
+    body: bytes = b""
+    error: str | None = None
 
 
 #: Runs before each delivery; return False to drop the callback (journaled as ``dropped``).
@@ -156,6 +169,38 @@ class Outbox:
             if self._idle is None:
                 self._idle = asyncio.Event()
             await self._idle.wait()
+
+    # --- SWML fetches ------------------------------------------------------------------------
+
+    def reachable(self, url: str) -> bool:
+        """Whether the emulator may contact *url* (loopback, unless external callbacks are on)."""
+        return self._config.allow_external_callbacks or is_loopback(url)
+
+    async def fetch(self, url: str, payload: Any, *, method: str = "POST") -> FetchReply:
+        """
+        Ask *url* for a SWML document: *payload* as JSON, signed like a callback
+        (a ``GET`` sends no body and signs the URL alone). Never raises for the
+        network or the answer; the caller judges the reply.
+        """
+        body = b"" if method == "GET" else json.dumps(payload, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json"} if body else {}
+        if self._config.signing_key is not None:
+            headers.update(sign(self._config.signing_key, url, body))
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        try:
+            async with self._session.request(
+                method, url, data=body or None, headers=headers, allow_redirects=False
+            ) as resp:
+                raw = await resp.content.read(MAX_DOCUMENT + 1)
+                if len(raw) > MAX_DOCUMENT:
+                    return FetchReply(
+                        status=resp.status, error=f"the answer is over {MAX_DOCUMENT} bytes"
+                    )
+                return FetchReply(status=resp.status, content_type=resp.content_type, body=raw)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+            return FetchReply(status=None, error=f"{type(exc).__name__}: {exc}")
 
     # --- sending -------------------------------------------------------------------------
 
