@@ -689,6 +689,8 @@ class EventReceiver:
             status, kind, answer = await self.fetch(
                 body, url=url, query=request.query_string, headers=request.headers
             )
+            if kind != _JSON_TYPE:  # a refusal, in the same form as a callback's
+                return web.Response(status=status, text=answer.decode())
             return web.Response(status=status, body=answer, content_type=kind)
         status, text = self.ingest(
             body, url=url, query=request.query_string, headers=request.headers
