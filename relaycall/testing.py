@@ -202,6 +202,8 @@ class Emulator:
         self._runner = runner
         port = runner.addresses[0][1]
         self._base_url = f"http://127.0.0.1:{port}"
+        if self.config.public_url is None:  # recording links work before the first request
+            self.core.public_url = self._base_url
         self._receiver = EventReceiver(signing_key=self._receiver_key)
         await self._receiver.start("127.0.0.1", 0)
         self._relay = AsyncRelay(
@@ -307,6 +309,45 @@ class Emulator:
     def hangup(self, call: Call | str, reason: str = "hangup") -> None:
         """The far end hangs up."""
         self.core.hangup(_call_id(call), reason)
+
+    @property
+    def swml_url(self) -> str:
+        """Where :meth:`incoming_call` fetches SWML by default: the receiver's ``swml_url``."""
+        receiver = self.receiver
+        url = getattr(receiver, "swml_url", None)
+        if isinstance(url, str):
+            return url
+        public = receiver.public_url or ""
+        return (public if public.endswith("/") else public + "/") + "swml/"
+
+    async def incoming_call(
+        self,
+        from_: str,
+        to: str,
+        *,
+        type: Literal["phone", "sip", "webrtc"] = "phone",
+        headers: Mapping[str, str] | list[dict[str, str]] | None = None,
+        sip_data: Mapping[str, Any] | None = None,
+        url: str | None = None,
+        envs: Mapping[str, Any] | None = None,
+        scenario: Scenario | None = None,
+    ) -> str:
+        """
+        A call comes in from *from_* to *to*: the emulator creates it (inbound, ringing),
+        POSTs the signed SWML fetch to *url* (by default :attr:`swml_url`, the
+        receiver's) and runs the document it answers (docs/emulator.md lists what of
+        SWML it executes). Returns the call id once the fetch is over; a failed fetch
+        (an error status, not JSON, not a SWML document) has hung the call up.
+
+        *scenario* is how the caller behaves: what they press (``dtmf``) or say,
+        ``hangup_after``...; by default ``scenarios[from_]``.
+        """
+        call = self.core.incoming_call(
+            from_, to, url or self.swml_url, type=type, headers=headers, sip_data=sip_data,
+            envs=envs, scenario=scenario,
+        )  # fmt: skip
+        await call.swml.loaded()
+        return call.id
 
     async def idle(self) -> None:
         """Wait until every queued callback has been delivered."""

@@ -19,9 +19,9 @@ from typing import Any, TextIO, TypeVar
 
 from aiohttp import web
 
-from relaycall.emulator._app import API_PATH, create_app
+from relaycall.emulator._app import API_PATH, EMULATOR_KEY, create_app
 from relaycall.emulator._config import EmulatorConfig
-from relaycall.emulator._core import request_call_id
+from relaycall.emulator._core import EmulatedPlatform, request_call_id
 from relaycall.emulator._ratelimit import RateLimits
 
 __all__ = [
@@ -161,6 +161,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-media", action="store_true",
         help="do not connect to stream and tap WebSocket URLs (default: connect to loopback ones)",
+    )  # fmt: skip
+    p.add_argument(
+        "--incoming-call", nargs=3, action="append", default=[], metavar=("FROM", "TO", "URL"),
+        help="once listening, place a call from FROM to TO whose SWML is fetched from URL "
+        "(repeatable; later calls: POST /__emulator/incoming_call)",
     )  # fmt: skip
     p.add_argument(
         "-v", "--verbose", action="store_true",
@@ -304,9 +309,12 @@ async def serve(
     out: TextIO | None = None,
     err: TextIO | None = None,
     name: str = "relaycall emulator",
+    incoming: Sequence[Sequence[str]] = (),
 ) -> int:
     """
     Serve until SIGINT or SIGTERM, printing where and with which credentials.
+
+    Each of *incoming* (``(FROM, TO, URL)``) is placed as an inbound call once listening.
 
     Returns the exit status: 0 after a signal, 2 when the address cannot be
     bound (one line on *err*, and nothing left open).
@@ -365,12 +373,33 @@ async def serve(
             "  export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + "\n"
         )
         out.flush()
+        placing = [
+            asyncio.create_task(_place(app[EMULATOR_KEY], *each, out=out)) for each in incoming
+        ]
         why = await stop
+        for task in placing:
+            task.cancel()
     finally:
         await runner.cleanup()
     out.write(f"{name} stopped ({why})\n")
     out.flush()
     return 0
+
+
+async def _place(emu: EmulatedPlatform, from_: str, to: str, url: str, *, out: TextIO) -> None:
+    """Place one ``--incoming-call`` and print what became of its SWML fetch."""
+    sip = to.lower().startswith(("sip:", "sips:"))
+    try:
+        call = emu.incoming_call(from_, to, url, type="sip" if sip else "phone")
+    except ValueError as exc:
+        out.write(f"incoming call from {from_} to {to}: {exc}\n")
+        out.flush()
+        return
+    await call.swml.loaded()
+    run = call.swml
+    outcome = f"failed ({run.error}), hung up" if run.error else f"SWML {run.state}"
+    out.write(f"incoming call {call.id} from {from_} to {to}: {outcome}\n")
+    out.flush()
 
 
 def run(args: argparse.Namespace, name: str = "relaycall emulator") -> int:
@@ -382,7 +411,12 @@ def run(args: argparse.Namespace, name: str = "relaycall emulator") -> int:
         return 2
     _setup_logging(args.verbose, sys.stdout)
     try:
-        return asyncio.run(serve(config, args.host, args.port, verbose=args.verbose, name=name))
+        return asyncio.run(
+            serve(
+                config, args.host, args.port, verbose=args.verbose, name=name,
+                incoming=getattr(args, "incoming_call", None) or (),
+            )
+        )  # fmt: skip
     except KeyboardInterrupt:  # where signal handlers are not available (Windows)
         sys.stdout.write(f"{name} stopped (interrupted)\n")
         return 0

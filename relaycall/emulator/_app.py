@@ -58,6 +58,7 @@ def create_app(
         ("POST", "/__emulator/calls/{call_id}/say", _say),
         ("POST", "/__emulator/calls/{call_id}/answer_as", _answer_as),
         ("POST", "/__emulator/calls/{call_id}/hangup", _hangup),
+        ("POST", "/__emulator/incoming_call", _incoming_call),
         ("GET", "/__emulator/scenarios", _list_scenarios),
         ("PUT", "/__emulator/scenarios/{to}", _put_scenario),
         ("DELETE", "/__emulator/scenarios/{to}", _delete_scenario),
@@ -320,6 +321,50 @@ async def _hangup(request: web.Request) -> web.StreamResponse:
     if not isinstance(reason, str):
         return _bad("reason must be a string")
     return _call_action(request, lambda emu, cid: emu.hangup(cid, reason))
+
+
+_INCOMING_KEYS = frozenset({"from", "to", "url", "type", "headers", "sip_data", "envs", "scenario"})
+
+
+async def _incoming_call(request: web.Request) -> web.StreamResponse:
+    """
+    Place an inbound call: ``{"from", "to", "url", "type"?, "headers"?, "sip_data"?,
+    "envs"?, "scenario"?}``. Answers 201 with the call once the SWML fetch is over.
+    """
+    emu = request.app[EMULATOR_KEY]
+    body = await _json_body(request)
+    unknown = sorted(set(body) - _INCOMING_KEYS)
+    if unknown:
+        return _bad(f"unknown fields {unknown}; the fields are {sorted(_INCOMING_KEYS)}")
+    from_, to, url = body.get("from"), body.get("to"), body.get("url")
+    if not (isinstance(from_, str) and isinstance(to, str) and isinstance(url, str)):
+        return _bad("give {'from': '<caller>', 'to': '<number>', 'url': '<the SWML URL>'}")
+    headers = body.get("headers")
+    if headers is not None and not _headers_ok(headers):
+        return _bad("headers is an object of strings or a list of {'name', 'value'}")
+    for key in ("sip_data", "envs", "scenario"):
+        if body.get(key) is not None and not isinstance(body[key], dict):
+            return _bad(f"{key} must be an object")
+    try:
+        scenario = Scenario(**body["scenario"]) if body.get("scenario") is not None else None
+        call = emu.incoming_call(
+            from_, to, url, type=body.get("type", "phone"), headers=headers,
+            sip_data=body.get("sip_data"), envs=body.get("envs"), scenario=scenario,
+        )  # fmt: skip
+    except (TypeError, ValueError) as exc:
+        return _bad(str(exc))
+    await call.swml.loaded()
+    return web.json_response({"call_id": call.id, "call": call.summary()}, status=201)
+
+
+def _headers_ok(headers: Any) -> bool:
+    if isinstance(headers, dict):
+        return all(isinstance(v, str) for v in headers.values())
+    return isinstance(headers, list) and all(
+        isinstance(h, dict) and set(h) == {"name", "value"}
+        and all(isinstance(x, str) for x in h.values())
+        for h in headers
+    )  # fmt: skip
 
 
 def _scenario_json(s: Scenario) -> dict[str, Any]:

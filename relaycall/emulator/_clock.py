@@ -12,10 +12,11 @@ resume cost O(log n).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = ["Scheduler", "Timer"]
@@ -93,6 +94,21 @@ class Scheduler:
             return self._running
         loop = self._get_loop()
         return (loop.time() - self._t0) * self.time_scale + self._offset
+
+    @contextlib.contextmanager
+    def instant(self) -> Iterator[None]:
+        """
+        Within the block, :meth:`now` stands still (as inside a timer's callback), so
+        what a block of work does happens at one emulated instant.
+        """
+        if self._running is not None:
+            yield
+            return
+        self._running = self.now()
+        try:
+            yield
+        finally:
+            self._running = None
 
     def wall(self, at: float | None = None) -> float:
         """The Unix time of emulated instant *at* (default: now)."""

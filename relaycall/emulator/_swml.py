@@ -366,7 +366,11 @@ class SwmlRun:
         self._go()
 
     def _go(self) -> None:
-        """Execute steps until one waits or the document ends."""
+        """Execute steps until one waits or the document ends, at one emulated instant."""
+        with self.clock.instant():
+            self._steps()
+
+    def _steps(self) -> None:
         instant = 0
         while self.state == "running":
             instant += 1
