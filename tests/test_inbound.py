@@ -368,9 +368,9 @@ def _broken_bodies() -> st.SearchStrategy[Any]:
     )
     return st.one_of(
         st.sampled_from(["call_id", "from", "to", "headers", "direction", "project_id"]).map(drop),
-        st.tuples(st.sampled_from(call_keys), st.integers() | st.lists(st.integers())).map(
-            lambda kv: retype(*kv)
-        ),
+        st.tuples(
+            st.sampled_from(call_keys), st.integers() | st.lists(st.integers(), min_size=1)
+        ).map(lambda kv: retype(*kv)),
         st.sampled_from(["direction", "type"]).map(lambda k: retype(k, "sideways")),
         st.text(min_size=1, max_size=8).filter(lambda k: k not in good["call"]).map(extra),
         st.sampled_from(["vars", "envs", "params"]).map(lambda k: {**good, k: []}),
