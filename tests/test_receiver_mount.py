@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import warnings
 from collections.abc import AsyncIterator
@@ -482,3 +483,99 @@ async def test_own_status_url_without_slash_is_signed_as_posted(emulator):
         await core.idle()
     assert_all_delivered(core, "/relaycall/events")
     assert receiver.stats.rejected_auth == 0
+
+
+# --- the SWML fetch, in every mounting -----------------------------------------------------------
+
+FETCH_CALL_ID = "5b0f4c1e-2f3a-4b5c-8d6e-7f8091a2b3c4"
+DEFAULT_SWML = {
+    "version": "1.0.0",
+    "sections": {"main": [{"answer": {}}, {"sleep": {"duration": -1}}]},
+}
+
+
+def swml_fetch_body(call_id: str = FETCH_CALL_ID) -> bytes:
+    """A §9.6 fetch body for an inbound phone call."""
+    call = {
+        "call_id": call_id, "node_id": "n", "segment_id": "s", "call_state": "created",
+        "direction": "inbound", "type": "phone", "from": "+15551230000", "to": "+15557650000",
+        "headers": [], "project_id": "b4d2c6c0-6a34-4f0e-9a3b-1c2d3e4f5a6b",
+        "space_id": "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b",
+    }  # fmt: skip
+    return json.dumps({"call": call, "vars": {}, "envs": {}, "params": {}}).encode()
+
+
+async def fetched_through(
+    receiver: relaycall.EventReceiver, emulator_url: str
+) -> tuple[int, str, Any, list[str]]:
+    """POST a signed fetch to receiver.swml_url: status, content type, JSON body, handled ids."""
+    handled: list[str] = []
+
+    @receiver.on_incoming_call
+    async def incoming(call: relaycall.IncomingCall) -> None:
+        handled.append(call.id)
+
+    body = swml_fetch_body()
+    url = receiver.swml_url
+    async with (
+        relaycall.AsyncRelay(PROJECT, TOKEN, base_url=emulator_url, events=receiver),
+        aiohttp.ClientSession() as http,
+        http.post(url, data=body, headers=sign(KEY, url, body), allow_redirects=False) as resp,
+    ):
+        answer = await resp.read()
+        return resp.status, resp.headers["Content-Type"], json.loads(answer), handled
+
+
+@pytest.mark.parametrize("root_path", ["", "/api"])
+@pytest.mark.parametrize("form", ["mount", "add_route", "add_to_app"])
+async def test_fastapi_recipes_serve_the_swml_fetch(emulator, uvicorn_server, form, root_path):
+    """
+    receiver.swml_url (``<public_url>/swml/?t=...``) is served under uvicorn in
+    every FastAPI recipe, a FastAPI root_path included: a mount covers it, a
+    route needs ``receiver.swml_path`` routed too (as docs/inbound.md says),
+    add_to_app routes it. 200, ``application/json``, the document; no redirect.
+    """
+    (emulator_url, _), (port, switch) = emulator, uvicorn_server
+    receiver = relaycall.EventReceiver(
+        public_url=f"http://127.0.0.1:{port}{root_path}/relaycall/events", signing_key=KEY
+    )
+    app = fastapi_app(root_path)
+    wire(form, app, receiver)
+    if form == "add_route":
+        app.add_route("/relaycall/events/swml/", receiver.asgi_app(), methods=["POST"])
+    switch.app = recorder = Recorder(app)
+    status, kind, document, handled = await fetched_through(receiver, emulator_url)
+    assert (status, kind, document, handled) == (
+        200, "application/json", DEFAULT_SWML, [FETCH_CALL_ID],
+    )  # fmt: skip
+    assert recorder.seen == [("POST", f"{root_path}/relaycall/events/swml/", 200)]
+    assert receiver.stats.incoming_calls == 1
+
+
+@pytest.mark.parametrize("form", ["add_to_app", "handle", "standalone"])
+async def test_aiohttp_and_standalone_serve_the_swml_fetch(emulator, form):
+    """
+    In an aiohttp app (add_to_app, or ``add_post(receiver.swml_path,
+    receiver.handle)``) and on the standalone server, swml_url is served:
+    200 ``application/json`` with the document.
+    """
+    emulator_url, _ = emulator
+    if form == "standalone":
+        receiver = relaycall.EventReceiver(signing_key=KEY)
+        async with receiver.serve():
+            got = await fetched_through(receiver, emulator_url)
+    else:
+        sock = _listening_socket()
+        receiver = relaycall.EventReceiver(
+            public_url=f"http://127.0.0.1:{sock.getsockname()[1]}/relaycall/events",
+            signing_key=KEY,
+        )
+        app = web.Application()
+        if form == "add_to_app":
+            receiver.add_to_app(app)
+        else:
+            app.router.add_post(receiver.path, receiver.handle)
+            app.router.add_post(receiver.swml_path, receiver.handle)
+        async with aiohttp_serving(app, sock):
+            got = await fetched_through(receiver, emulator_url)
+    assert got == (200, "application/json", DEFAULT_SWML, [FETCH_CALL_ID])
