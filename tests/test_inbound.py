@@ -483,3 +483,33 @@ async def test_answered_asks_the_platform_and_times_out() -> None:
             await calls[0].answered(timeout=0.3)
         assert emu.call(ringing.id).user_events  # it asked
         await ringing.end()
+
+
+async def test_an_inbound_call_placed_by_the_emulator_is_driven_through_its_handle() -> None:
+    """
+    The emulator's incoming_call posts the signed fetch to receiver.swml_url;
+    the handler's IncomingCall, answered by the default document, plays and is
+    ended through its handle, every callback routed (no refusal, no fallback).
+    """
+    async with Emulator(time_scale=50) as emu:
+        got: list[Any] = []
+        tasks: list[asyncio.Task[None]] = []
+
+        async def drive(call: relaycall.IncomingCall) -> None:
+            await call.answered()
+            got.append((await (await call.play(relaycall.tts("Hi"))).wait(timeout=5)).state)
+            await call.end()
+            got.append((await call.wait(timeout=5)).state)
+
+        @emu.receiver.on_incoming_call
+        async def incoming(call: relaycall.IncomingCall) -> None:
+            got.append((call.direction, call.from_, call.to))
+            tasks.append(asyncio.create_task(drive(call)))
+
+        call_id = await emu.incoming_call(from_="+15551230000", to="+15557650000")
+        await asyncio.wait_for(tasks[0], 10)
+        assert got == [("inbound", "+15551230000", "+15557650000"), "finished", "ended"]
+        assert emu.relay.call(call_id).state == "ended"
+        stats = emu.receiver.stats
+        assert (stats.incoming_calls, stats.fallbacks, stats.rejected_auth) == (1, 0, 0)
+        assert stats.rejected_body == stats.failed == 0
