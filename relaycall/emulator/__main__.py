@@ -165,7 +165,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--incoming-call", nargs=3, action="append", default=[], metavar=("FROM", "TO", "URL"),
         help="once listening, place a call from FROM to TO whose SWML is fetched from URL "
-        "(repeatable; later calls: POST /__emulator/incoming_call)",
+        "(repeatable; later calls: POST /__emulator/incoming_call) (default: none)",
     )  # fmt: skip
     p.add_argument(
         "-v", "--verbose", action="store_true",

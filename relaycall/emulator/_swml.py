@@ -267,8 +267,8 @@ class SwmlRun:
             "from": call.from_,
             "to": call.to,
             "headers": list(self.headers),
-            "project_id": self.emu.config.project_id,
-            "space_id": self.emu.config.space_id,
+            "project_id": project_uuid(self.emu.config.project_id),
+            "space_id": project_uuid(self.emu.config.space_id),
         }
         if call.device_type == "phone":
             info["from_number"] = call.from_
@@ -1116,6 +1116,17 @@ def _compare(op: ast.cmpop, a: Any, b: Any) -> bool:
         return bool(_COMPARE[type(op)](a, b))
     except TypeError:  # None < 1, "a" < 1: false, as JavaScript's comparisons of unlike values
         return False
+
+
+def project_uuid(value: str) -> str:
+    """
+    *value* when it is a UUID, else a stable UUID made from it: §9.6 types ``project_id``
+    and ``space_id`` as UUIDs, and the emulator's default project id is ``test-project``.
+    """
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"relaycall-emulator:{value}"))
 
 
 def _opt_float(value: Any) -> float | None:
