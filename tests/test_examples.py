@@ -7,6 +7,7 @@ receiving the emulator's signed callbacks on a real server.
 from __future__ import annotations
 
 import asyncio
+import copy
 import importlib.util
 import py_compile
 import re
@@ -27,6 +28,7 @@ from tests._programs import (
     program_env,
     run_program,
 )
+from tests.conftest import basic_auth
 
 EXAMPLES = REPO / "examples"
 TO = "+15557650000"
@@ -43,7 +45,7 @@ def test_example_compiles(path):
 
 
 #: The examples the tests below run; a new example needs a test here, and a line.
-RUN_BELOW = {"quickstart.py", "bulk_dialer.py", "fastapi_ivr.py"}
+RUN_BELOW = {"quickstart.py", "bulk_dialer.py", "fastapi_ivr.py", "inbound_ivr.py"}
 
 
 def test_every_example_has_a_run_test():
@@ -196,22 +198,28 @@ def test_bulk_dialer_bad_arguments(tmp_path, monkeypatch, capsys, args, error):
 # --- fastapi_ivr.py ----------------------------------------------------------------------------
 
 
-async def _start_fastapi_example(emu: Emulator, **env: str) -> tuple[Program, str]:
+async def _start_uvicorn(app: str, emu: Emulator, ready: str, **env: str) -> tuple[Program, str]:
+    """Serve *app* under uvicorn on a free loopback port; return once *ready* was printed."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    argv = [PYTHON, "-m", "uvicorn", "examples.fastapi_ivr:app", "--host", "127.0.0.1"]
+    argv = [PYTHON, "-m", "uvicorn", app, "--host", "127.0.0.1"]
     program = Program(
-        [*argv, "--port", str(port)],
-        env=program_env(emu, PUBLIC_URL=base, CALLS_PER_SECOND="100", **env),
-        cwd=REPO,
+        [*argv, "--port", str(port)], env=program_env(emu, PUBLIC_URL=base, **env), cwd=REPO
     )
     await program.start()
     try:
+        await program.wait_for_output(ready)
         await program.wait_for_output(r"Uvicorn running on")
     except BaseException:
         await program.kill()
         raise
     return program, base
+
+
+async def _start_fastapi_example(emu: Emulator, **env: str) -> tuple[Program, str]:
+    return await _start_uvicorn(
+        "examples.fastapi_ivr:app", emu, r"Uvicorn running on", **{"CALLS_PER_SECOND": "100", **env}
+    )
 
 
 def _assert_shut_down_cleanly(code: int, app: Program) -> None:
@@ -295,3 +303,240 @@ async def test_fastapi_example_bounds_calls_and_hangs_up_at_shutdown(tmp_path):
         _assert_shut_down_cleanly(code, app)
         assert _commands(emu, call_id) == ["dial", "calling.end"]
         assert not emu.call(call_id).is_live
+
+
+# --- inbound_ivr.py ----------------------------------------------------------------------------
+
+OUR_NUMBER = "+15551230000"
+SALES = "sip:sales@pbx.example.com"
+#: relaycall's default document: the handler returned None.
+DEFAULT_DOCUMENT = {
+    "version": "1.0.0",
+    "sections": {"main": [{"answer": {}}, {"sleep": {"duration": -1}}]},
+}
+
+
+async def _start_inbound_example(emu: Emulator, **env: str) -> tuple[Program, str, str]:
+    """The app under uvicorn, its base URL, and the SWML webhook URL it printed."""
+    app, base = await _start_uvicorn(
+        "examples.inbound_ivr:app", emu, r"SWML webhook: \S+", SALES=SALES, **env
+    )
+    match = re.search(r"SWML webhook: (\S+)", app.output)
+    assert match is not None
+    return app, base, match.group(1)
+
+
+def _the_fetch(emu: Emulator, call_id: str) -> dict[str, Any]:
+    """The one SWML fetch the emulator made for *call_id*, as journaled."""
+    (fetch,) = [n.data for n in emu.notes if n.call_id == call_id and n.what == "swml.fetch"]
+    assert isinstance(fetch, dict)
+    return fetch
+
+
+def _wire_after_answer(emu: Emulator, call_id: str, base: str) -> list[dict[str, Any]]:
+    """
+    The Calling API bodies the app sent about *call_id* once the call was answered:
+    the leading ``answered()`` probes (at least one) checked and dropped; each
+    status_url checked to be the app's, with an operation token, then left out with
+    the random control_id.
+    """
+    bodies = [copy.deepcopy(r.body) for r in emu.requests if r.call_id == call_id]
+    probe = {
+        "command": "calling.user_event",
+        "id": call_id,
+        "params": {"event": {"type": "relaycall.probe"}},
+    }
+    probes = 0
+    while bodies and bodies[0] == probe:
+        bodies.pop(0)
+        probes += 1
+    assert probes >= 1, bodies
+    for body in bodies:
+        params = body["params"]
+        if "status_url" in params:
+            assert params.pop("status_url").startswith(f"{base}/relaycall/events/?t=o.")
+        if "control_id" in params:
+            assert isinstance(params.pop("control_id"), str)
+    return bodies
+
+
+def _play(call_id: str, text: str) -> dict[str, Any]:
+    return {
+        "command": "calling.play",
+        "id": call_id,
+        "params": {"play": [{"type": "tts", "params": {"text": text}}]},
+    }
+
+
+async def test_inbound_example_answers_transfers_records_and_hangs_up(tmp_path):
+    """
+    Three calls come in at once to the app under uvicorn through its SWML webhook: the
+    emulator's signed fetch gets relaycall's default document (answer, then hold), and the
+    app drives each call through its handle with the Calling API: the menu, one digit.
+    The caller who presses 2 (placed with the control API, as the example's docstring
+    shows) hears a beep and leaves a message: recorded, its URL (serving a WAV) shown by
+    GET /calls, then the app hangs up. The caller who presses 1 is transferred to SALES
+    and the app does not hang up (the call goes on until the caller does). The caller
+    who presses nothing hears goodbye and the app hangs up. Exact wire bodies, from the
+    emulator's journal.
+    """
+    voicemail, sales, silent = "+15550000002", "+15550000001", "+15550000000"
+    async with Emulator(time_scale=50, signing_key=SIGNING_KEY) as emu:
+        app, base, swml_url = await _start_inbound_example(emu)
+        assert swml_url.startswith(f"{base}/relaycall/events/swml/?t=")
+        try:
+            async with aiohttp.ClientSession() as http:
+
+                async def by_control_api() -> str:
+                    body = {
+                        "from": voicemail,
+                        "to": OUR_NUMBER,
+                        "url": swml_url,
+                        "scenario": {"dtmf": ["2"], "speech": ["hi, call me back"]},
+                    }
+                    auth = basic_auth(emu.config.project_id, emu.config.token)
+                    url = f"{emu.base_url}/__emulator/incoming_call"
+                    async with http.post(url, json=body, headers=auth) as resp:
+                        assert resp.status == 201, await resp.text()
+                        call_id: str = (await resp.json())["call_id"]
+                        return call_id
+
+                ids = await asyncio.gather(
+                    by_control_api(),
+                    emu.incoming_call(sales, OUR_NUMBER, scenario=Scenario(dtmf="1"), url=swml_url),
+                    emu.incoming_call(silent, OUR_NUMBER, scenario=Scenario(), url=swml_url),
+                )
+                records = {}
+                for call_id in ids:
+                    url = f"{base}/calls/{call_id}"
+                    async with http.get(url, params={"wait": "20"}) as resp:
+                        assert resp.status == 200
+                        records[call_id] = await resp.json()
+                async with http.get(f"{base}/calls") as resp:
+                    listed = await resp.json()
+                rec_id, sales_id, silent_id = ids
+                recording_url = records[rec_id]["recording_url"]
+                assert isinstance(recording_url, str), records[rec_id]
+                async with http.get(recording_url) as resp:
+                    assert resp.status == 200
+                    wav = await resp.read()
+            assert emu.call(sales_id).is_live  # talking to sales: the app did not hang up
+            assert emu.call(sales_id).bridged_to == SALES
+            emu.hangup(sales_id)  # until the caller does
+        finally:
+            code = await app.stop()
+        _assert_shut_down_cleanly(code, app)
+
+        assert records == {
+            rec_id: {
+                "call_id": rec_id,
+                "caller": voicemail,
+                "running": False,
+                "digit": "2",
+                "outcome": "voicemail",
+                "recording_url": recording_url,
+            },
+            sales_id: {
+                "call_id": sales_id,
+                "caller": sales,
+                "running": False,
+                "digit": "1",
+                "outcome": "sales",
+                "recording_url": None,
+            },
+            silent_id: {
+                "call_id": silent_id,
+                "caller": silent,
+                "running": False,
+                "digit": None,
+                "outcome": "no_choice",
+                "recording_url": None,
+            },
+        }, app.output
+        assert sorted(listed, key=lambda r: r["call_id"]) == sorted(
+            records.values(), key=lambda r: r["call_id"]
+        )
+        assert recording_url.startswith(f"{emu.base_url}/recordings/")
+        assert recording_url.endswith(".wav")
+        assert wav[:4] == b"RIFF"
+        assert wav[8:12] == b"WAVE"
+        assert f"voicemail from {voicemail}: {recording_url}" in app.output
+
+        for call_id, caller in ((rec_id, voicemail), (sales_id, sales), (silent_id, silent)):
+            fetch = _the_fetch(emu, call_id)
+            assert fetch["url"] == swml_url
+            assert (fetch["status"], fetch["content_type"]) == (200, "application/json")
+            assert fetch["document"] == DEFAULT_DOCUMENT
+            call = fetch["body"]["call"]
+            assert (call["direction"], call["from"], call["to"]) == ("inbound", caller, OUR_NUMBER)
+            assert_callbacks_received(emu, call_id)
+            ended = emu.call(call_id)
+            assert not ended.is_live
+            assert (ended.status, ended.end_reason) == ("completed", "hangup")
+
+        menu = _play(rec_id, "Press 1 for sales, 2 to leave a voicemail.")
+        collect = {
+            "command": "calling.collect",
+            "id": rec_id,
+            "params": {
+                "digits": {"max": 1, "digit_timeout": 5},
+                "initial_timeout": 10,
+                "start_input_timers": True,
+            },
+        }
+        end = {"command": "calling.end", "id": rec_id, "params": {}}
+        record = {
+            "command": "calling.record",
+            "id": rec_id,
+            "params": {
+                "record": {
+                    "audio": {"beep": True, "format": "wav", "end_silence_timeout": 3,
+                              "max_length": 120}
+                }
+            },
+        }  # fmt: skip
+        assert _wire_after_answer(emu, rec_id, base) == [menu, collect, record, end]
+
+        def on(call_id: str, body: dict[str, Any]) -> dict[str, Any]:
+            return {**body, "id": call_id}
+
+        transfer = {"command": "calling.transfer", "id": sales_id, "params": {"dest": SALES}}
+        assert _wire_after_answer(emu, sales_id, base) == [
+            on(sales_id, menu),
+            on(sales_id, collect),
+            transfer,
+        ]
+        assert _wire_after_answer(emu, silent_id, base) == [
+            on(silent_id, menu),
+            on(silent_id, collect),
+            _play(silent_id, "Goodbye."),
+            on(silent_id, end),
+        ]
+
+
+async def test_inbound_example_refuses_forged_fetches_and_hangs_up_at_shutdown(tmp_path):
+    """
+    The example's webhook refuses a fetch without its token (403, nothing answered) and
+    unknown ids (404); a call whose menu still runs when the server stops is hung up.
+    """
+    async with Emulator(time_scale=1, signing_key=SIGNING_KEY) as emu:  # a menu lasts seconds
+        app, base, swml_url = await _start_inbound_example(emu)
+        try:
+            async with aiohttp.ClientSession() as http:
+                forged = swml_url.partition("?")[0]
+                async with http.post(forged, json={"call": {}}) as resp:
+                    assert resp.status == 403
+                async with http.get(f"{base}/calls/nope") as resp:
+                    assert resp.status == 404
+                call_id = await emu.incoming_call("+15550000003", OUR_NUMBER, url=swml_url)
+                async with http.get(f"{base}/calls/{call_id}") as resp:
+                    assert (await resp.json())["running"] is True
+            assert emu.call(call_id).is_live
+        finally:
+            code = await app.stop()
+        _assert_shut_down_cleanly(code, app)
+        assert _commands(emu, call_id)[-1] == "calling.end"
+        assert _commands(emu, call_id).count("calling.end") == 1
+        ended = emu.call(call_id)
+        assert not ended.is_live
+        assert ended.end_reason == "hangup"
