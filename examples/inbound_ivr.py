@@ -29,8 +29,9 @@ SIGNALWIRE_PROJECT_ID=test-project SIGNALWIRE_API_TOKEN=test-token
 SIGNALWIRE_SIGNING_KEY=s3cret PUBLIC_URL=http://127.0.0.1:8000, then place a call
 whose caller presses 2 and leaves a message::
 
-    curl -X POST localhost:8080/__emulator/incoming_call -H 'content-type: application/json' \
-        -d '{"from": "+15550001111", "to": "+15551230000", "url": "<the printed URL>",
+    curl -u test-project:test-token localhost:8080/__emulator/incoming_call \
+        -H 'content-type: application/json' \
+        -d '{"from": "+15550001111", "to": "+15551230000", "url": "<the URL it printed>",
              "scenario": {"dtmf": ["2"], "speech": ["hi, call me back"]}}'
 
 Settings (environment): SALES (where 1 goes: a number or a SIP URI, default
@@ -59,6 +60,7 @@ SECRET = os.environ.get("RELAYCALL_SECRET")
 KEEP = 1000  # calls remembered for GET /calls; older ones are forgotten
 
 log = logging.getLogger("inbound_ivr")
+logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
 
 receiver = relaycall.EventReceiver(
     public_url=f"{PUBLIC_URL}/relaycall/events",
@@ -119,7 +121,7 @@ async def run_menu(call: relaycall.IncomingCall, record: CallRecord) -> None:
             result = await recording.wait(timeout=MAX_MESSAGE + 60)
             record.recording_url = result.url
             record.outcome = "voicemail"
-            log.warning("voicemail from %s: %s", record.caller, result.url)  # store it here
+            log.info("voicemail from %s: %s", record.caller, result.url)  # store it here
         else:
             record.outcome = "no_choice"
             await (await call.play(tts("Goodbye."))).wait(timeout=60)
@@ -141,7 +143,7 @@ async def run_menu(call: relaycall.IncomingCall, record: CallRecord) -> None:
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     async with relay:
-        print(f"SWML webhook: {receiver.swml_url}", flush=True)
+        log.info("SWML webhook: %s", receiver.swml_url)
         try:
             yield
         finally:
