@@ -35,6 +35,8 @@ _SWAIG_KEYS = (
 
 def _plain(value: Any) -> Any:
     """A JSON copy of *value*: dicts and lists, nested :class:`Steps` as their step lists."""
+    if isinstance(value, SWMLDocument):
+        return value.to_dict()  # a document where JSON is expected: its wire form
     if isinstance(value, Steps):
         return value._list()
     if isinstance(value, Mapping):
@@ -322,8 +324,8 @@ class Steps:
         return self._add(
             "send_sms",
             {
-                "to_number": (to_number, v.address_check()),
-                "from_number": (from_number, v.address_check()),
+                "to_number": (to_number, c.e164),
+                "from_number": (from_number, c.e164),
                 "body": (body, c.text),
                 "media": (media, c.strings(c.http_url, min_items=1)),
                 "region": (region, c.name),
@@ -804,7 +806,7 @@ def say(text: str, *, _path: str = "say") -> str:
 def silence(seconds: float) -> str:
     """The play URL of *seconds* of silence (``silence:<seconds>``)."""
     v.number_check(0)("silence", seconds)
-    return f"silence:{seconds}"
+    return f"silence:{_decimal(seconds)}"
 
 
 def ring(country: str, seconds: float | None = None) -> str:
@@ -815,7 +817,17 @@ def ring(country: str, seconds: float | None = None) -> str:
     if seconds is None:
         return f"ring:{country}"
     v.number_check(0)("ring.seconds", seconds)
-    return f"ring:{seconds}:{country}"
+    return f"ring:{_decimal(seconds)}:{country}"
+
+
+def _decimal(x: float) -> str:
+    """*x* in plain decimal digits (the play URL forms allow no exponent)."""
+    if isinstance(x, int):
+        return str(x)
+    text = repr(x)
+    if "e" in text or "E" in text:
+        text = format(x, "f").rstrip("0").rstrip(".") or "0"
+    return text
 
 
 def var(name: str) -> str:

@@ -111,6 +111,14 @@ def digits_pattern(pattern: str, rule: str) -> Check:
     return v.string_check(pattern=pattern, rule=rule)
 
 
+#: A phone number in E.164, or a SWML variable (``${call.from}``).
+e164 = or_var(
+    v.string_check(
+        pattern=r"^\+[1-9][0-9]{1,14}$",
+        rule="must be an E.164 number (+ and 2-15 digits, e.g. +15557650000) or " + _VAR_TEXT,
+    )
+)
+
 #: DTMF terminators (record_call, prompt).
 terminators = digits_pattern(r"^[0-9A-D*#]*$", "may hold only 0-9 A-D * #")
 
