@@ -76,7 +76,7 @@ class CallRecord(BaseModel):
     caller: str
     running: bool = True  # whether the menu still runs
     digit: str | None = None
-    outcome: str | None = None  # sales, voicemail, no_choice, hung_up, failed, cancelled
+    outcome: str | None = None  # sales, voicemail, no_message, no_choice, hung_up, failed...
     recording_url: str | None = None
 
 
@@ -119,9 +119,10 @@ async def run_menu(call: relaycall.IncomingCall, record: CallRecord) -> None:
             )
             # Ends when the caller stops talking, hangs up, or at max_length.
             result = await recording.wait(timeout=MAX_MESSAGE + 60)
-            record.recording_url = result.url
-            record.outcome = "voicemail"
-            log.info("voicemail from %s: %s", record.caller, result.url)  # store it here
+            record.recording_url = result.url  # None: they said nothing
+            record.outcome = "voicemail" if result.url else "no_message"
+            if result.url:
+                log.info("voicemail from %s: %s", record.caller, result.url)  # store it here
         else:
             record.outcome = "no_choice"
             await (await call.play(tts("Goodbye."))).wait(timeout=60)
@@ -135,7 +136,9 @@ async def run_menu(call: relaycall.IncomingCall, record: CallRecord) -> None:
         record.running = False
         if not transferred:
             try:
-                await call.end()  # returns at once if the call is over already
+                await call.end()  # returns at once if the call is known to be over
+            except relaycall.NotFoundError:
+                pass  # the caller hung up first: no callback tells the app that
             except relaycall.RelayError as exc:
                 log.warning("could not hang up %s: %s", call.id, exc)
 

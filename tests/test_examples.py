@@ -370,17 +370,34 @@ def _play(call_id: str, text: str) -> dict[str, Any]:
 
 async def test_inbound_example_answers_transfers_records_and_hangs_up(tmp_path):
     """
-    Three calls come in at once to the app under uvicorn through its SWML webhook: the
+    Five calls come in at once to the app under uvicorn through its SWML webhook: the
     emulator's signed fetch gets relaycall's default document (answer, then hold), and the
     app drives each call through its handle with the Calling API: the menu, one digit.
-    The caller who presses 2 (placed with the control API, as the example's docstring
-    shows) hears a beep and leaves a message: recorded, its URL (serving a WAV) shown by
-    GET /calls, then the app hangs up. The caller who presses 1 is transferred to SALES
-    and the app does not hang up (the call goes on until the caller does). The caller
-    who presses nothing hears goodbye and the app hangs up. Exact wire bodies, from the
-    emulator's journal.
+    - 2, then a message (placed with the control API, as the example's docstring shows): a
+      beep, the recording, its URL (serving a WAV) shown by GET /calls; the app hangs up.
+    - 2, a message, and the caller hangs up mid-message: the URL is kept, and the app's
+      hang-up (404: over already) is no error.
+    - 2 and silence: no message, no URL; the app hangs up.
+    - 1: transferred to SALES, and the app does not hang up (the caller does, later).
+    - nothing: goodbye, and the app hangs up.
+    Exact wire bodies, from the emulator's journal.
     """
-    voicemail, sales, silent = "+15550000002", "+15550000001", "+15550000000"
+    callers = {
+        "voicemail": "+15550000002",
+        "hangs_up": "+15550000012",
+        "silence": "+15550000022",
+        "sales": "+15550000001",
+        "nothing": "+15550000000",
+    }
+    # 120 s of talk (0.3 s a word); the caller hangs up 100 s after the answer, well after
+    # the recording started (at about 5 s) and before its max_length (120 s).
+    long_message = " ".join(["blah"] * 400)
+    scenarios = {
+        "hangs_up": Scenario(dtmf="2", speech=long_message, hangup_after=100),
+        "silence": Scenario(dtmf="2"),
+        "sales": Scenario(dtmf="1"),
+        "nothing": Scenario(),
+    }
     async with Emulator(time_scale=50, signing_key=SIGNING_KEY) as emu:
         app, base, swml_url = await _start_inbound_example(emu)
         assert swml_url.startswith(f"{base}/relaycall/events/swml/?t=")
@@ -389,7 +406,7 @@ async def test_inbound_example_answers_transfers_records_and_hangs_up(tmp_path):
 
                 async def by_control_api() -> str:
                     body = {
-                        "from": voicemail,
+                        "from": callers["voicemail"],
                         "to": OUR_NUMBER,
                         "url": swml_url,
                         "scenario": {"dtmf": ["2"], "speech": ["hi, call me back"]},
@@ -401,117 +418,107 @@ async def test_inbound_example_answers_transfers_records_and_hangs_up(tmp_path):
                         call_id: str = (await resp.json())["call_id"]
                         return call_id
 
-                ids = await asyncio.gather(
+                placed = await asyncio.gather(
                     by_control_api(),
-                    emu.incoming_call(sales, OUR_NUMBER, scenario=Scenario(dtmf="1"), url=swml_url),
-                    emu.incoming_call(silent, OUR_NUMBER, scenario=Scenario(), url=swml_url),
+                    *(
+                        emu.incoming_call(callers[name], OUR_NUMBER, url=swml_url, scenario=s)
+                        for name, s in scenarios.items()
+                    ),
                 )
+                ids = dict(zip(callers, placed, strict=True))
                 records = {}
-                for call_id in ids:
+                for name, call_id in ids.items():
                     url = f"{base}/calls/{call_id}"
                     async with http.get(url, params={"wait": "20"}) as resp:
                         assert resp.status == 200
-                        records[call_id] = await resp.json()
+                        records[name] = await resp.json()
                 async with http.get(f"{base}/calls") as resp:
                     listed = await resp.json()
-                rec_id, sales_id, silent_id = ids
-                recording_url = records[rec_id]["recording_url"]
-                assert isinstance(recording_url, str), records[rec_id]
-                async with http.get(recording_url) as resp:
-                    assert resp.status == 200
-                    wav = await resp.read()
-            assert emu.call(sales_id).is_live  # talking to sales: the app did not hang up
-            assert emu.call(sales_id).bridged_to == SALES
-            emu.hangup(sales_id)  # until the caller does
+                wavs = []
+                for name in ("voicemail", "hangs_up"):
+                    async with http.get(records[name]["recording_url"]) as resp:
+                        assert resp.status == 200
+                        wavs.append(await resp.read())
+            assert emu.call(ids["sales"]).is_live  # talking to sales: the app did not hang up
+            assert emu.call(ids["sales"]).bridged_to == SALES
+            emu.hangup(ids["sales"])  # until the caller does
         finally:
             code = await app.stop()
         _assert_shut_down_cleanly(code, app)
+        assert "WARNING" not in app.output
 
-        assert records == {
-            rec_id: {
-                "call_id": rec_id,
-                "caller": voicemail,
+        outcomes = {
+            "voicemail": ("2", "voicemail"),
+            "hangs_up": ("2", "voicemail"),
+            "silence": ("2", "no_message"),
+            "sales": ("1", "sales"),
+            "nothing": (None, "no_choice"),
+        }
+        for name, (digit, outcome) in outcomes.items():
+            url = records[name]["recording_url"]
+            assert records[name] == {
+                "call_id": ids[name],
+                "caller": callers[name],
                 "running": False,
-                "digit": "2",
-                "outcome": "voicemail",
-                "recording_url": recording_url,
-            },
-            sales_id: {
-                "call_id": sales_id,
-                "caller": sales,
-                "running": False,
-                "digit": "1",
-                "outcome": "sales",
-                "recording_url": None,
-            },
-            silent_id: {
-                "call_id": silent_id,
-                "caller": silent,
-                "running": False,
-                "digit": None,
-                "outcome": "no_choice",
-                "recording_url": None,
-            },
-        }, app.output
+                "digit": digit,
+                "outcome": outcome,
+                "recording_url": url,
+            }, app.output
+            if outcome == "voicemail":
+                assert url.startswith(f"{emu.base_url}/recordings/")
+                assert url.endswith(".wav")
+                assert f"voicemail from {callers[name]}: {url}" in app.output
+            else:
+                assert url is None
+        assert all(wav[:4] == b"RIFF" and wav[8:12] == b"WAVE" for wav in wavs)
         assert sorted(listed, key=lambda r: r["call_id"]) == sorted(
             records.values(), key=lambda r: r["call_id"]
         )
-        assert recording_url.startswith(f"{emu.base_url}/recordings/")
-        assert recording_url.endswith(".wav")
-        assert wav[:4] == b"RIFF"
-        assert wav[8:12] == b"WAVE"
-        assert f"voicemail from {voicemail}: {recording_url}" in app.output
 
-        for call_id, caller in ((rec_id, voicemail), (sales_id, sales), (silent_id, silent)):
+        for name, call_id in ids.items():
             fetch = _the_fetch(emu, call_id)
             assert fetch["url"] == swml_url
             assert (fetch["status"], fetch["content_type"]) == (200, "application/json")
             assert fetch["document"] == DEFAULT_DOCUMENT
             call = fetch["body"]["call"]
-            assert (call["direction"], call["from"], call["to"]) == ("inbound", caller, OUR_NUMBER)
+            assert (call["direction"], call["from"], call["to"]) == (
+                "inbound",
+                callers[name],
+                OUR_NUMBER,
+            )
             assert_callbacks_received(emu, call_id)
             ended = emu.call(call_id)
             assert not ended.is_live
             assert (ended.status, ended.end_reason) == ("completed", "hangup")
 
-        menu = _play(rec_id, "Press 1 for sales, 2 to leave a voicemail.")
+        def wire(name: str, *bodies: dict[str, Any]) -> list[dict[str, Any]]:
+            return [{**body, "id": ids[name]} for body in bodies]
+
+        menu = _play("", "Press 1 for sales, 2 to leave a voicemail.")
         collect = {
             "command": "calling.collect",
-            "id": rec_id,
             "params": {
                 "digits": {"max": 1, "digit_timeout": 5},
                 "initial_timeout": 10,
                 "start_input_timers": True,
             },
         }
-        end = {"command": "calling.end", "id": rec_id, "params": {}}
-        record = {
-            "command": "calling.record",
-            "id": rec_id,
-            "params": {
-                "record": {
-                    "audio": {"beep": True, "format": "wav", "end_silence_timeout": 3,
-                              "max_length": 120}
-                }
-            },
-        }  # fmt: skip
-        assert _wire_after_answer(emu, rec_id, base) == [menu, collect, record, end]
-
-        def on(call_id: str, body: dict[str, Any]) -> dict[str, Any]:
-            return {**body, "id": call_id}
-
-        transfer = {"command": "calling.transfer", "id": sales_id, "params": {"dest": SALES}}
-        assert _wire_after_answer(emu, sales_id, base) == [
-            on(sales_id, menu),
-            on(sales_id, collect),
-            transfer,
-        ]
-        assert _wire_after_answer(emu, silent_id, base) == [
-            on(silent_id, menu),
-            on(silent_id, collect),
-            _play(silent_id, "Goodbye."),
-            on(silent_id, end),
-        ]
+        audio = {"beep": True, "format": "wav", "end_silence_timeout": 3, "max_length": 120}
+        record = {"command": "calling.record", "params": {"record": {"audio": audio}}}
+        end = {"command": "calling.end", "params": {}}
+        for name in ("voicemail", "hangs_up", "silence"):
+            assert _wire_after_answer(emu, ids[name], base) == wire(
+                name, menu, collect, record, end
+            )
+        transfer = {"command": "calling.transfer", "params": {"dest": SALES}}
+        assert _wire_after_answer(emu, ids["sales"], base) == wire("sales", menu, collect, transfer)
+        assert _wire_after_answer(emu, ids["nothing"], base) == wire(
+            "nothing", menu, collect, _play("", "Goodbye."), end
+        )
+        ends = {name: [r.status for r in emu.requests if r.call_id == ids[name]
+                       and r.command == "calling.end"] for name in ids}  # fmt: skip
+        assert ends == {"voicemail": [200], "hangs_up": [404], "silence": [200], "sales": [],
+                        "nothing": [200]}  # fmt: skip
 
 
 async def test_inbound_example_refuses_forged_fetches_and_hangs_up_at_shutdown(tmp_path):
