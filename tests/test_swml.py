@@ -25,7 +25,9 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 import relaycall
 from relaycall import ValidationError, commands, swml
 from relaycall._commands._swml import SWML_METHODS
-from relaycall.swml import SWML, Section, Steps
+from relaycall.swml import SWML, Section, Steps, validate
+from relaycall.swml._builder import _plain
+from relaycall.swml._read import _WIRE_KEYS
 from tests._command_examples import VALIDATOR as REQUEST_VALIDATOR
 from tests.conftest import CALL_ID
 
@@ -1074,6 +1076,144 @@ def test_the_builder_is_exported_as_documented() -> None:
         "ring",
         "say",
         "silence",
+        "validate",
         "var",
     ]
     assert relaycall.swml.SWML is SWML
+
+
+# --- validate(): a document given as a dict -----------------------------------------------
+
+
+def _schema_keys(method: str) -> frozenset[str]:
+    """The wire keys the schema allows in *method*'s body (across its oneOf/anyOf shapes)."""
+    defs = SCHEMA["$defs"]
+
+    def props(node: dict[str, Any]) -> set[str]:
+        if "$ref" in node:
+            return props(defs[node["$ref"].rsplit("/", 1)[1]])
+        found = set(node.get("properties", {}))
+        for key in ("oneOf", "anyOf"):
+            for branch in node.get(key, []):
+                found |= props(branch)
+        return found
+
+    return frozenset(props(defs[METHOD_DEFS[method]]["properties"][method]))
+
+
+def test_validate_knows_each_modelled_methods_schema_keys() -> None:
+    """validate()'s table of wire keys per method is the published schema's, exactly."""
+    for method, keys in _WIRE_KEYS.items():
+        assert keys == _schema_keys(method), method
+
+
+@pytest.mark.parametrize(
+    ("method", "build", "expected"), CASES, ids=[f"{m}-{i}" for i, (m, _, _) in enumerate(CASES)]
+)
+def test_validate_accepts_every_step_the_builder_makes(
+    method: str, build: Build, expected: dict[str, Any]
+) -> None:
+    """What the builder produces, given back as a dict, passes validate()."""
+    assert validate({"version": "1.0.0", "sections": {"main": [expected]}}) is None
+
+
+def test_validate_accepts_a_built_document_and_short_forms() -> None:
+    """A SWML builder passes as is; the schema's short forms (sleep: 500, urls of one) pass too."""
+    assert validate(SWML().answer().sleep(-1)) is None
+    validate(
+        {
+            "sections": {
+                "main": [
+                    {"sleep": 500},
+                    {"play": {"urls": ["say:hi"]}},
+                    {"unset": []},
+                    {"join_room": {"name": "lobby"}},  # not modelled: checked for shape only
+                    {"connect": {"to": "+15557650000", "confirm": "https://x.test/c"}},
+                    {"cond": [{"when": "vars.a == 1", "then": [{"hangup": {}}], "else": []}]},
+                ]
+            }
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ([], r"swml: [] must be a SWML document"),
+        ({"sections": {}}, r"sections.main: is required"),
+        ({"sections": {"main": []}, "version": "2"}, r"version: '2' must be '1.0.0'"),
+        (
+            {"sections": {"main": [{"dance": {}}]}},
+            r"sections.main[0]: 'dance' is not a SWML method",
+        ),
+        (
+            {"sections": {"main": [{"play": {"url": "say:hi", "volume": 99}}]}},
+            r"sections.main[0].play.volume: 99 is outside -40..40",
+        ),
+        (
+            {"sections": {"main": [{"play": {"say": "hi"}}]}},
+            r"sections.main[0].play.say: is not a field of play (allowed: auto_answer,",
+        ),
+        ({"sections": {"main": [{"sleep": {}}]}}, r"sections.main[0].sleep.duration: is required"),
+        (
+            {
+                "sections": {
+                    "main": [
+                        {"answer": {}},
+                        {"switch": {"variable": "x", "case": {"1": [{"play": {"url": "nope"}}]}}},
+                    ]
+                }
+            },
+            r"sections.main[1].switch.case.1[0].play.url: 'nope' is not a SWML play URL",
+        ),
+        (
+            {"sections": {"main": [], "vm": [{"cond": [{"when": "x", "then": [{"sleep": -5}]}]}]}},
+            r"sections.vm[0].cond[0].then[0].sleep: -5 must be >= -1",
+        ),
+        (
+            {"sections": {"main": [{"ai": {"prompt": {"text": "x", "top_k": 3}}}]}},
+            r"sections.main[0].ai.prompt.top_k: is not an allowed key here",
+        ),
+    ],
+)
+def test_validate_names_the_step_field_and_rule(document: Any, message: str) -> None:
+    """A bad dict document raises ValidationError with the path the builder would give."""
+    with pytest.raises(ValidationError) as info:
+        validate(document)
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def _mutated(step: dict[str, Any], key: Any, value: Any) -> dict[str, Any]:
+    ((method, body),) = step.items()
+    if isinstance(body, dict) and body:
+        keys = sorted(body)
+        return {method: {**body, keys[key % len(keys)]: value}}
+    return {method: value}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    case=st.sampled_from([expected for _, _, expected in CASES]),
+    key=st.integers(0, 20),
+    value=_values(),
+)
+def test_validate_refuses_clearly_or_the_schema_accepts(
+    case: dict[str, Any], key: int, value: Any
+) -> None:
+    """A builder step with one field replaced by anything: ValidationError, or schema-valid."""
+    step = _mutated(case, key, value)
+    document = {"version": "1.0.0", "sections": {"main": [step]}}
+    try:
+        validate(document)
+    except ValidationError as exc:
+        message = str(exc)
+    else:
+        message = ""
+    if message:
+        assert message.startswith("sections.main[0]"), message
+        return
+    ((method, body),) = step.items()
+    if method == "ai" and "pom" in json.dumps(body, default=repr):
+        return  # a POM prompt is checked for shape only, by design
+    # A Mapping (a SWML builder) inside a dict is JSON to relaycall: its wire form.
+    assert schema_errors(_plain(document)) == []

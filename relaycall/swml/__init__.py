@@ -23,5 +23,6 @@ gives a plain dict), so it goes wherever relaycall takes SWML.
 from __future__ import annotations
 
 from relaycall.swml._builder import SWML, CallStatus, Section, Steps, ring, say, silence, var
+from relaycall.swml._read import validate
 
-__all__ = ["SWML", "CallStatus", "Section", "Steps", "ring", "say", "silence", "var"]
+__all__ = ["SWML", "CallStatus", "Section", "Steps", "ring", "say", "silence", "validate", "var"]

@@ -298,9 +298,7 @@ class Steps:
             {
                 "digits": (
                     digits,
-                    v.string_check(
-                        pattern=r"^[0-9A-D*#wW]+$", rule="may hold only 0-9 A-D * # w W"
-                    ),
+                    c.pattern(r"^[0-9A-D*#wW]+$", "may hold only 0-9 A-D * # w W"),
                 )
             },
             required=("digits",),
@@ -487,7 +485,7 @@ class Steps:
         return self._add(
             "tap",
             {
-                "uri": (uri, v.scheme_url_check(("rtp", "ws", "wss"))),
+                "uri": (uri, c.scheme_url("rtp", "ws", "wss")),
                 "control_id": (control_id, c.name),
                 "direction": (direction, c.enum("speak", "listen", "both")),
                 "codec": (codec, c.enum("PCMU", "PCMA")),
@@ -518,7 +516,7 @@ class Steps:
         return self._add(
             "stream",
             {
-                "url": (url, v.scheme_url_check(("ws", "wss"))),
+                "url": (url, c.scheme_url("ws", "wss")),
                 "control_id": (control_id, c.name),
                 "name": (name, c.name),
                 "track": (track, c.enum("inbound_track", "outbound_track", "both_tracks")),
@@ -557,10 +555,7 @@ class Steps:
                 "detect_message_end": (detect_message_end, c.boolean),
                 "detectors": (
                     detectors,
-                    v.string_check(
-                        pattern=r"^(amd|fax)(,(amd|fax))*$",
-                        rule="must be 'amd', 'fax' or 'amd,fax'",
-                    ),
+                    c.pattern(r"^(amd|fax)(,(amd|fax))*$", "must be 'amd', 'fax' or 'amd,fax'"),
                 ),
                 "end_silence_timeout": (end_silence_timeout, c.number(0)),
                 "initial_timeout": (initial_timeout, c.number(0)),

@@ -82,7 +82,7 @@ text = v.string_check()
 #: Text that must say something.
 name = v.string_check(min_len=1)
 #: A URL the platform calls back (the schema's ``format: uri``; relaycall asks for http(s)).
-http_url = v.http_url_check
+http_url = or_var(v.http_url_check)
 
 
 def play_url(path: str, value: Any) -> None:
@@ -107,8 +107,14 @@ def json_object(path: str, value: Any) -> None:
     v.json_object_check(path, value)
 
 
-def digits_pattern(pattern: str, rule: str) -> Check:
-    return v.string_check(pattern=pattern, rule=rule)
+def pattern(rx: str, rule: str) -> Check:
+    """A string matching *rx*, or a SWML variable."""
+    return or_var(v.string_check(pattern=rx, rule=rule))
+
+
+def scheme_url(*schemes: str) -> Check:
+    """A URL with one of *schemes*, or a SWML variable."""
+    return or_var(v.scheme_url_check(schemes))
 
 
 #: A phone number in E.164, or a SWML variable (``${call.from}``).
@@ -120,7 +126,7 @@ e164 = or_var(
 )
 
 #: DTMF terminators (record_call, prompt).
-terminators = digits_pattern(r"^[0-9A-D*#]*$", "may hold only 0-9 A-D * #")
+terminators = pattern(r"^[0-9A-D*#]*$", "may hold only 0-9 A-D * #")
 
 
 def closed(fields: Mapping[str, Check], required: tuple[str, ...] = ()) -> Check:
