@@ -129,6 +129,8 @@ async def run_menu(call: relaycall.IncomingCall, record: CallRecord) -> None:
     except asyncio.CancelledError:
         record.outcome = "cancelled"
         raise
+    except relaycall.NotFoundError:
+        record.outcome = "hung_up"  # a command found the call over: the caller hung up
     except relaycall.RelayError as exc:
         record.outcome = "hung_up" if call.state == "ended" else "failed"
         log.warning("menu for %s: %s: %s", call.id, type(exc).__name__, exc)

@@ -380,6 +380,8 @@ async def test_inbound_example_answers_transfers_records_and_hangs_up(tmp_path):
     - 2 and silence: no message, no URL; the app hangs up.
     - 1: transferred to SALES, and the app does not hang up (the caller does, later).
     - nothing: goodbye, and the app hangs up.
+    - the caller hangs up at once: the app's next command (the menu, or the collect)
+      finds the call over (404), which is no error, and it sends nothing more.
     Exact wire bodies, from the emulator's journal.
     """
     callers = {
@@ -388,6 +390,7 @@ async def test_inbound_example_answers_transfers_records_and_hangs_up(tmp_path):
         "silence": "+15550000022",
         "sales": "+15550000001",
         "nothing": "+15550000000",
+        "leaves": "+15550000010",
     }
     # 120 s of talk (0.3 s a word); the caller hangs up 100 s after the answer, well after
     # the recording started (at about 5 s) and before its max_length (120 s).
@@ -397,6 +400,7 @@ async def test_inbound_example_answers_transfers_records_and_hangs_up(tmp_path):
         "silence": Scenario(dtmf="2"),
         "sales": Scenario(dtmf="1"),
         "nothing": Scenario(),
+        "leaves": Scenario(hangup_after=1),
     }
     async with Emulator(time_scale=50, signing_key=SIGNING_KEY) as emu:
         app, base, swml_url = await _start_inbound_example(emu)
@@ -453,6 +457,7 @@ async def test_inbound_example_answers_transfers_records_and_hangs_up(tmp_path):
             "silence": ("2", "no_message"),
             "sales": ("1", "sales"),
             "nothing": (None, "no_choice"),
+            "leaves": (None, "hung_up"),
         }
         for name, (digit, outcome) in outcomes.items():
             url = records[name]["recording_url"]
@@ -486,7 +491,8 @@ async def test_inbound_example_answers_transfers_records_and_hangs_up(tmp_path):
                 callers[name],
                 OUR_NUMBER,
             )
-            assert_callbacks_received(emu, call_id)
+            if name != "leaves":  # gone before the menu could report
+                assert_callbacks_received(emu, call_id)
             ended = emu.call(call_id)
             assert not ended.is_live
             assert (ended.status, ended.end_reason) == ("completed", "hangup")
@@ -518,7 +524,9 @@ async def test_inbound_example_answers_transfers_records_and_hangs_up(tmp_path):
         ends = {name: [r.status for r in emu.requests if r.call_id == ids[name]
                        and r.command == "calling.end"] for name in ids}  # fmt: skip
         assert ends == {"voicemail": [200], "hangs_up": [404], "silence": [200], "sales": [],
-                        "nothing": [200]}  # fmt: skip
+                        "nothing": [200], "leaves": []}  # fmt: skip
+        left = [(r.command, r.status) for r in emu.requests if r.call_id == ids["leaves"]]
+        assert left[-1] in (("calling.play", 404), ("calling.collect", 404)), left
 
 
 async def test_inbound_example_refuses_forged_fetches_and_hangs_up_at_shutdown(tmp_path):
