@@ -18,7 +18,6 @@ import base64
 import enum
 import hashlib
 import hmac
-import importlib
 import json
 import logging
 import re
@@ -31,7 +30,6 @@ from urllib.parse import parse_qs, urlsplit
 import attrs
 from aiohttp import HttpVersion11, web
 
-from relaycall._commands._swml import swml_check
 from relaycall._events import Event, parse_event
 from relaycall._handles._base import _run_callback
 from relaycall._incoming import (
@@ -52,7 +50,7 @@ from relaycall._routing import (
     Outcome,
     Route,
 )
-from relaycall._validate import http_url_check, is_number
+from relaycall._validate import fail, http_url_check, is_number
 from relaycall.errors import EventParseError, UsageError, ValidationError, show_value_masked
 
 if TYPE_CHECKING:
@@ -154,7 +152,9 @@ class EventReceiver:
             platform signed; default: *public_url* plus the request's query
             string, which is right behind a proxy that rewrites host or path.
         secret: Key for the URL tokens (random per receiver by default; give
-            one to let several processes accept each other's tokens).
+            one to let several processes accept each other's tokens, and to
+            keep :attr:`swml_url` the same across restarts: a number's
+            configured SWML webhook must not change).
         max_clock_skew: Callbacks whose ``timestamp`` is more than this many
             seconds in the past are refused (403), so that a captured callback
             cannot be replayed later; None turns the check off. Callbacks
@@ -1374,20 +1374,16 @@ def _validate_document(path: str, document: Any) -> None:
     """
     Refuse (ValidationError naming the step and field) a document the platform would not run.
 
-    With ``relaycall.swml``'s validator when that module has one (the published
-    SWML schema); else the envelope the Calling API reference types: version,
-    sections, ``main``, one-key steps of known methods.
+    Checked by ``relaycall.swml.validate``, the same rules as the builder's
+    (SignalWire's published SWML schema). *path* names the document in the
+    message of what is not a document at all.
     """
-    try:
-        # Looked up at run time: relaycall.swml is optional to this module.
-        swml = importlib.import_module("relaycall.swml")
-    except ImportError:
-        swml = None
-    validate = getattr(swml, "validate", None)
-    if callable(validate):
-        validate(document)
-    else:
-        swml_check(path, document)
+    # Imported on the first fetch: relaycall.swml loads on first use (import cost).
+    from relaycall.swml import validate  # noqa: PLC0415
+
+    if not isinstance(document, Mapping):
+        fail(path, document, "must be a SWML document (a dict with 'sections')")
+    validate(document)
 
 
 def _consume(task: asyncio.Task[Any]) -> None:
