@@ -138,9 +138,8 @@ async def run_menu(call: relaycall.IncomingCall, record: CallRecord) -> None:
         record.running = False
         if not transferred:
             try:
-                await call.end()  # returns at once if the call is known to be over
-            except relaycall.NotFoundError:
-                pass  # the caller hung up first: no callback tells the app that
+                # Quiet if the caller hung up first (no callback tells the app that).
+                await call.end()
             except relaycall.RelayError as exc:
                 log.warning("could not hang up %s: %s", call.id, exc)
 

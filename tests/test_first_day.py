@@ -125,13 +125,17 @@ async def test_a_404_to_a_resent_end_is_success():
         assert result.reason in ("ended_here", "finished")
 
 
-async def test_a_404_to_a_first_end_still_says_the_call_was_gone():
-    """A 404 to an end sent once means the server does not know the call: NotFoundError."""
+async def test_a_404_to_a_first_end_is_quiet_and_the_call_is_gone():
+    """
+    A 404 to an end sent once: the server does not know the call (its caller hung up
+    unheard, as an inbound call's hang-up always is), which is what end() asks for:
+    it returns None, and the call's wait says ``gone``. Nothing is re-sent.
+    """
     async with Emulator(time_scale=50) as emu:
         call = emu.relay.call("9a3c0f4e-0000-4000-8000-000000000404")
-        with pytest.raises(relaycall.NotFoundError, match="already over"):
-            await call.end()
+        assert await call.end() is None
         assert (await call.wait(timeout=1)).reason == "gone"
+        assert [r.command for r in emu.requests] == ["calling.end"]
 
 
 async def test_collect_result_terminator_is_none_without_one():

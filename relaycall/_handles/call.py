@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import typing
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
 
@@ -243,34 +242,12 @@ class Call(Handle[CallResult]):
         except ResponseValidationError:
             return None
 
-    @typing.overload
-    async def _command(self, method: str, command: Command[Any], *, observe: bool = ...) -> Leg: ...
-
-    @typing.overload
-    async def _command(
-        self, method: str, command: Command[Any], *, observe: bool = ..., resent_404_ok: bool
-    ) -> Leg | None: ...
-
-    async def _command(
-        self,
-        method: str,
-        command: Command[Any],
-        *,
-        observe: bool = True,
-        resent_404_ok: bool = False,
-    ) -> Leg | None:
-        """
-        Send a call command whose leg is returned to the caller (so it is read at once).
-
-        With *resent_404_ok*, a 404 to a command that had to be re-sent is
-        success (None): the unanswered first attempt did what was asked.
-        """
+    async def _command(self, method: str, command: Command[Any], *, observe: bool = True) -> Leg:
+        """Send a call command whose leg is returned to the caller (so it is read at once)."""
         self._check(method)
         try:
             body = await self._relay._send_leg(command)
         except NotFoundError as exc:
-            if resent_404_ok and exc.retries_taken:
-                return None
             raise self._gone(command, exc) from exc
         try:
             leg = parse_leg(body)
@@ -365,17 +342,24 @@ class Call(Handle[CallResult]):
         Hang up (``calling.end``). Once accepted the call is ``ended`` here.
 
         Its operations resolve with reason ``call_ended``. Returns the leg the
-        server answered with. Ending a call that is already over sends nothing
-        and returns the latest leg known here (None if none); a 404 to an
-        ``end`` that was re-sent after an unanswered attempt means the first
-        one got through, and is success too.
+        server answered with. Ending a call that is already over is not an
+        error: known here to be over, it sends nothing and returns the latest
+        leg known (None if none); answered 404 (the server no longer knows the
+        call: the far end hung up, or a re-sent ``end`` whose first attempt got
+        through), it returns None and the call is ended with reason ``gone``.
         """
         if self._ended:
             # Over already (hung up by the far end, or by an earlier end()): a
             # race cleanup code cannot avoid, so it is not an error.
             return self._latest_leg()
         cmd = call_cmd.End(call_id=self.id, reason=reason)
-        leg = await self._command("end", cmd, observe=False, resent_404_ok=True)
+        try:
+            leg = await self._command("end", cmd, observe=False)
+        except NotFoundError:
+            # Over on the server, which is what end() asks for. An inbound call's
+            # hang-up is never called back (docs/inbound.md): this is how an app
+            # that hangs up at the end of its flow usually learns it.
+            return None
         self._mark_ended(reason or "hangup", reason="ended_here")
         return leg
 
