@@ -19,7 +19,7 @@ from typing import Any
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception,
+    retry_always,
     stop_after_attempt,
     stop_before_delay,
     wait_exponential,
@@ -106,7 +106,7 @@ class Retries:
     state on it, and the commands in flight share one thread.
     """
 
-    __slots__ = ("_body", "_command", "_idempotency", "_retrying", "_state")
+    __slots__ = ("_body", "_command", "_idempotency", "_policy", "_retrying", "_started", "_state")
 
     def __init__(
         self,
@@ -116,54 +116,69 @@ class Retries:
         body: Mapping[str, Any],
         started: float,
     ) -> None:
-        stop: stop_base = stop_after_attempt(policy.max_attempts)
-        if policy.deadline is not None:
-            # No retry whose wait would end past the deadline.
-            stop |= stop_before_delay(policy.deadline)
-        self._retrying = AsyncRetrying(
-            stop=stop,
-            wait=_wait(policy),
-            retry=retry_if_exception(lambda exc: classify(exc, idempotency) is Decision.RETRY),
-            before_sleep=lambda state: _log_retry(command, policy.max_attempts, state),
-            reraise=True,
-        )
-        self._retrying.begin()
-        self._state = RetryCallState(self._retrying, fn=None, args=(), kwargs={})
-        # The deadline counts from attempt 1 (time.monotonic() *started*), sent before this.
-        self._state.start_time = started
+        self._policy = policy
         self._idempotency = idempotency
         self._command = command
         #: The body sent, for AmbiguousOutcomeError.
         self._body = body
+        #: time.monotonic() when attempt 1 began: the deadline counts from it.
+        self._started = started
+        # tenacity is engaged by the first failure that may be retried: most
+        # failures (a 404, a 409, a validation error) are final, and raising
+        # them needs no retry machinery.
+        self._retrying: AsyncRetrying | None = None
+        self._state: RetryCallState | None = None
+
+    def _engage(self) -> RetryCallState:
+        policy, command = self._policy, self._command
+        stop: stop_base = stop_after_attempt(policy.max_attempts)
+        if policy.deadline is not None:
+            # No retry whose wait would end past the deadline.
+            stop |= stop_before_delay(policy.deadline)
+        self._retrying = retrying = AsyncRetrying(
+            stop=stop,
+            wait=_wait(policy),
+            # after() passes only failures classify() says may be re-sent.
+            retry=retry_always,
+            before_sleep=lambda state: _log_retry(command, policy.max_attempts, state),
+            reraise=True,
+        )
+        retrying.begin()
+        state = self._state = RetryCallState(retrying, fn=None, args=(), kwargs={})
+        state.start_time = self._started
+        return state
 
     @property
     def attempt(self) -> int:
         """The number (1-based) of the attempt that failed last, then of the next one."""
-        return self._state.attempt_number
+        return 1 if self._state is None else self._state.attempt_number
 
     @property
     def taken(self) -> int:
         """How many times the command was re-sent."""
-        return self._state.attempt_number - 1
+        return self.attempt - 1
 
     async def after(self, failure: RelayError) -> None:
         """
         Attempt :attr:`attempt` failed with *failure*: raise, or wait for the next.
 
-        Raises *failure* (with ``retries_taken`` set) when the policy ends
-        here, or AmbiguousOutcomeError for an UNSAFE command whose attempt may
-        have been processed.
+        Raises *failure* (with ``retries_taken`` set) when it is final or the
+        policy ends here, or AmbiguousOutcomeError for an UNSAFE command whose
+        attempt may have been processed.
         """
-        state = self._state
-        failure.retries_taken = state.attempt_number - 1
-        # Before tenacity: an ambiguous failure is not only final, it is reported as such.
-        if classify(failure, self._idempotency) is Decision.AMBIGUOUS:
+        failure.retries_taken = self.attempt - 1
+        decision = classify(failure, self._idempotency)
+        if decision is Decision.AMBIGUOUS:
             ambiguous = AmbiguousOutcomeError(self._command, self._body, failure)
             ambiguous.retries_taken = failure.retries_taken
             raise ambiguous from failure
+        if decision is Decision.FINAL:
+            raise failure
+        state = self._state or self._engage()
+        assert self._retrying is not None
         state.set_exception((type(failure), failure, failure.__traceback__))
-        # Raises *failure* itself (reraise=True) when it is not retried; else the
-        # answer is to sleep for state.upcoming_sleep, as before_sleep logged.
+        # Raises *failure* itself (reraise=True) when the policy's stop says so;
+        # else the answer is to sleep for state.upcoming_sleep, as before_sleep logged.
         await self._retrying.iter(state)
         state.prepare_for_next_attempt()
         await backoff_sleep(state.upcoming_sleep)
