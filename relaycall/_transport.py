@@ -5,7 +5,7 @@ to relaycall's.
 
 :meth:`Transport.send` makes every attempt of a command in the command's one
 coroutine: no wrapper coroutine per command, and no retry machinery unless an
-attempt fails (then :class:`relaycall._retry.Retries` decides what follows).
+attempt fails (then :class:`relaycall._retry.Retries` runs tenacity's policy).
 Mapping order matters (most specific first): whether a failure happened
 before the request left this process decides whether ``dial`` may be re-sent.
 """

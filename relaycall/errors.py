@@ -1,7 +1,7 @@
 """
 Every exception relaycall raises.
 
-No aiohttp or cattrs exception reaches user code: each is translated
+No aiohttp, cattrs or tenacity exception reaches user code: each is translated
 into one of these, with the original chained as ``__cause__``::
 
     RelayError

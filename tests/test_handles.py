@@ -6,6 +6,7 @@ import asyncio
 import gc
 import inspect
 import json
+import typing
 import uuid
 
 import pytest
@@ -841,6 +842,18 @@ def test_every_event_type_names_the_kind_of_handle_it_is_about():
     assert set(addressing) == set(handles)
     for kind, handle in handles.items():
         assert handle.EVENT in addressing[kind], kind
+
+
+def test_every_state_a_handle_declares_is_an_operation_state():
+    """
+    relaycall.OperationState (the Literal users type against) lists every state an
+    operation kind declares: its running, live and final states, and ``stopped``.
+    """
+    listed = set(typing.get_args(relaycall.OperationState))
+    for kind in _operation_kinds():
+        declared = {kind.RUNNING, *kind.LIVE, *kind.FINAL}
+        assert declared <= listed, (kind.__name__, declared - listed)
+    assert "stopped" in listed
 
 
 @pytest.mark.parametrize(

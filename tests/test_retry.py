@@ -291,3 +291,31 @@ def test_idempotency_of_every_command_is_deliberate():
         assert cls._idempotency is expected, name
     # Every listed name is a real command, so a misspelt one cannot pass as SAFE unnoticed.
     assert unsafe | start <= set(commands.BY_NAME)
+
+
+async def test_deadline_counts_from_the_first_attempt(server, sleeps):
+    """The deadline includes attempt 1's own time: a slow first 503 leaves no room to retry."""
+    server.reply(Respond(status=503, body={"error": "x"}, delay=0.6))
+    policy = relaycall.RetryPolicy(deadline=1.0, initial_backoff=0.5, jitter=0)
+    async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url, retry=policy) as r:
+        with pytest.raises(relaycall.ServiceUnavailableError) as info:
+            await r.send(commands.End(call_id=CALL_ID))
+    # 0.6 s spent and a 0.5 s wait would cross 1.0 s; counted from the failure, it would not.
+    assert info.value.retries_taken == 0
+    assert sleeps.waits == []
+    assert len(server.seen) == 1
+
+
+async def test_each_retry_is_logged_at_debug_level(relay, server, sleeps, caplog):
+    """Every retry logs, at debug level, the command, the next attempt, the wait and the cause."""
+    server.reply(*[Respond(status=503, body={"error": "x"})] * 2)
+    no_jitter = relaycall.RetryPolicy(jitter=0)
+    with caplog.at_level("DEBUG", logger="relaycall"):
+        await relay.send(commands.PlayStop(call_id=CALL_ID, control_id="c"), retry=no_jitter)
+    retries = [r for r in caplog.records if r.getMessage().startswith("retrying")]
+    assert [r.levelname for r in retries] == ["DEBUG", "DEBUG"]
+    assert [r.getMessage().split(" after ")[0] for r in retries] == [
+        "retrying calling.play.stop (attempt 2 of 3) in 0.500s",
+        "retrying calling.play.stop (attempt 3 of 3) in 1.000s",
+    ]
+    assert all("503" in r.getMessage() for r in retries)

@@ -14,7 +14,7 @@ from relaycall._commands import ai as ai_cmd
 from relaycall._commands import call as call_cmd
 from relaycall._commands import media as media_cmd
 from relaycall._commands import operations as ops_cmd
-from relaycall._commands._base import Command, new_control_id
+from relaycall._commands._base import Command, _control_id_check, new_control_id
 from relaycall._events import CallStateEvent, Event
 from relaycall._handles._base import Handle, Operation, Starting, wait_timeout_check
 from relaycall._handles.operations import (
@@ -33,6 +33,7 @@ from relaycall._models import CallLeg, FabricDeviceLeg, parse_leg
 from relaycall._results import CallResult
 from relaycall._retry import AlreadyProcessed as _AlreadyProcessed
 from relaycall._states import CallState, ResultReason
+from relaycall._validate import fail
 from relaycall.errors import (
     ClientClosedError,
     ConflictError,
@@ -502,8 +503,6 @@ class Call(Handle[CallResult]):
         if isinstance(detect, str):
             config = _DETECT_DEFAULTS.get(detect)
             if config is None:
-                from relaycall._validate import fail  # noqa: PLC0415
-
                 fail(
                     "detect.detect", detect, "is not 'machine', 'fax', 'digit' or a Detect* object"
                 )
@@ -702,7 +701,6 @@ class Call(Handle[CallResult]):
         if not (isinstance(kind, type) and issubclass(kind, Operation)):
             raise TypeError(f"attach() takes an operation handle class, not {kind!r}")
         key = control_id or kind.kind
-        from relaycall._commands._base import _control_id_check  # noqa: PLC0415
 
         _control_id_check(f"{kind.kind}.control_id", key)
         existing = self._ops.get(key)
@@ -762,8 +760,6 @@ class Call(Handle[CallResult]):
         """
         wait_timeout_check("wait_for.timeout", timeout)
         if not isinstance(state, str) or state not in _ORDER:
-            from relaycall._validate import fail  # noqa: PLC0415
-
             fail("wait_for.state", state, f"is not a call state ({', '.join(_ORDER)})")
         target = _ORDER[state]
 
