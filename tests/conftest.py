@@ -37,6 +37,7 @@ import relaycall
 import relaycall.testing
 from relaycall.emulator import EmulatedPlatform
 from tests._programs import free_port
+from tests._services import HAProxy, RedisServer, need_binary
 
 settings.register_profile(
     "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -570,3 +571,44 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "SIGNALWIRE_SIGNING_KEY",
     ):
         monkeypatch.delenv(name, raising=False)
+
+
+# --- real services: redis-server and HAProxy on loopback (tests/_services.py) ---------------------
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """
+    A real ``redis-server`` on a free loopback port, no persistence, in a temporary
+    directory (``.url``, ``.port``, ``.restart()`` keeping the port); stopped by its pid.
+    Skips when the binary is missing, fails instead with RELAYCALL_REQUIRE_SERVICES=1.
+    """
+    server = RedisServer(need_binary("redis-server"), tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def haproxy_balancer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., HAProxy]]:
+    """
+    ``haproxy_balancer(backends)``: HAProxy round-robin over the loopback *backends*
+    ports, started on a free port (``.url``); health-checked, and a request whose worker
+    died is re-sent to another. Every one started is stopped by its pid. Skips when
+    haproxy is missing, fails instead with RELAYCALL_REQUIRE_SERVICES=1.
+    """
+    binary = need_binary("haproxy")
+    started: list[HAProxy] = []
+
+    def start(backends: list[int], **options: Any) -> HAProxy:
+        balancer = HAProxy(binary, tmp_path_factory.mktemp("haproxy"), backends, **options)
+        started.append(balancer)
+        return balancer.start()
+
+    try:
+        yield start
+    finally:
+        for balancer in started:
+            balancer.stop()

@@ -46,6 +46,8 @@ def test_example_compiles(path):
 
 #: The examples the tests below run; a new example needs a test here, and a line.
 RUN_BELOW = {"quickstart.py", "bulk_dialer.py", "fastapi_ivr.py", "inbound_ivr.py"}
+#: Run by tests/test_multiworker.py (3 workers behind HAProxy, with Redis).
+RUN_BELOW |= {"multiworker_app.py"}
 
 
 def test_every_example_has_a_run_test():
