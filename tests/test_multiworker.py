@@ -304,10 +304,13 @@ async def test_three_workers_lose_no_callback_through_a_kill_and_a_redis_restart
         "stats": stats,
     }
     print(json.dumps(summary, indent=1, default=str))
-    assert not lost, (
-        f"{len(lost)} lost callbacks: {[(c.call_id, c.event_type, c.body) for c in lost]}"
-        f"\n{summary}"
-    )
+    owner = {c: i for i, ids in enumerate(dialled) for c in ids}
+    described = [
+        (c.call_id, c.event_type, c.body["params"].get("call_id"), c.body["params"].get("state")
+         or c.body["params"].get("call_state"), f"dialled by worker {owner.get(c.call_id or '')}")
+        for c in lost
+    ]  # fmt: skip
+    assert not lost, f"{len(lost)} lost callbacks (worker 1 was killed): {described}\n{summary}"
     # Callbacks reached the balancer for all 12 calls, and most crossed workers.
     assert {c.call_id for c in delivered} == set(call_ids)
     # The killed worker's calls went on without it: their later callbacks were orphans.
