@@ -94,6 +94,12 @@ def _positive_int(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> Non
         raise UsageError(f"{where} is too large: {_shown(value)}")
 
 
+def _boolean(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, bool):
+        where = f"{type(inst).__name__}.{attribute.name}"
+        raise UsageError(f"{where} must be True or False, not {_shown(value)}")
+
+
 def _positive_rate(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is None:
         return
@@ -192,6 +198,15 @@ class Limits:
             and a command lost with it would be ambiguous. Keep it well below
             the server's keep-alive timeout; 0 opens a fresh connection for
             each such command. They use a pool of their own.
+        shared: Make *calls_per_second*, *commands_per_second* and
+            *max_concurrency* project-wide: every AsyncRelay whose
+            coordinator shares the same Redis (and project) counts against
+            one budget, kept in Redis by an atomic Lua script (see
+            docs/deployment.md, "Shared limits"). Takes effect only with a
+            coordinator (``AsyncRelay(..., coordinator=...)``); while Redis
+            cannot answer, each process falls back to these limits locally.
+            *max_concurrency* is shared only when set; *max_connections*
+            (the pool) is always per process.
     """
 
     max_connections: int = attrs.field(default=100, validator=_positive_int)
@@ -201,6 +216,7 @@ class Limits:
     burst: int = attrs.field(default=1, validator=_positive_int)
     keepalive: float = attrs.field(default=15.0, converter=_positive_seconds)
     unsafe_keepalive: float = attrs.field(default=0.5, converter=_seconds_or_zero)
+    shared: bool = attrs.field(default=False, validator=_boolean)
 
     @property
     def concurrency(self) -> int:

@@ -18,7 +18,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 
@@ -38,6 +38,9 @@ from relaycall.errors import (
     TransportError,
     make_status_error,
 )
+
+if TYPE_CHECKING:
+    from relaycall._shared_limits import SharedGate, SharedLimits, SharedRateLimiter
 
 # A module constant for the per-command check: reading an Enum member off its
 # class costs about 70 ns on CPython 3.11, a global about 10.
@@ -85,6 +88,7 @@ class Transport:
         "headers",
         "owns_session",
         "session",
+        "shared",
         "unsafe_session",
         "url",
     )
@@ -102,15 +106,17 @@ class Transport:
         self.headers = headers
         self._client_timeout = client_timeout(timeout)
         self._limits = limits
-        self._gate = Gate(limits.concurrency)
-        self._rate = (
+        self._gate: Gate | SharedGate = Gate(limits.concurrency)
+        self._rate: RateLimiter | SharedRateLimiter | None = (
             RateLimiter(limits.commands_per_second, limits.burst)
             if limits.commands_per_second
             else None
         )
-        self._dial_rate = (
+        self._dial_rate: RateLimiter | SharedRateLimiter | None = (
             RateLimiter(limits.calls_per_second, limits.burst) if limits.calls_per_second else None
         )
+        #: The project-wide limiters' state (see share_limits), or None.
+        self.shared: SharedLimits | None = None
         self.session = session
         self.owns_session = session is None
         # Commands that must not be sent twice get a pool of their own, made
@@ -119,6 +125,24 @@ class Transport:
         #: Set when the AsyncRelay closes: every attempt from then on, and every
         #: one the closing aborts, raises ClientClosedError.
         self.closed = False
+
+    def share_limits(self, coordinator: Any, project_id: str) -> None:
+        """
+        With ``Limits(shared=True)``: pace through *coordinator*'s Redis, project-wide.
+
+        Swaps the limiters for ones with the same methods (relaycall/_shared_limits.py),
+        so :meth:`send` is the same code with or without them. A no-op otherwise.
+        """
+        if not self._limits.shared or self.shared is not None:
+            return
+        from relaycall import _shared_limits  # noqa: PLC0415 - only for sessions that share
+
+        self.shared, gate, rate, dial_rate = _shared_limits.share(
+            coordinator, project_id, self._limits
+        )
+        self._gate = gate or self._gate
+        self._rate = rate or self._rate
+        self._dial_rate = dial_rate or self._dial_rate
 
     def open(self) -> None:
         """Make the session for commands that may be re-sent, unless the caller gave one."""
@@ -143,6 +167,8 @@ class Transport:
     async def close(self) -> None:
         """Refuse every send from now on, and close the sessions made here."""
         self.closed = True
+        if self.shared is not None:
+            await self.shared.close()
         if self.owns_session:
             for session in (self.session, self.unsafe_session):
                 if session is not None:
