@@ -26,7 +26,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 import relaycall
+from benchmarks import shared_limits
 from relaycall import Limits
+from tests._services import need_binary
 from tests.conftest import PROJECT, TOKEN
 
 pytest.importorskip("redis", reason="shared limits need redis-py: pip install 'relaycall[redis]'")
@@ -351,3 +353,23 @@ def test_shared_must_be_a_bool():
     """Limits(shared=...) takes True or False only, and says so."""
     with pytest.raises(relaycall.UsageError, match=r"Limits\.shared must be True or False"):
         Limits(shared="yes")  # type: ignore[arg-type]
+
+
+# --- benchmark ---------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_benchmark_runs(capsys):
+    """
+    ``python -m benchmarks.shared_limits`` at a tiny size: both sides run, the shared one stays
+    within its bound and the per-worker one goes past it (so the benchmark does not rot).
+    """
+    need_binary("redis-server")
+    res = shared_limits.main(
+        ["--commands-per-second", "100", "--calls-per-second", "5", "--seconds", "1",
+         "--rounds", "1", "--workers", "2"]
+    )  # fmt: skip
+    (shared,), (alone,) = res["runs"]["shared"], res["runs"]["per worker"]
+    assert 0 < shared["commands_per_s"] <= 100 + 1
+    assert alone["commands_per_s"] > 100 + 1
+    assert "vs limit" in capsys.readouterr().out
