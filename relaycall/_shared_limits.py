@@ -41,6 +41,7 @@ import logging
 import os
 import random
 import uuid
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from relaycall._limits import Gate, RateLimiter
@@ -143,11 +144,17 @@ class SharedLimits:
             script = self._scripts[source] = client.register_script(source)
         return script
 
-    async def run(self, source: str, key: str, args: list[Any]) -> int | None:
-        """The script's answer, or None when Redis cannot answer now (use the local limiter)."""
+    async def run(
+        self, source: str, key: str, args: list[Any], *, count: bool = True
+    ) -> int | None:
+        """
+        The script's answer, or None when Redis cannot answer now (use the local limiter).
+
+        *count*: an acquire, counted in :attr:`stats` (a lease renewal is not).
+        """
         loop = asyncio.get_running_loop()
         if self._down and loop.time() < self._down_until:
-            self.stats.local_fallbacks += 1
+            self.stats.local_fallbacks += count
             return None
         try:
             client = self._coordinator.redis
@@ -159,13 +166,13 @@ class SharedLimits:
             )
         except Exception as exc:  # noqa: BLE001 - any failure of Redis means: decide locally
             self._failed(exc, loop.time())
-            self.stats.local_fallbacks += 1
+            self.stats.local_fallbacks += count
             return None
         if self._down:
             self._down = False
             self._backoff = RETRY_FIRST
             logger.warning("relaycall shared limits: Redis answers again; limits are project-wide")
-        self.stats.shared += 1
+        self.stats.shared += count
         return int(result)
 
     def _failed(self, exc: BaseException, now: float) -> None:
@@ -190,7 +197,13 @@ class SharedLimits:
         ttl = round(LEASE_TTL * 1_000_000)
         delay = 0.002
         while True:
-            got = await self.run(_LEASE, key, [cap, lease_id, ttl])
+            try:
+                got = await self.run(_LEASE, key, [cap, lease_id, ttl])
+            except asyncio.CancelledError:
+                # Redis may have granted it before the cancel: give it back now
+                # rather than let it hold a slot until it lapses.
+                self._spawn(self._zrem(key, lease_id))
+                raise
             if got is None:
                 return None
             if got:
@@ -203,8 +216,10 @@ class SharedLimits:
 
     def drop(self, key: str) -> None:
         """Release one lease held on *key*: removed here at once, in Redis soon after."""
-        lease_id = self.held[key].pop()
-        task = asyncio.get_running_loop().create_task(self._zrem(key, lease_id))
+        self._spawn(self._zrem(key, self.held[key].pop()))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -221,7 +236,7 @@ class SharedLimits:
             await asyncio.sleep(LEASE_TTL / 3)
             for key, leases in list(self.held.items()):
                 if leases:
-                    await self.run(_RENEW, key, [ttl, *leases])
+                    await self.run(_RENEW, key, [ttl, *leases], count=False)
 
     async def close(self) -> None:
         """Stop renewing, and give back what is still held (bounded)."""

@@ -240,6 +240,35 @@ async def test_max_concurrency_is_project_wide(redis_server):
     assert server.max_in_flight == 2
 
 
+async def test_leases_are_given_back_also_by_cancelled_waiters(redis_server):
+    """
+    With max_concurrency=1 shared, a command cancelled while it waits for the slot leaves no
+    lease behind: the next command goes as soon as the holder is done (not after the lease
+    TTL), no lease is left in Redis afterwards, and every limit key has a TTL.
+    """
+    server = CountingServer(delay=0.2)
+    url = await server.start()
+    try:
+        limits = Limits(max_concurrency=1, commands_per_second=50, shared=True)
+        async with shared_relay(url, redis_server.url, limits) as relay:
+            holder = asyncio.create_task(relay.execute("calling.play", idempotent=True))
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(relay.execute("calling.play", idempotent=True), 0.05)
+            await asyncio.wait_for(holder, 5)
+            started = time.monotonic()
+            await asyncio.wait_for(relay.execute("calling.play", idempotent=True), 5)
+            assert time.monotonic() - started < 1.0
+    finally:
+        await server.close()
+    assert len(server.arrivals) == 2
+    keys = redis_server.command("--scan", "--pattern", "*limit:*").split()
+    assert keys, "no limit key was written"
+    for key in keys:
+        assert int(redis_server.command("pttl", key)) > 0, key
+    leases = redis_server.command("zcard", f"relaycall:limit:{PROJECT}:concurrency")
+    assert leases.strip() == "0"
+
+
 _HANGING_WORKER = """
 import asyncio, sys
 import relaycall
