@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -50,6 +51,7 @@ CALLER_ID = os.environ.get("CALLER_ID", "+15551230000")
 SWML_URL = os.environ.get("SWML_URL", "https://example.com/swml")
 OWNERSHIP_TTL = float(os.environ.get("OWNERSHIP_TTL", "30"))
 EVENT_LOG = os.environ.get("EVENT_LOG") == "1"
+HOLD = float(os.environ.get("HOLD", "0"))  # seconds a call stays up after the greeting
 
 log = logging.getLogger("multiworker_app")
 
@@ -87,7 +89,7 @@ def _digest(event: relaycall.Event) -> str:
 def _line(kind: str, event: relaycall.Event, **more: Any) -> None:
     if EVENT_LOG:
         fields = {"call_id": event.call_id, "type": event.event_type, "state": event.state,
-                  "digest": _digest(event), **more}  # fmt: skip
+                  "digest": _digest(event), "at": time.time(), **more}  # fmt: skip
         print(kind, json.dumps(fields), flush=True)
 
 
@@ -130,6 +132,8 @@ async def run_call(call: relaycall.Call) -> None:
         if await call.wait_for("answered", timeout=60) == "answered":
             greeting = await call.play(relaycall.tts("Hello from one of several workers."))
             await greeting.wait(timeout=60)
+            if HOLD:  # stay on the line until the far end hangs up, at most HOLD seconds
+                await call.wait_for("ended", timeout=HOLD)
     except relaycall.RelayError as exc:
         log.warning("call %s: %s: %s", call.id, type(exc).__name__, exc)
     finally:
