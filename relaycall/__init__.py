@@ -15,6 +15,7 @@ import typing as _typing
 from relaycall import commands
 from relaycall._commands.media import audio, ringtone, silence, tts
 from relaycall._config import USE_DEFAULT, Limits, RetryPolicy, Timeout
+from relaycall._coordinator import RedisCoordinator
 from relaycall._events import (
     CallStateEvent,
     CollectEvent,
@@ -164,6 +165,7 @@ __all__ = [
     "RecordEvent",
     "Recording",
     "RecordingResult",
+    "RedisCoordinator",
     "ReferEvent",
     "RelayError",
     "ResponseValidationError",

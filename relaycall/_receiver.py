@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 import attrs
 from aiohttp import HttpVersion11, web
 
+from relaycall._coordinator import CoordinatorUnavailable
 from relaycall._events import Event, parse_event
 from relaycall._handles._base import _run_callback
 from relaycall._incoming import (
@@ -107,6 +108,22 @@ class ReceiverStats:
     #: AsyncRelay bound, a handler that raised, ran over its time budget or
     #: returned an invalid document (each logged at error level with the call id).
     fallbacks: int = 0
+    #: Authentic callbacks for a call another worker owns, appended to its inbox
+    #: in Redis (a :class:`relaycall.RedisCoordinator` is configured) and answered 200.
+    forwarded: int = 0
+    #: Callbacks another worker forwarded to this one (then counted as routed,
+    #: duplicate, held... as if they had arrived here).
+    received_forwarded: int = 0
+    #: Authentic callbacks for a call no live worker owns (its owner died, or
+    #: stopped, or it never was owned): handed to ``on_orphan_event`` (logged at
+    #: warning level when no hook is registered).
+    orphaned: int = 0
+    #: Callbacks that could not be forwarded because Redis was unreachable:
+    #: answered 503, so the platform sends them again.
+    forward_failed: int = 0
+    #: Redis operations of the coordinator that failed (forwards, renewals,
+    #: reads of the inbox); the first of an outage is logged.
+    coordinator_errors: int = 0
 
 
 class EventReceiver:
@@ -206,6 +223,7 @@ class EventReceiver:
         self.stats = ReceiverStats()
         self._router: Router | None = None
         self._listeners: list[Callable[[Event], Any]] = []
+        self._orphan_hooks: list[Callable[[Event], Any]] = []
         _check_bounds(max_clock_skew, header_timeout, body_timeout, max_connections)
         self.max_clock_skew = max_clock_skew
         self.header_timeout = header_timeout
@@ -284,6 +302,21 @@ class EventReceiver:
         run as a task. Exceptions are logged.
         """
         self._listeners.append(callback)
+
+    def on_orphan_event(self, callback: Callable[[Event], Any]) -> Callable[[Event], Any]:
+        """
+        Call *callback* with every authentic event no live worker holds the call of.
+
+        Only with a :class:`relaycall.RedisCoordinator`: the call's owner died
+        (its ownership expired, or its inbox was claimed after its heartbeat
+        expired), stopped, or never existed. The app may carry on with the
+        call here: ``relay.call(event.call_id)`` makes this worker its owner.
+        Runs after the request was answered; a coroutine function as a task.
+        Without a hook, orphans are counted (``stats.orphaned``) and logged.
+        Returns *callback* (usable as a decorator).
+        """
+        self._orphan_hooks.append(callback)
+        return callback
 
     # --- tokens --------------------------------------------------------------------------
 
@@ -423,6 +456,36 @@ class EventReceiver:
         the error is logged at error level, counted in ``stats.failed`` and
         answered 400 rather than 500.
         """
+        answer = self._checked(body, url, query, headers)
+        if isinstance(answer, _Forward):
+            # A caller that cannot wait for Redis: forwarded in the background
+            # (ingest_async and the framework adapters wait, and answer 503 when
+            # Redis cannot take it).
+            task = asyncio.get_running_loop().create_task(self._forward(answer))
+            _BACKGROUND.add(task)
+            task.add_done_callback(_BACKGROUND.discard)
+            return 200, "ok"
+        return answer
+
+    async def ingest_async(
+        self, body: bytes, *, url: str, query: str, headers: Mapping[str, str]
+    ) -> tuple[int, str]:
+        """
+        :meth:`ingest`, waiting for a forward to another worker to be safe in Redis.
+
+        With a :class:`relaycall.RedisCoordinator`, a callback for a call
+        another worker owns is answered 200 once it is in that worker's inbox,
+        503 when Redis cannot be reached (the platform sends it again). The
+        framework adapters use this; without a coordinator it is :meth:`ingest`.
+        """
+        answer = self._checked(body, url, query, headers)
+        if isinstance(answer, _Forward):
+            return await self._forward(answer)
+        return answer
+
+    def _checked(
+        self, body: bytes, url: str, query: str, headers: Mapping[str, str]
+    ) -> tuple[int, str] | _Forward:
         try:
             return self._ingest(body, url, query, headers)
         except Exception:
@@ -434,7 +497,7 @@ class EventReceiver:
 
     def _ingest(
         self, body: bytes, url: str, query: str, headers: Mapping[str, str]
-    ) -> tuple[int, str]:
+    ) -> tuple[int, str] | _Forward:
         # The order of the checks is documented in docs/security.md.
         self.stats.received += 1
         if len(body) > self.max_body_size:
@@ -459,14 +522,27 @@ class EventReceiver:
         route = router.find(event) if router is not None else NOWHERE
         token = _token_of(query)
         verdict = _OK
+        checked = False
         if token is not None or self.require_token:
             verdict = self._authorize(token, event, route)
             if verdict is _FORBIDDEN:
                 if self.require_token:
                     return self._reject_auth("missing or wrong token")
                 verdict = _OK  # tokens are not required: one that is not ours is ignored
+            else:
+                checked = True
         if (too_old := self._too_old(event)) is not None:
             return self._reject_timestamp(too_old)
+        if (
+            route is NOWHERE
+            and verdict is _OK
+            and router is not None
+            and router.coordinator is not None
+            and event.call_id
+            and (checked or self._signing_key is not None)
+        ):
+            # Authentic, for a call this worker does not hold: its owner's, if any.
+            return _Forward(body, token or "", event)
         if verdict is _STALE:
             self.stats.stale += 1
             return 200, "ok"
@@ -485,6 +561,95 @@ class EventReceiver:
         for listener in self._listeners:
             _run_callback(listener, event)
         return 200, "ok"
+
+    # --- several workers (relaycall.RedisCoordinator) -------------------------------------------
+
+    async def _forward(self, forward: _Forward) -> tuple[int, str]:
+        """Hand an authentic callback for a call not held here to its owner, or the orphan hook."""
+        router = self._router
+        assert router is not None
+        coordinator = router.coordinator
+        assert coordinator is not None
+        try:
+            where, _owner = await coordinator.forward(forward.body, forward.token, forward.event)
+            if where == "sent":
+                self.stats.forwarded += 1
+            elif where == "self":
+                # Owned here, but the Call is no longer held (nobody refers to it).
+                self.stats.unknown_call += 1
+                self._tell_listeners(forward.event)
+            else:
+                self._orphan(forward.event)
+        except CoordinatorUnavailable:
+            self.stats.forward_failed += 1
+            return 503, "coordinator unavailable"
+        except Exception:
+            self.stats.failed += 1
+            logger.exception(
+                "forwarding a callback (call_id %s) failed; answered 400", forward.event.call_id
+            )
+            return 400, "malformed callback"
+        return 200, "ok"
+
+    def _forwarded(self, body: bytes, token: str, *, orphan: bool) -> None:
+        """
+        A callback another worker forwarded here (*orphan*: claimed from a dead worker's inbox).
+
+        It was authenticated where it arrived; here its token is checked again
+        against this worker's route (only the owner knows the call's dial
+        nonce and its operations' starts), then it is delivered as if local.
+        """
+        stats = self.stats
+        try:
+            event = parse_event(_decode_json(body))
+        except (_JSONError, EventParseError) as exc:
+            stats.rejected_body += 1
+            logger.warning("refused a forwarded callback: %s", exc)
+            return
+        if orphan:
+            self._orphan(event)
+            return
+        stats.received_forwarded += 1
+        router = self._router
+        route = router.find(event) if router is not None else NOWHERE
+        given = token or None
+        verdict = _OK
+        if given is not None or self.require_token:
+            verdict = self._authorize(given, event, route)
+            if verdict is _FORBIDDEN:
+                if self.require_token:
+                    self._reject_auth("wrong token (forwarded by another worker)")
+                    return
+                verdict = _OK
+        if verdict is _STALE:
+            stats.stale += 1
+            return
+        if verdict is _HELD:
+            assert given is not None
+            assert router is not None
+            router.hold(given[2:].partition(".")[0], event)
+            stats.held += 1
+        else:
+            self._count(router.deliver(event, route) if router is not None else UNKNOWN_CALL)
+        self._tell_listeners(event)
+
+    def _orphan(self, event: Event) -> None:
+        """An authentic event no live worker holds the call of: the orphan hooks, and on_event."""
+        self.stats.orphaned += 1
+        if not self._orphan_hooks:
+            logger.warning(
+                "orphaned callback %s for call %s: no live worker owns it, and no "
+                "receiver.on_orphan_event hook is registered",
+                event.event_type,
+                event.call_id,
+            )
+        for hook in self._orphan_hooks:
+            _run_callback(hook, event)
+        self._tell_listeners(event)
+
+    def _tell_listeners(self, event: Event) -> None:
+        for listener in self._listeners:
+            _run_callback(listener, event)
 
     # --- the SWML fetch ----------------------------------------------------------------------
 
@@ -692,9 +857,8 @@ class EventReceiver:
             if kind != _JSON_TYPE:  # a refusal, in the same form as a callback's
                 return web.Response(status=status, text=answer.decode())
             return web.Response(status=status, body=answer, content_type=kind)
-        status, text = self.ingest(
-            body, url=url, query=request.query_string, headers=request.headers
-        )
+        checked = self._checked(body, url, request.query_string, request.headers)
+        status, text = await self._forward(checked) if isinstance(checked, _Forward) else checked
         return web.Response(status=status, text=text)
 
     def _too_large(self) -> web.Response:
@@ -881,7 +1045,8 @@ class EventReceiver:
             status, kind, answer = await self.fetch(body, url=url, query=query, headers=headers)
             await _asgi_reply(send, status, answer, content_type=kind)
             return
-        status, text = self.ingest(body, url=url, query=query, headers=headers)
+        checked = self._checked(body, url, query, headers)
+        status, text = await self._forward(checked) if isinstance(checked, _Forward) else checked
         await _asgi_reply(send, status, text)
 
 
@@ -910,6 +1075,19 @@ class _Serving:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._receiver.stop()
+
+
+@attrs.frozen
+class _Forward:
+    """What :meth:`EventReceiver._ingest` answers for a callback to hand to another worker."""
+
+    body: bytes
+    token: str
+    event: Event
+
+
+#: Forwards started by the synchronous ingest(), kept until done.
+_BACKGROUND: set[asyncio.Task[Any]] = set()
 
 
 class _Verdict(enum.Enum):

@@ -16,9 +16,13 @@ Everything that makes a handle reachable goes through here: a dial's reply or
 the call it placed (:meth:`Router.bind_dial`, :meth:`Router.dialed`). A call
 that reaches the application another way (an inbound call's SWML fetch) is
 made reachable with :meth:`Router.add` too. A callback for a call not held
-here (:data:`NOWHERE`, delivered as :data:`UNKNOWN_CALL`) is where handing it
-to another process would start; that process checks its token against its
-own route, as only it knows the call's dial nonce and its operations' starts.
+here (:data:`NOWHERE`, delivered as :data:`UNKNOWN_CALL`) is, with a
+:attr:`Router.coordinator` (relaycall/_coordinator.py), handed to the process
+holding it: every call added here is recorded as this worker's in Redis, and
+the receiver forwards an authentic callback it finds NOWHERE to the owner,
+which checks its token against its own route, as only it knows the call's
+dial nonce and its operations' starts. find() and deliver() never look at
+the coordinator: one process pays nothing for it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from relaycall._events import CallStateEvent, Event
 
 if TYPE_CHECKING:
+    from relaycall._coordinator import RedisCoordinator
     from relaycall._handles._base import Operation
     from relaycall._handles.call import Call
     from relaycall._incoming import Fetch, IncomingCall
@@ -96,7 +101,7 @@ class Router:
     bound to the session counts them in its stats.
     """
 
-    __slots__ = ("calls", "count", "dials", "nonces", "session")
+    __slots__ = ("calls", "coordinator", "count", "dials", "nonces", "session")
 
     def __init__(self) -> None:
         # Weak: a Call nobody holds any more (and its operations) is collected.
@@ -111,6 +116,9 @@ class Router:
         self.count: Callable[[Outcome], None] = _uncounted
         #: The AsyncRelay owning this Router: what an inbound call's handle sends with.
         self.session: AsyncRelay | None = None
+        #: The RedisCoordinator told of each call this process holds, when several
+        #: workers share the callbacks (None: one process, and no cost).
+        self.coordinator: RedisCoordinator | None = None
 
     # --- the handles -----------------------------------------------------------------------
 
@@ -127,6 +135,8 @@ class Router:
         """
         call._nonce = self.nonces.get(call.id)
         self.calls[call.id] = call
+        if self.coordinator is not None:
+            self.coordinator.own(call.id)
 
     def incoming(self, fetch: Fetch) -> IncomingCall:
         """

@@ -26,6 +26,7 @@ from relaycall import _transport
 from relaycall._commands._base import Command
 from relaycall._commands.call import Dial
 from relaycall._config import USE_DEFAULT, Limits, RetryPolicy, Timeout, _Default, _seconds
+from relaycall._coordinator import RedisCoordinator
 from relaycall._handles._base import Starting
 from relaycall._handles.call import Call
 from relaycall._idempotency import Idempotency
@@ -175,6 +176,7 @@ def _check_arguments(args: Mapping[str, Any]) -> None:
         ("retry", (RetryPolicy, _Default), "a RetryPolicy"),
         ("limits", Limits, "a Limits"),
         ("events", EventReceiver, "an EventReceiver"),
+        ("coordinator", RedisCoordinator, "a RedisCoordinator"),
     ):
         value = args[name]
         if value is not None and not isinstance(value, kinds):
@@ -297,6 +299,7 @@ class AsyncRelay:
         user_agent: str | None = None,
         events: EventReceiver | None = None,
         probe_quiet_calls_after: float | timedelta | None = 5.0,
+        coordinator: RedisCoordinator | None = None,
     ) -> None:
         _check_arguments(locals())
         project_id = project_id or os.environ.get("SIGNALWIRE_PROJECT_ID")
@@ -376,6 +379,17 @@ class AsyncRelay:
         self.receiver = events
         if events is not None:
             events._bind(self._router)
+        #: The :class:`RedisCoordinator` given as *coordinator*, if any.
+        self.coordinator = coordinator
+        if coordinator is not None:
+            if events is None:
+                raise UsageError(
+                    "coordinator= needs events=: an EventReceiver, whose callbacks it "
+                    "forwards between workers"
+                )
+            coordinator._attach(self._router, events)
+            self._router.coordinator = coordinator
+            self._transport.share_limits(coordinator, self.project_id)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -393,6 +407,8 @@ class AsyncRelay:
 
     async def __aenter__(self) -> AsyncRelay:
         self._ensure_open()
+        if self.coordinator is not None:
+            await self.coordinator.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -421,6 +437,8 @@ class AsyncRelay:
         # request the closing below aborts.
         self._transport.closed = True
         self._router.close()
+        if self.coordinator is not None:
+            await self.coordinator.stop()
         if self._quiet is not None:
             await self._quiet.close()
         await self._transport.close()
@@ -530,6 +548,10 @@ class AsyncRelay:
                 ).with_traceback(exc.__traceback__) from exc.cause
         cmd, nonce = tokened
         pending = self._router.open_dial(nonce)
+        coordinator = self.coordinator
+        if coordinator is not None:
+            # Before it is sent: a callback beating the reply to another worker finds us.
+            await coordinator.claim_dial(nonce)
         try:
             try:
                 leg = await self._send_dial(cmd, pending)
@@ -554,6 +576,8 @@ class AsyncRelay:
             return self._bind_held(nonce, pending, leg, cmd)
         finally:
             self._router.close_dial(nonce)
+            if coordinator is not None:
+                coordinator.dial_done(nonce)
 
     def _bind_held(
         self,
