@@ -174,6 +174,7 @@ class RedisCoordinator:
         self._down_since: float | None = None
         self._down_errors = 0
         self._last_id = b"0-0"
+        self._rewrite = False
 
     def __repr__(self) -> str:
         return f"<RedisCoordinator worker_id={self.worker_id!r} key_prefix={self.key_prefix!r}>"
@@ -307,14 +308,25 @@ class RedisCoordinator:
         if token.startswith("d."):
             dial = self._dial_key(token[2:].partition(".")[0])
         args = [self.key_prefix, self.stream_maxlen, body, token, self.worker_id]
-        try:
-            answer = await asyncio.wait_for(
-                self._forward_script(keys=[self._owner_key(call_id), dial], args=args),
-                FORWARD_TIMEOUT,
-            )
-        except self._errors as exc:
-            self._failed("forwarding a callback", exc)
-            raise CoordinatorUnavailable(repr(exc)) from exc
+        keys = [self._owner_key(call_id), dial]
+        # Tried again for up to FORWARD_TIMEOUT (a Redis restart, a failover):
+        # the platform's retries of a callback answered 503 are not documented.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FORWARD_TIMEOUT
+        pause = 0.05
+        while True:
+            try:
+                answer = await asyncio.wait_for(
+                    self._forward_script(keys=keys, args=args),
+                    max(deadline - loop.time(), 0.1),
+                )
+                break
+            except self._errors as exc:
+                self._failed("forwarding a callback", exc)
+                if loop.time() + pause >= deadline:
+                    raise CoordinatorUnavailable(repr(exc)) from exc
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.5)
         self._recovered()
         verdict = answer[0].decode()
         owner = answer[1].decode() if len(answer) > 1 else None
@@ -366,11 +378,16 @@ class RedisCoordinator:
         while self._running:
             await self._wake.wait()
             self._wake.clear()
+            # Redis is back, maybe empty (a restart): the heartbeat and every
+            # ownership are written again now, not at the next renewal.
+            rewrite, self._rewrite = self._rewrite, False
             own, drop = list(self._to_own), list(self._to_drop)
-            if not own and not drop:
+            if not own and not drop and not rewrite:
                 continue
             ttl = int(self.ownership_ttl * 1000)
             try:
+                if rewrite:
+                    await asyncio.wait_for(self._beat(), FORWARD_TIMEOUT)
                 pipe = self.redis.pipeline(transaction=False)
                 for call_id in own:
                     pipe.set(self._owner_key(call_id), self.worker_id, px=ttl)
@@ -383,6 +400,7 @@ class RedisCoordinator:
                 if self._stopped():
                     return  # stopped: a cancellation redis-py turned into an error
                 self._failed("recording ownership", exc)
+                self._rewrite = self._rewrite or rewrite
                 await asyncio.sleep(backoff * (1 + random.random()))
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 self._wake.set()  # try again
@@ -474,4 +492,5 @@ class RedisCoordinator:
                 self._down_errors,
             )
             self._down_since, self._down_errors = None, 0
+            self._rewrite = True
             self._wake.set()
