@@ -185,8 +185,12 @@ class SharedLimits:
                 type(exc).__name__,
                 exc,
             )
-        else:
+        elif now >= self._down_until:
+            # A probe after the pause failed: wait longer. (Failures of calls that were
+            # already in flight when Redis went away do not count.)
             self._backoff = min(self._backoff * 2, RETRY_MAX)
+        else:
+            return
         self._down_until = now + self._backoff
 
     # --- concurrency leases ------------------------------------------------------
