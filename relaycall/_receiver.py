@@ -454,14 +454,28 @@ class EventReceiver:
         its query string and headers. It never raises: bad input is answered
         400 or 403, and should handling a callback raise all the same (a bug),
         the error is logged at error level, counted in ``stats.failed`` and
-        answered 400 rather than 500.
+        answered 400 rather than 500. With a :class:`relaycall.RedisCoordinator`,
+        a callback for another worker's call is forwarded in the background and
+        answered 200 at once: :meth:`ingest_async` (which the adapters use)
+        answers once Redis has it, or 503.
         """
-        answer = self._checked(body, url, query, headers)
+        try:
+            answer = self._ingest(body, url, query, headers)
+        except Exception:
+            self.stats.failed += 1
+            logger.exception(
+                "handling a callback (call_id %s) failed; answered 400", _peek_call_id(body)
+            )
+            return 400, "malformed callback"
         if isinstance(answer, _Forward):
             # A caller that cannot wait for Redis: forwarded in the background
             # (ingest_async and the framework adapters wait, and answer 503 when
             # Redis cannot take it).
-            task = asyncio.get_running_loop().create_task(self._forward(answer))
+            try:
+                task = asyncio.get_running_loop().create_task(self._forward(answer))
+            except RuntimeError:  # no event loop runs: nothing could reach Redis
+                self.stats.forward_failed += 1
+                return 503, "coordinator unavailable"
             _BACKGROUND.add(task)
             task.add_done_callback(_BACKGROUND.discard)
             return 200, "ok"
@@ -475,7 +489,7 @@ class EventReceiver:
 
         With a :class:`relaycall.RedisCoordinator`, a callback for a call
         another worker owns is answered 200 once it is in that worker's inbox,
-        503 when Redis cannot be reached (the platform sends it again). The
+        503 when Redis cannot be reached (for the platform to send it again). The
         framework adapters use this; without a coordinator it is :meth:`ingest`.
         """
         answer = self._checked(body, url, query, headers)

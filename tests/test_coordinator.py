@@ -275,3 +275,22 @@ def test_arguments_are_checked() -> None:
         relaycall.AsyncRelay("p", "t", base_url="http://127.0.0.1:1", coordinator=coordinator)
     with pytest.raises(relaycall.UsageError, match="coordinator"):
         relaycall.AsyncRelay("p", "t", base_url="http://127.0.0.1:1", coordinator="redis://")  # type: ignore[arg-type]
+
+
+async def test_ingest_and_ingest_async_forward_too(
+    redis_server: RedisServer, emu: Emulator
+) -> None:
+    """Called directly: ingest_async answers once Redis has it; ingest() forwards in background."""
+    async with two_workers(redis_server.url, emu) as (a, b):
+        call = await a.relay.dial(**DIAL)
+        assert await call.wait_for("answered", timeout=5) == "answered"
+        real = delivered_to(emu, call.id, "calling.call.state")
+        body = json.dumps(real.body).encode()
+        query = real.url.partition("?")[2]
+        before = b.receiver.stats.forwarded
+        answer = await b.receiver.ingest_async(body, url=real.url, query=query, headers={})
+        assert answer == (200, "ok")
+        assert b.receiver.stats.forwarded == before + 1
+        assert b.receiver.ingest(body, url=real.url, query=query, headers={}) == (200, "ok")
+        await until(lambda: b.receiver.stats.forwarded == before + 2)
+        await until(lambda: a.receiver.stats.received_forwarded == before + 2)
