@@ -68,6 +68,16 @@ redis.call('SREM', ARGV[1] .. 'workers', ARGV[2])
 return entries
 """
 
+# A worker stopping: its inbox and registration go, unless callbacks are left in it.
+# ARGV: key_prefix, its id
+_LEAVE = """
+local inbox = ARGV[1] .. 'inbox:' .. ARGV[2]
+if redis.call('XLEN', inbox) > 0 then return 0 end
+redis.call('DEL', inbox)
+redis.call('SREM', ARGV[1] .. 'workers', ARGV[2])
+return 1
+"""
+
 
 class CoordinatorUnavailable(Exception):
     """Redis could not be reached (or answered an error) for a forward."""
@@ -159,12 +169,13 @@ class RedisCoordinator:
         )
         self._forward_script = self.redis.register_script(_FORWARD)
         self._claim_script = self.redis.register_script(_CLAIM)
+        self._leave_script = self.redis.register_script(_LEAVE)
         self._router: Router | None = None
         self._receiver: EventReceiver | None = None
         #: Call ids this worker owns (renewed), and dial nonces claimed for dials in flight.
         self._calls: dict[str, None] = {}
         self._dials: dict[str, None] = {}
-        #: Ownership to write as soon as possible (call ids), and to delete.
+        #: Ownership to write as soon as possible (call ids), and keys to delete.
         self._to_own: dict[str, None] = {}
         self._to_drop: dict[str, None] = {}
         self._wake = asyncio.Event()
@@ -241,16 +252,24 @@ class RedisCoordinator:
         # turn a cancellation inside a command into a connection error.
         await asyncio.wait(tasks, timeout=FORWARD_TIMEOUT)
         keys = [self._owner_key(c) for c in self._calls] + [self._dial_key(n) for n in self._dials]
+        keys += self._to_drop
         try:
             pipe = self.redis.pipeline(transaction=False)
             for start in range(0, len(keys), 1000):
                 pipe.delete(*keys[start : start + 1000])
             pipe.delete(self._heartbeat)
             await asyncio.wait_for(pipe.execute(), FORWARD_TIMEOUT)
+            # An empty inbox goes with its worker; one with callbacks left in it
+            # is claimed by a survivor, which hands them to its orphan hook.
+            await asyncio.wait_for(
+                self._leave_script(args=[self.key_prefix, self.worker_id]), FORWARD_TIMEOUT
+            )
         except self._errors as exc:
             logger.info("could not release this worker's keys in Redis (%r): they expire", exc)
         self._calls.clear()
         self._dials.clear()
+        self._to_own.clear()
+        self._to_drop.clear()
         if self._own_client:
             with contextlib.suppress(*self._errors):
                 await self.redis.aclose()
@@ -263,7 +282,7 @@ class RedisCoordinator:
     def own(self, call_id: str) -> None:
         """This worker holds *call_id*: record it in Redis at once, and renew it while it lives."""
         self._calls[call_id] = None
-        self._to_drop.pop(call_id, None)
+        self._to_drop.pop(self._owner_key(call_id), None)
         self._to_own[call_id] = None
         self._wake.set()
 
@@ -289,8 +308,14 @@ class RedisCoordinator:
             self._recovered()
 
     def dial_done(self, nonce: str) -> None:
-        """The dial with *nonce* is answered (its call is owned by id now) or failed."""
+        """
+        The dial with *nonce* is answered (its call is owned by id now) or failed.
+
+        Its key goes in the same pipeline as, and after, the call's own.
+        """
         self._dials.pop(nonce, None)
+        self._to_drop[self._dial_key(nonce)] = None
+        self._wake.set()
 
     # --- forwarding (the receiver's) ------------------------------------------------------
 
@@ -342,7 +367,7 @@ class RedisCoordinator:
             call = router.get(call_id) if router is not None else None
             if call is None or call.state == "ended":
                 del self._calls[call_id]
-                self._to_drop[call_id] = None
+                self._to_drop[self._owner_key(call_id)] = None
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(self._heartbeat, str(time.time()), px=ttl)
         pipe.sadd(self._registry, self.worker_id)
@@ -392,7 +417,7 @@ class RedisCoordinator:
                 for call_id in own:
                     pipe.set(self._owner_key(call_id), self.worker_id, px=ttl)
                 for start in range(0, len(drop), 1000):
-                    pipe.delete(*(self._owner_key(c) for c in drop[start : start + 1000]))
+                    pipe.delete(*drop[start : start + 1000])
                 await asyncio.wait_for(pipe.execute(), FORWARD_TIMEOUT)
             except asyncio.CancelledError:
                 raise
@@ -409,8 +434,8 @@ class RedisCoordinator:
             self._recovered()
             for call_id in own:
                 self._to_own.pop(call_id, None)
-            for call_id in drop:
-                self._to_drop.pop(call_id, None)
+            for key in drop:
+                self._to_drop.pop(key, None)
 
     async def _read_loop(self) -> None:
         """Read this worker's inbox from the last id read: a reconnect misses nothing."""

@@ -294,3 +294,42 @@ async def test_ingest_and_ingest_async_forward_too(
         assert b.receiver.ingest(body, url=real.url, query=query, headers={}) == (200, "ok")
         await until(lambda: b.receiver.stats.forwarded == before + 2)
         await until(lambda: a.receiver.stats.received_forwarded == before + 2)
+
+
+async def test_redis_holds_ownership_while_a_call_lives_and_nothing_after(
+    redis_server: RedisServer, emu: Emulator
+) -> None:
+    """
+    owner:<call> names the worker (with a TTL) while the call lives, goes within ttl/3 of
+    its end; the dial's key goes with its reply; no key is left once the workers stopped.
+    A new coordinator is a new worker (a uuid4 of its own).
+    """
+    client = aioredis.from_url(redis_server.url)
+    try:
+        async with two_workers(redis_server.url, emu) as (a, b):
+            assert a.coordinator.worker_id != b.coordinator.worker_id
+            call = await a.relay.dial(**DIAL)
+            assert await call.wait_for("answered", timeout=5) == "answered"
+            key = f"relaycall:owner:{call.id}"
+            await until(lambda: _exists(client, key))
+            assert await client.get(key) == a.coordinator.worker_id.encode()
+            assert 0 < await client.pttl(key) <= TTL * 1000
+            await until(lambda: _no_dial_keys(client))
+            await call.end()
+            assert (await call.wait(timeout=5)).state == "ended"
+            await until(lambda: _missing(client, key), timeout=TTL * 2)
+        assert await client.keys("relaycall:*") == []
+    finally:
+        await client.aclose()
+
+
+async def _exists(client: Any, key: str) -> bool:
+    return bool(await client.exists(key))
+
+
+async def _missing(client: Any, key: str) -> bool:
+    return not await client.exists(key)
+
+
+async def _no_dial_keys(client: Any) -> bool:
+    return not await client.keys("relaycall:owner:dial:*")
