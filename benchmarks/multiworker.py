@@ -132,6 +132,8 @@ class Poster:
             if c.event_type == "calling.call.state" and c.body["params"]["call_state"] == "answered"
         }
         for call_id in call_ids:
+            if emu.call(call_id).ended_at is not None:
+                continue  # its flow is over: its callbacks go to the orphan hook
             url = emu.call(call_id).status_url
             assert url is not None
             self.templates.append((url, answered[call_id]))
@@ -198,7 +200,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         scenario = Scenario(ring_seconds=0.1)
         async with (
             Emulator(time_scale=50, signing_key=SIGNING_KEY, default_scenario=scenario) as emu,
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session,
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=1.0)
+            ) as session,
         ):
             env = program_env(
                 emu,
@@ -241,6 +245,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
 
             poster = Poster(emu, call_ids)
+            results["calls_posted_to"] = len(poster.templates)
             tracker = Applied(owner.program)
 
             async def applied(digests: list[str]) -> float:
@@ -249,7 +254,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 async def done() -> bool:
                     return want <= tracker.update().keys()
 
-                await until(done, args.wait, "every callback applied")
+                try:
+                    await until(done, args.wait, "every callback applied")
+                except RuntimeError:
+                    missing = want - tracker.seen.keys()
+                    stats = [await w.stats(session) for w in workers]
+                    print(f"{len(missing)} of {len(want)} not applied; {stats}", file=sys.stderr)
+                    raise
                 seen = tracker.seen
                 return max(seen[d] for d in want)
 
@@ -290,7 +301,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             # --- every call ends: what is left in Redis -----------------------------------
             for c in call_ids:
-                emu.hangup(c)
+                if emu.call(c).ended_at is None:
+                    emu.hangup(c)
 
             async def flows_done() -> bool:
                 return (await owner.stats(session))["running"] == 0
@@ -317,7 +329,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def report(r: dict[str, Any]) -> str:
     t, lat, mem = r["throughput"], r["latency_ms"], r["memory"]
     lines = [
-        f"calls {r['calls']}, callbacks per round {r['events']}",
+        f"calls {r['calls']} ({r['calls_posted_to']} live), callbacks per round {r['events']}",
         f"callbacks/s, HAProxy + 3 workers (2/3 forwarded): {t['balancer_3_workers']:,.0f}",
         f"callbacks/s, owner worker directly (all local):   {t['owner_direct']:,.0f}",
         f"latency forwarded: p50 {lat['forwarded']['p50']:.2f} ms, "

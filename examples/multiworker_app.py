@@ -144,7 +144,8 @@ async def run_call(call: relaycall.Call) -> None:
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     async with relay:
-        print("WORKER", json.dumps({"pid": os.getpid()}), flush=True)
+        print("WORKER", json.dumps({"pid": os.getpid(), "worker_id": coordinator.worker_id}),
+              flush=True)  # fmt: skip
         try:
             yield
         finally:

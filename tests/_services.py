@@ -131,9 +131,16 @@ class RedisServer:
     ``redis-server`` on 127.0.0.1:*port* without persistence (``--save ''
     --appendonly no``), its files in *directory*. :meth:`restart` keeps the port, and
     loses every key, as a Redis restart without persistence does.
+
+    With *appendonly*, every write is in the append-only file before Redis answers
+    (``appendfsync always``): a restart keeps every key and stream entry, as a
+    deployment that must not lose a forwarded callback across a Redis restart runs it.
     """
 
-    def __init__(self, binary: str, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self, binary: str, directory: Path, port: int | None = None, *, appendonly: bool = False
+    ) -> None:
+        self.appendonly = appendonly
         self.binary = binary
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -156,7 +163,8 @@ class RedisServer:
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            *(["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly
+              else ["--appendonly", "no"]),
             "--dir", str(self.directory),
             "--daemonize", "no",
             "--logfile", str(self.log),
@@ -210,7 +218,10 @@ global
 defaults
     mode http
     timeout connect 500ms
-    timeout client 30s
+    # Idle client connections are kept longer than clients keep them (aiohttp: 15 s), so a
+    # client never sends a request on a connection HAProxy is closing.
+    timeout client 60s
+    timeout http-keep-alive 60s
     timeout server 30s
     timeout http-request 10s
     # A request is kept whole, so it can be re-sent: to another worker when the one

@@ -592,6 +592,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
+def redis_server_aof(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """:func:`redis_server` with every write in its append-only file before Redis answers:
+    ``restart()`` keeps the keys and stream entries."""
+    directory = tmp_path_factory.mktemp("redis-aof")
+    server = RedisServer(need_binary("redis-server"), directory, appendonly=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
 def haproxy_balancer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., HAProxy]]:
     """
     ``haproxy_balancer(backends)``: HAProxy round-robin over the loopback *backends*
