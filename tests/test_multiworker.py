@@ -234,8 +234,9 @@ def _refused(port: int) -> bool:
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("persistence", ["aof", "none"])
 async def test_three_workers_lose_no_callback_through_a_kill_and_a_redis_restart(
-    redis_server_aof, haproxy_balancer
+    persistence, request, haproxy_balancer
 ):
     """
     The example app as 3 uvicorn workers behind HAProxy, one Redis, the emulator posting
@@ -248,10 +249,11 @@ async def test_three_workers_lose_no_callback_through_a_kill_and_a_redis_restart
     of a surviving worker (the killed worker's calls, once their ownership expired);
     the survivors keep working, and their receivers count what was forwarded.
     """
-    # Redis with its append-only file: a callback forwarded to the killed worker's inbox
-    # just before the restart is still there after it, to be claimed as an orphan. (Without
-    # persistence, what Redis holds at a restart is gone: docs/deployment.md.)
-    redis_server = redis_server_aof
+    # Redis with its append-only file (a callback forwarded to the killed worker's inbox just
+    # before the restart is still there after it, to be claimed as an orphan), and without
+    # persistence (what Redis held is gone: the workers send their recent forwards again).
+    fixture = "redis_server_aof" if persistence == "aof" else "redis_server"
+    redis_server = request.getfixturevalue(fixture)
     ports = [free_port() for _ in range(3)]
     balancer = haproxy_balancer(ports)
     scenario = Scenario(ring_seconds=1, hangup_after=12)
@@ -287,7 +289,7 @@ async def test_three_workers_lose_no_callback_through_a_kill_and_a_redis_restart
             os.kill(victim.program._proc.pid, signal.SIGKILL)
             await victim.program.wait(10)
             assert _refused(victim.port)
-            # Redis goes away for half a second and comes back (from its append-only file).
+            # Redis goes away for half a second and comes back (empty, or from its AOF).
             await redis_server.arestart(down_for=0.5)
             # The killed worker is started again on its port (HAProxy's checks take it back),
             # under a new identity, and places calls of its own.
