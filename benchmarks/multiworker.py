@@ -305,7 +305,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     emu.hangup(c)
 
             async def flows_done() -> bool:
-                return (await owner.stats(session))["running"] == 0
+                running: int = (await owner.stats(session))["running"]
+                return running == 0
 
             await until(flows_done, 60, "every flow over")
             await emu.idle()

@@ -53,7 +53,7 @@ def services_required() -> bool:
     return os.environ.get(REQUIRE_SERVICES, "") == "1"
 
 
-def need_binary(name: str) -> str:
+def need_binary(name: str) -> str:  # noqa: RET503 - pytest.skip and pytest.fail raise
     """
     The path of *name*; when it is missing, skip the test with a reason saying how to
     install it, or fail it when :data:`REQUIRE_SERVICES` is set to 1.
@@ -67,7 +67,6 @@ def need_binary(name: str) -> str:
     if services_required():
         pytest.fail(f"{reason} ({REQUIRE_SERVICES}=1: the services must be installed)")
     pytest.skip(reason)
-    return None  # not reached: skip raises
 
 
 class ServiceError(RuntimeError):
