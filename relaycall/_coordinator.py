@@ -16,6 +16,7 @@ redis-py is imported when a coordinator is made, never by ``import relaycall``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -155,6 +156,11 @@ class RedisCoordinator:
             )
             self._own_client = True
         elif isinstance(url_or_client, aioredis.Redis):
+            if url_or_client.connection_pool.connection_kwargs.get("decode_responses"):
+                raise UsageError(
+                    "RedisCoordinator needs a client with decode_responses=False: callback "
+                    "bodies are bytes"
+                )
             self.redis = url_or_client
             self._own_client = False
         else:
@@ -186,6 +192,16 @@ class RedisCoordinator:
         self._down_errors = 0
         self._last_id = b"0-0"
         self._rewrite = False
+        #: Callbacks this worker forwarded lately, (when, owner, body, token, keys):
+        #: those whose owner is gone are sent again if Redis restarts (an inbox in
+        #: a Redis without persistence is lost with it).
+        self._recent: collections.deque[tuple[float, str, bytes, str, list[str]]] = (
+            collections.deque(maxlen=stream_maxlen)
+        )
+        #: The Redis server's run_id when last seen (a new one: it restarted), and when.
+        self._run_id: str | None = None
+        self._seen_at = 0.0
+        self._replay_task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<RedisCoordinator worker_id={self.worker_id!r} key_prefix={self.key_prefix!r}>"
@@ -197,6 +213,14 @@ class RedisCoordinator:
 
     def _dial_key(self, nonce: str) -> str:
         return f"{self.key_prefix}owner:dial:{nonce}"
+
+    def _nonce_key(self, call_id: str) -> str:
+        return f"{self.key_prefix}nonce:{call_id}"
+
+    @property
+    def _nonce_ttl(self) -> int:
+        """Milliseconds a call's dial nonce outlives its owner: it must outlast the orphan."""
+        return int(max(10 * self.ownership_ttl, 3600.0) * 1000)
 
     @property
     def inbox(self) -> str:
@@ -355,6 +379,12 @@ class RedisCoordinator:
         self._recovered()
         verdict = answer[0].decode()
         owner = answer[1].decode() if len(answer) > 1 else None
+        if verdict == "sent" and owner is not None:
+            now = time.monotonic()
+            recent = self._recent
+            recent.append((now, owner, body, token, keys))
+            while recent[0][0] < now - 10 * self.ownership_ttl:
+                recent.popleft()
         return verdict, owner
 
     # --- the loops -------------------------------------------------------------------------
@@ -368,15 +398,75 @@ class RedisCoordinator:
             if call is None or call.state == "ended":
                 del self._calls[call_id]
                 self._to_drop[self._owner_key(call_id)] = None
+                self._to_drop[self._nonce_key(call_id)] = None
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(self._heartbeat, str(time.time()), px=ttl)
         pipe.sadd(self._registry, self.worker_id)
+        nonces = router.nonces if router is not None else {}
         for call_id in self._calls:
             pipe.set(self._owner_key(call_id), self.worker_id, px=ttl)
+            if (nonce := nonces.get(call_id)) is not None:
+                pipe.set(self._nonce_key(call_id), nonce, px=self._nonce_ttl)
         for nonce in self._dials:
             pipe.set(self._dial_key(nonce), self.worker_id, px=ttl)
         await pipe.execute()
         self._to_own.clear()  # all written just now
+        run_id = (await self.redis.info("server")).get("run_id")
+        if self._run_id is not None and run_id != self._run_id and self._recent:
+            self._replay_soon(self._seen_at)
+        self._run_id, self._seen_at = run_id, time.monotonic()
+
+    def _replay_soon(self, seen_at: float) -> None:
+        """
+        Redis restarted: what this worker forwarded to a dead worker may be lost with it.
+
+        A live owner read its inbox as it came; a dead one's inbox would have
+        been claimed by a survivor, but went with Redis. Once every live worker
+        has written its heartbeat again (one renewal period), each callback this
+        worker forwarded to a worker that has none, within the time a claim
+        takes before the restart (*seen_at*: Redis last seen up), is forwarded
+        again: to the call's owner if it has one now, else to the orphan hook
+        here. At least once: a callback the dead worker had read comes again.
+        """
+        if self._replay_task is None or self._replay_task.done():
+            task = asyncio.get_running_loop().create_task(self._replay(seen_at))
+            self._replay_task = task
+            self._tasks.append(task)
+
+    async def _replay(self, seen_at: float) -> None:
+        await asyncio.sleep(self.ownership_ttl / 3 + 0.5)
+        cutoff = seen_at - 2 * self.ownership_ttl
+        entries = [e for e in self._recent if e[0] >= cutoff]
+        self._recent.clear()
+        alive: dict[str, bool] = {}
+        again = 0
+        for _when, owner, body, token, keys in entries:
+            if owner not in alive:
+                try:
+                    alive[owner] = bool(await self.redis.exists(f"{self.key_prefix}worker:{owner}"))
+                except self._errors as exc:
+                    self._failed("checking a worker after a Redis restart", exc)
+                    alive[owner] = False
+            if alive[owner]:
+                continue
+            again += 1
+            args = [self.key_prefix, self.stream_maxlen, body, token, self.worker_id]
+            try:
+                answer = await asyncio.wait_for(
+                    self._forward_script(keys=keys, args=args), FORWARD_TIMEOUT
+                )
+            except self._errors as exc:
+                self._failed("forwarding a callback again", exc)
+                self._deliver({b"b": body, b"t": token.encode()}, orphan=True)
+                continue
+            verdict = answer[0].decode()
+            if verdict != "sent":  # "self": ours now; "none", "dead": nobody's
+                self._deliver({b"b": body, b"t": token.encode()}, orphan=verdict != "self")
+        if again:
+            logger.warning(
+                "Redis restarted: %d callbacks forwarded to workers gone since were sent again",
+                again,
+            )
 
     async def _renew_loop(self) -> None:
         """Every ttl/3: renew, release what ended, and claim dead workers' inboxes."""
@@ -414,11 +504,19 @@ class RedisCoordinator:
                 if rewrite:
                     await asyncio.wait_for(self._beat(), FORWARD_TIMEOUT)
                 pipe = self.redis.pipeline(transaction=False)
+                nonces = self._router.nonces if self._router is not None else {}
+                learn = []
                 for call_id in own:
                     pipe.set(self._owner_key(call_id), self.worker_id, px=ttl)
+                    if (nonce := nonces.get(call_id)) is not None:
+                        pipe.set(self._nonce_key(call_id), nonce, px=self._nonce_ttl)
+                    else:
+                        learn.append(call_id)
                 for start in range(0, len(drop), 1000):
                     pipe.delete(*drop[start : start + 1000])
                 await asyncio.wait_for(pipe.execute(), FORWARD_TIMEOUT)
+                if learn:
+                    await self._learn_nonces(learn)
             except asyncio.CancelledError:
                 raise
             except self._errors as exc:
@@ -436,6 +534,22 @@ class RedisCoordinator:
                 self._to_own.pop(call_id, None)
             for key in drop:
                 self._to_drop.pop(key, None)
+
+    async def _learn_nonces(self, call_ids: list[str]) -> None:
+        """
+        Calls taken over here (``relay.call(id)``) that another worker dialed: their dial's nonce.
+
+        Their call-state callbacks carry that dial's token, which binds only to
+        the call the dial placed: the nonce, kept in Redis by the dialing worker,
+        lets this worker accept them (Router.dialed), as the dialing worker would.
+        """
+        values = await asyncio.wait_for(
+            self.redis.mget([self._nonce_key(c) for c in call_ids]), FORWARD_TIMEOUT
+        )
+        router = self._router
+        for call_id, value in zip(call_ids, values, strict=True):
+            if value is not None and router is not None:
+                router.dialed(call_id, value.decode())
 
     async def _read_loop(self) -> None:
         """Read this worker's inbox from the last id read: a reconnect misses nothing."""

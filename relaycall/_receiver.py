@@ -632,7 +632,10 @@ class EventReceiver:
             verdict = self._authorize(given, event, route)
             if verdict is _FORBIDDEN:
                 if self.require_token:
-                    self._reject_auth("wrong token (forwarded by another worker)")
+                    self._reject_auth(
+                        f"wrong token for {event.event_type} of call {event.call_id} "
+                        "(forwarded by another worker)"
+                    )
                     return
                 verdict = _OK
         if verdict is _STALE:

@@ -145,6 +145,7 @@ async def test_a_forged_token_at_the_non_owner_is_refused_and_not_forwarded(
         call = await a.relay.dial(**DIAL)
         assert await call.wait_for("answered", timeout=5) == "answered"
         real = delivered_to(emu, call.id, "calling.call.state")
+        await until(lambda: a.receiver.stats.received_forwarded == b.receiver.stats.forwarded)
         forwarded = b.receiver.stats.forwarded
         base = real.url.partition("?")[0]
         for token in ("c.forged", "d.nonce.AAAAAAAAAAAAAAAAAAAAAAAA", "", "o.x.y"):
@@ -287,6 +288,8 @@ async def test_ingest_and_ingest_async_forward_too(
         real = delivered_to(emu, call.id, "calling.call.state")
         body = json.dumps(real.body).encode()
         query = real.url.partition("?")[2]
+        # B counts a forward once Redis took it, which may be after A read it.
+        await until(lambda: a.receiver.stats.received_forwarded == b.receiver.stats.forwarded)
         before = b.receiver.stats.forwarded
         answer = await b.receiver.ingest_async(body, url=real.url, query=query, headers={})
         assert answer == (200, "ok")
@@ -294,6 +297,7 @@ async def test_ingest_and_ingest_async_forward_too(
         assert b.receiver.ingest(body, url=real.url, query=query, headers={}) == (200, "ok")
         await until(lambda: b.receiver.stats.forwarded == before + 2)
         await until(lambda: a.receiver.stats.received_forwarded == before + 2)
+        assert b.receiver.stats.forwarded == before + 2
 
 
 async def test_redis_holds_ownership_while_a_call_lives_and_nothing_after(
@@ -333,3 +337,64 @@ async def _missing(client: Any, key: str) -> bool:
 
 async def _no_dial_keys(client: Any) -> bool:
     return not await client.keys("relaycall:owner:dial:*")
+
+
+async def test_callbacks_in_an_inbox_lost_with_a_redis_restart_are_sent_again(
+    redis_server: RedisServer, emu: Emulator
+) -> None:
+    """
+    A worker killed -9, then Redis restarted without persistence (its inbox lost): the
+    worker that forwarded the callback sends it again once Redis is back, and with no
+    live owner left it reaches the orphan hook there.
+    """
+    orphans: list[relaycall.Event] = []
+    client = aioredis.from_url(redis_server.url)
+    try:
+        async with two_workers(redis_server.url, emu) as (a, b):
+            b.receiver.on_orphan_event(orphans.append)
+            call = await a.relay.dial(**DIAL)
+            assert await call.wait_for("answered", timeout=5) == "answered"
+            await a.relay.close()
+            prefix = b.coordinator.key_prefix
+            await client.set(f"{prefix}worker:ghost", "1", px=60000)
+            await client.set(f"{prefix}owner:{call.id}", "ghost", px=60000)
+            real = delivered_to(emu, call.id, "calling.call.state")
+            assert await post(real.url, real.body) == 200
+            assert await client.xlen(f"{prefix}inbox:ghost") == 1
+            await client.aclose()
+            redis_server.stop()
+            redis_server.start()  # empty: the ghost's inbox is gone
+            await until(lambda: bool(orphans), timeout=10)
+            assert orphans[0].call_id == call.id
+    finally:
+        await client.aclose()
+
+
+def test_a_client_decoding_responses_is_refused() -> None:
+    """Callback bodies are bytes: a redis client with decode_responses=True is refused."""
+    with pytest.raises(relaycall.UsageError, match="decode_responses"):
+        relaycall.RedisCoordinator(aioredis.Redis(decode_responses=True))
+
+
+async def test_a_call_taken_over_accepts_its_dial_s_callbacks(
+    redis_server: RedisServer, emu: Emulator
+) -> None:
+    """
+    A dead worker's call taken over elsewhere (relay.call(id) from the orphan hook) gets
+    its later call-state callbacks, which carry the dead worker's dial token: the dial's
+    nonce is in Redis.
+    """
+    async with two_workers(redis_server.url, emu) as (a, b):
+        call = await a.relay.dial(**DIAL)
+        assert await call.wait_for("answered", timeout=5) == "answered"
+        client = aioredis.from_url(redis_server.url)
+        try:
+            await until(lambda: _exists(client, f"relaycall:nonce:{call.id}"))
+        finally:
+            await client.aclose()
+        await a.relay.close()
+        adopted = b.relay.call(call.id)
+        await until(lambda: adopted.id in b.relay._router.nonces)
+        emu.hangup(call.id)
+        assert (await adopted.wait(timeout=5)).state == "ended"
+        assert b.receiver.stats.rejected_auth == 0
