@@ -540,6 +540,9 @@ class EventReceiver:
         if token is not None or self.require_token:
             verdict = self._authorize(token, event, route)
             if verdict is _FORBIDDEN:
+                if self._taken_over(token, route):
+                    self._orphan(event)
+                    return 200, "ok"
                 if self.require_token:
                     return self._reject_auth("missing or wrong token")
                 verdict = _OK  # tokens are not required: one that is not ours is ignored
@@ -631,6 +634,9 @@ class EventReceiver:
         if given is not None or self.require_token:
             verdict = self._authorize(given, event, route)
             if verdict is _FORBIDDEN:
+                if self._taken_over(given, route):
+                    self._orphan(event)
+                    return
                 if self.require_token:
                     self._reject_auth(
                         f"wrong token for {event.event_type} of call {event.call_id} "
@@ -649,6 +655,22 @@ class EventReceiver:
         else:
             self._count(router.deliver(event, route) if router is not None else UNKNOWN_CALL)
         self._tell_listeners(event)
+
+    def _taken_over(self, token: str | None, route: Route) -> bool:
+        """
+        Whether a refused callback is one for a call taken over from a dead worker.
+
+        Its dial's token is authentic, but the call was attached here by id
+        (``relay.call(id)``) and the nonce of the dial that placed it could not
+        be learnt (Redis lost it): which dial placed the call is unknown here,
+        so the event is not applied, but handed to the orphan hook, not dropped.
+        """
+        router = self._router
+        if router is None or router.coordinator is None or not token or token[:2] != "d.":
+            return False
+        call, _, bound, _ = route
+        nonce, _, mac = token[2:].partition(".")
+        return call is not None and bound is None and _same(mac, self._mac("d:" + nonce))
 
     def _orphan(self, event: Event) -> None:
         """An authentic event no live worker holds the call of: the orphan hooks, and on_event."""

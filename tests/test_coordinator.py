@@ -398,3 +398,29 @@ async def test_a_call_taken_over_accepts_its_dial_s_callbacks(
         emu.hangup(call.id)
         assert (await adopted.wait(timeout=5)).state == "ended"
         assert b.receiver.stats.rejected_auth == 0
+
+
+async def test_a_taken_over_call_whose_dial_nonce_was_lost_sends_its_events_to_the_hook(
+    redis_server: RedisServer, emu: Emulator
+) -> None:
+    """
+    Redis lost the dial's nonce (a restart): the taken-over call cannot tell which dial
+    placed it, so its dial-token callbacks are not applied but reach the orphan hook
+    (200, counted orphaned), not refused.
+    """
+    orphans: list[relaycall.Event] = []
+    async with two_workers(redis_server.url, emu) as (a, b):
+        b.receiver.on_orphan_event(orphans.append)
+        call = await a.relay.dial(**DIAL)
+        assert await call.wait_for("answered", timeout=5) == "answered"
+        await a.relay.close()
+        client = aioredis.from_url(redis_server.url)
+        try:
+            await client.delete(f"relaycall:nonce:{call.id}")
+        finally:
+            await client.aclose()
+        adopted = b.relay.call(call.id)
+        emu.hangup(call.id)
+        await until(lambda: any(e.params.get("call_state") == "ended" for e in orphans))
+        assert b.receiver.stats.rejected_auth == 0
+        assert adopted.state != "ended"
