@@ -23,7 +23,8 @@ import attrs
 
 from relaycall._commands.call import UserEvent
 from relaycall._handles.call import Call
-from relaycall.errors import InvalidStateError, UsageError, WaitTimeoutError
+from relaycall._validate import fail, is_number
+from relaycall.errors import InvalidStateError, WaitTimeoutError
 
 __all__ = ["CallParent", "CallPeer", "FetchShapeError", "IncomingCall", "SipData", "read_fetch"]
 
@@ -380,8 +381,9 @@ class IncomingCall(Call):
         if the call has ended, :class:`relaycall.NotFoundError` if the server
         no longer knows it.
         """
-        if not (isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0):
-            raise UsageError(f"timeout must be a number of seconds > 0, not {timeout!r}")
+        if not is_number(timeout) or timeout <= 0:
+            # is_number: finite, and an int a float can hold (10**400 would overflow below).
+            fail("answered.timeout", timeout, "must be a finite number of seconds > 0")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:

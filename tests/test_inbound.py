@@ -484,7 +484,8 @@ async def test_answered_asks_the_platform_and_times_out() -> None:
     """
     answered() returns at once for a call known answered, reads the leg the
     probe's reply carries otherwise, and raises WaitTimeoutError while the
-    far end has not answered.
+    far end has not answered; a timeout that is not a finite number > 0 is a
+    ValidationError naming it, before anything is sent.
     """
     async with Emulator(
         time_scale=1, scenarios={"+15550001111": Scenario(ring_seconds=3600)}
@@ -501,6 +502,11 @@ async def test_answered_asks_the_platform_and_times_out() -> None:
         with pytest.raises(relaycall.WaitTimeoutError, match=r"not answered within 0\.3 s"):
             await calls[0].answered(timeout=0.3)
         assert emu.call(ringing.id).user_events  # it asked
+        sent = len(emu.requests)
+        for bad in (0, -1, float("nan"), float("inf"), 10**400, "1", True):
+            with pytest.raises(relaycall.ValidationError, match=r"answered\.timeout"):
+                await calls[0].answered(timeout=bad)  # type: ignore[arg-type]
+        assert len(emu.requests) == sent  # refused before asking
         await ringing.end()
 
 
