@@ -476,7 +476,9 @@ class RedisCoordinator:
                 await asyncio.sleep(period)
                 await asyncio.wait_for(self._beat(), period)
                 self._wake.set()  # drops found just now
-                await asyncio.wait_for(self._claim_dead(), period)
+                # Not under a timeout: a claim cancelled after Redis ran it would
+                # lose the entries it took (the client's socket timeout bounds it).
+                await self._claim_dead()
                 self._recovered()
             except asyncio.CancelledError:  # noqa: PERF203 - once per ttl/3
                 raise
@@ -575,6 +577,9 @@ class RedisCoordinator:
                     self._last_id = entry_id
                     done.append(entry_id)
                     self._deliver(fields, orphan=False)
+                # The listeners (on_event) run first: an entry is acknowledged once
+                # everything it was for has run.
+                await asyncio.sleep(0)
                 with contextlib.suppress(*self._errors):
                     await self.redis.xdel(self.inbox, *done)
 
