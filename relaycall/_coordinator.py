@@ -343,6 +343,43 @@ class RedisCoordinator:
 
     # --- forwarding (the receiver's) ------------------------------------------------------
 
+    async def owned_elsewhere(self, call_id: str) -> bool:
+        """
+        Whether another live worker owns *call_id* (its owner key names it, its heartbeat lives).
+
+        Redis unreachable or slow: False (this worker may then take the call, as
+        it would with no coordinator). Bounded at 0.5 s per read: it is asked
+        inside a SWML fetch, which the platform waits for about 5 s.
+        """
+        try:
+            owner = await asyncio.wait_for(self.redis.get(self._owner_key(call_id)), 0.5)
+            if not isinstance(owner, bytes) or owner.decode() == self.worker_id:
+                return False
+            alive = await asyncio.wait_for(
+                self.redis.exists(f"{self.key_prefix}worker:{owner.decode()}"), 0.5
+            )
+        except self._errors as exc:
+            self._failed("reading a call's owner", exc)
+            return False
+        return bool(alive)
+
+    async def dial_nonce(self, call_id: str) -> str | None:
+        """
+        The token nonce of the dial that placed *call_id*, as its dialing worker recorded it.
+
+        None when no worker recorded one (the call was not dialed with a
+        receiver's status_url, or Redis lost it). Raises
+        :class:`CoordinatorUnavailable` when Redis cannot be reached.
+        """
+        try:
+            value = await asyncio.wait_for(
+                self.redis.get(self._nonce_key(call_id)), FORWARD_TIMEOUT
+            )
+        except self._errors as exc:
+            self._failed("reading a dial's nonce", exc)
+            raise CoordinatorUnavailable(repr(exc)) from exc
+        return value.decode() if isinstance(value, bytes) else None
+
     async def forward(self, body: bytes, token: str, event: Event) -> tuple[str, str | None]:
         """
         Append a callback for a call this worker does not hold to its owner's inbox.

@@ -540,9 +540,6 @@ class EventReceiver:
         if token is not None or self.require_token:
             verdict = self._authorize(token, event, route)
             if verdict is _FORBIDDEN:
-                if self._taken_over(token, route):
-                    self._orphan(event)
-                    return 200, "ok"
                 if self.require_token:
                     return self._reject_auth("missing or wrong token")
                 verdict = _OK  # tokens are not required: one that is not ours is ignored
@@ -595,6 +592,12 @@ class EventReceiver:
                 # Owned here, but the Call is no longer held (nobody refers to it).
                 self.stats.unknown_call += 1
                 self._tell_listeners(forward.event)
+            elif forward.token.startswith("d.") and not await self._dial_placed(forward):
+                # A dial's MAC covers its nonce, not the call: with nobody holding the
+                # call to check it, only Redis's record of that dial's call binds it.
+                return self._reject_auth(
+                    f"a dial token for call {forward.event.call_id}, which that dial did not place"
+                )
             else:
                 self._orphan(forward.event)
         except CoordinatorUnavailable:
@@ -607,6 +610,14 @@ class EventReceiver:
             )
             return 400, "malformed callback"
         return 200, "ok"
+
+    async def _dial_placed(self, forward: _Forward) -> bool:
+        """Whether the dial whose token *forward* carries placed the call it names."""
+        coordinator = self._router.coordinator if self._router is not None else None
+        assert coordinator is not None
+        nonce = forward.token[2:].partition(".")[0]
+        recorded = await coordinator.dial_nonce(forward.event.call_id or "")
+        return recorded is not None and _same(recorded, nonce)
 
     def _forwarded(self, body: bytes, token: str, *, orphan: bool) -> None:
         """
@@ -634,9 +645,6 @@ class EventReceiver:
         if given is not None or self.require_token:
             verdict = self._authorize(given, event, route)
             if verdict is _FORBIDDEN:
-                if self._taken_over(given, route):
-                    self._orphan(event)
-                    return
                 if self.require_token:
                     self._reject_auth(
                         f"wrong token for {event.event_type} of call {event.call_id} "
@@ -655,22 +663,6 @@ class EventReceiver:
         else:
             self._count(router.deliver(event, route) if router is not None else UNKNOWN_CALL)
         self._tell_listeners(event)
-
-    def _taken_over(self, token: str | None, route: Route) -> bool:
-        """
-        Whether a refused callback is one for a call taken over from a dead worker.
-
-        Its dial's token is authentic, but the call was attached here by id
-        (``relay.call(id)``) and the nonce of the dial that placed it could not
-        be learnt (Redis lost it): which dial placed the call is unknown here,
-        so the event is not applied, but handed to the orphan hook, not dropped.
-        """
-        router = self._router
-        if router is None or router.coordinator is None or not token or token[:2] != "d.":
-            return False
-        call, _, bound, _ = route
-        nonce, _, mac = token[2:].partition(".")
-        return call is not None and bound is None and _same(mac, self._mac("d:" + nonce))
 
     def _orphan(self, event: Event) -> None:
         """An authentic event no live worker holds the call of: the orphan hooks, and on_event."""
@@ -754,7 +746,16 @@ class EventReceiver:
             )
         if handler is None:
             return self._fall_back(call_id, "no handler is registered (@receiver.on_incoming_call)")
-        call = router.incoming(fetch)
+        # A fetch for a call another worker owns (a dial's url, an execute step, reaching
+        # this worker through the load balancer) must not take the call away from it:
+        # the owner's handles keep its callbacks, this worker only answers the fetch.
+        coordinator = router.coordinator
+        own = not (
+            coordinator is not None
+            and router.get(call_id) is None
+            and await coordinator.owned_elsewhere(call_id)
+        )
+        call = router.incoming(fetch, own=own)
         task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(handler(call))
         done, _ = await asyncio.wait({task}, timeout=self.incoming_call_timeout)
         if not done:

@@ -138,14 +138,16 @@ class Router:
         if self.coordinator is not None:
             self.coordinator.own(call.id)
 
-    def incoming(self, fetch: Fetch) -> IncomingCall:
+    def incoming(self, fetch: Fetch, *, own: bool = True) -> IncomingCall:
         """
         The :class:`IncomingCall` a SWML fetch is about, made reachable by its callbacks.
 
         The call held for its id when there is one (a call this session
         dialed with ``url=receiver.swml_url`` is fetched for once answered: its
         handle becomes the IncomingCall, never a second handle for one call),
-        else a new one, added as every reachable call is (:meth:`add`).
+        else a new one, added as every reachable call is (:meth:`add`) unless
+        *own* is False: another live worker owns the call, so its callbacks go
+        there, and the new handle here can send commands but hears none.
         """
         from relaycall._handles.call import Call  # noqa: PLC0415 - a cycle at import time
         from relaycall._incoming import IncomingCall  # noqa: PLC0415
@@ -157,7 +159,10 @@ class Router:
         if call is None:
             call = IncomingCall(session, fetch.call_id)
             call._incoming = fetch
-            self.add(call)
+            if own:
+                self.add(call)
+            # else: another worker owns the call, and its callbacks go there (forwarded
+            # from here): this handle can send commands but hears no callback.
         elif not isinstance(call, IncomingCall):
             if type(call) is not Call:
                 raise RuntimeError(f"cannot make {call!r} an IncomingCall")

@@ -28,6 +28,7 @@ import relaycall
 from relaycall.testing import Emulator
 from tests._services import RedisServer
 from tests.conftest import DIAL
+from tests.test_inbound import fetch_body
 
 SECRET = b"k" * 32
 TTL = 1.5
@@ -400,13 +401,13 @@ async def test_a_call_taken_over_accepts_its_dial_s_callbacks(
         assert b.receiver.stats.rejected_auth == 0
 
 
-async def test_a_taken_over_call_whose_dial_nonce_was_lost_sends_its_events_to_the_hook(
+async def test_a_taken_over_call_whose_dial_nonce_was_lost_refuses_its_dial_s_callbacks(
     redis_server: RedisServer, emu: Emulator
 ) -> None:
     """
     Redis lost the dial's nonce (a restart): the taken-over call cannot tell which dial
-    placed it, so its dial-token callbacks are not applied but reach the orphan hook
-    (200, counted orphaned), not refused.
+    placed it, and a dial token's MAC does not name the call, so its dial-token
+    callbacks are refused (403), not applied nor handed to the orphan hook.
     """
     orphans: list[relaycall.Event] = []
     async with two_workers(redis_server.url, emu) as (a, b):
@@ -421,6 +422,65 @@ async def test_a_taken_over_call_whose_dial_nonce_was_lost_sends_its_events_to_t
             await client.aclose()
         adopted = b.relay.call(call.id)
         emu.hangup(call.id)
-        await until(lambda: any(e.params.get("call_state") == "ended" for e in orphans))
-        assert b.receiver.stats.rejected_auth == 0
+        await until(lambda: b.receiver.stats.rejected_auth >= 1)
+        assert orphans == []
         assert adopted.state != "ended"
+
+
+async def test_a_leaked_dial_url_cannot_reach_the_orphan_hook_for_another_call(
+    redis_server: RedisServer, emu: Emulator
+) -> None:
+    """
+    Without a signing key, a dial's status_url re-posted with another call's id: no
+    worker holds that call and Redis ties no dial of that nonce to it, so it is refused
+    (403) and the orphan hook never sees it.
+    """
+    orphans: list[relaycall.Event] = []
+    async with two_workers(redis_server.url, emu) as (a, b):
+        b.receiver.on_orphan_event(orphans.append)
+        call = await a.relay.dial(**DIAL)
+        assert await call.wait_for("answered", timeout=5) == "answered"
+        real = delivered_to(emu, call.id, "calling.call.state")
+        forged = json.loads(json.dumps(real.body))
+        forged["params"]["call_id"] = "99999999-aaaa-4bbb-8ccc-000000000000"
+        rejected = b.receiver.stats.rejected_auth
+        assert await post(real.url, forged) == 403
+        assert b.receiver.stats.rejected_auth == rejected + 1
+        assert orphans == []
+
+
+async def test_a_swml_fetch_at_another_worker_leaves_the_call_with_its_owner(
+    redis_server: RedisServer, emu: Emulator
+) -> None:
+    """
+    The platform's SWML fetch for A's answered call reaches worker B (a dial's url or
+    an execute step, through the load balancer): B's handler gets the call and answers
+    the fetch, but A keeps the call's ownership, so its playback's callbacks (posted to
+    B) still reach A's handle and A's wait finishes.
+    """
+    seen: list[relaycall.IncomingCall] = []
+    async with two_workers(redis_server.url, emu) as (a, b):
+
+        @b.receiver.on_incoming_call
+        async def incoming(call: relaycall.IncomingCall) -> None:
+            seen.append(call)
+
+        call = await a.relay.dial(**DIAL)
+        assert await call.wait_for("answered", timeout=5) == "answered"
+        client = aioredis.from_url(redis_server.url)
+        try:
+            owner_key = f"relaycall:owner:{call.id}"
+            await until(lambda: _is(client, owner_key, a.coordinator.worker_id))
+            body = fetch_body(call.id, direction="outbound", call_state="answered")
+            assert await post(b.receiver.swml_url, body) == 200
+            assert [c.id for c in seen] == [call.id]
+            pb = await call.play(relaycall.tts("hello"))
+            assert (await pb.wait(timeout=8)).state == "finished"
+            assert await _is(client, owner_key, a.coordinator.worker_id)
+        finally:
+            await client.aclose()
+
+
+async def _is(client: Any, key: str, value: str) -> bool:
+    got = await client.get(key)
+    return got is not None and got.decode() == value
