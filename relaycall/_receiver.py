@@ -592,12 +592,23 @@ class EventReceiver:
                 # Owned here, but the Call is no longer held (nobody refers to it).
                 self.stats.unknown_call += 1
                 self._tell_listeners(forward.event)
-            elif forward.token.startswith("d.") and not await self._dial_placed(forward):
-                # A dial's MAC covers its nonce, not the call: with nobody holding the
-                # call to check it, only Redis's record of that dial's call binds it.
-                return self._reject_auth(
-                    f"a dial token for call {forward.event.call_id}, which that dial did not place"
-                )
+            elif forward.token.startswith("d.") and self._signing_key is None:
+                # Unsigned, a dial's token is the only proof, and its MAC covers its
+                # nonce, not the call: with nobody holding the call to check it, only
+                # Redis's record of the call that dial placed binds it.
+                placed = await self._dial_placed(forward)
+                call_id = forward.event.call_id
+                if placed is None:
+                    # No record (Redis restarted without persistence, say): the
+                    # platform may try again once the owner has written it back.
+                    self.stats.rejected_auth += 1
+                    logger.warning("refused a callback: no record of the dial of call %s", call_id)
+                    return 503, "cannot tell which call this dial placed"
+                if not placed:
+                    return self._reject_auth(
+                        f"a dial token for call {call_id}, which that dial did not place"
+                    )
+                self._orphan(forward.event)
             else:
                 self._orphan(forward.event)
         except CoordinatorUnavailable:
@@ -611,13 +622,13 @@ class EventReceiver:
             return 400, "malformed callback"
         return 200, "ok"
 
-    async def _dial_placed(self, forward: _Forward) -> bool:
-        """Whether the dial whose token *forward* carries placed the call it names."""
+    async def _dial_placed(self, forward: _Forward) -> bool | None:
+        """Whether the dial whose token *forward* carries placed its call (None: no record)."""
         coordinator = self._router.coordinator if self._router is not None else None
         assert coordinator is not None
         nonce = forward.token[2:].partition(".")[0]
         recorded = await coordinator.dial_nonce(forward.event.call_id or "")
-        return recorded is not None and _same(recorded, nonce)
+        return None if recorded is None else _same(recorded, nonce)
 
     def _forwarded(self, body: bytes, token: str, *, orphan: bool) -> None:
         """

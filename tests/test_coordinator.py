@@ -432,8 +432,9 @@ async def test_a_leaked_dial_url_cannot_reach_the_orphan_hook_for_another_call(
 ) -> None:
     """
     Without a signing key, a dial's status_url re-posted with another call's id: no
-    worker holds that call and Redis ties no dial of that nonce to it, so it is refused
-    (403) and the orphan hook never sees it.
+    worker holds that call and Redis records no dial for it, so it is refused (503:
+    unverifiable, not an orphan) and the orphan hook never sees it; re-posted with the id
+    of a call another dial placed, it is refused 403.
     """
     orphans: list[relaycall.Event] = []
     async with two_workers(redis_server.url, emu) as (a, b):
@@ -444,8 +445,13 @@ async def test_a_leaked_dial_url_cannot_reach_the_orphan_hook_for_another_call(
         forged = json.loads(json.dumps(real.body))
         forged["params"]["call_id"] = "99999999-aaaa-4bbb-8ccc-000000000000"
         rejected = b.receiver.stats.rejected_auth
+        assert await post(real.url, forged) == 503
+        other = await a.relay.dial(**DIAL)
+        assert await other.wait_for("answered", timeout=5) == "answered"
+        await a.relay.close()  # no live owner: the callbacks would be orphans
+        forged["params"]["call_id"] = other.id
         assert await post(real.url, forged) == 403
-        assert b.receiver.stats.rejected_auth == rejected + 1
+        assert b.receiver.stats.rejected_auth == rejected + 2
         assert orphans == []
 
 
