@@ -1,7 +1,7 @@
 """
 ``python -m benchmarks [--quick] [names...]``: run the benchmarks, print medians and ratios.
 
-Names: throughput, scale, memory, ingest, emulator (default: all). See
+Names: throughput, scale, memory, ingest, emulator, coldstart (default: all). See
 benchmarks/README.md.
 """
 
@@ -20,12 +20,12 @@ from typing import Any
 
 import attrs
 
-from benchmarks import emulator, ingest, scale, throughput
+from benchmarks import coldstart, emulator, ingest, scale, throughput
 from benchmarks._server import ServerProcess
 from benchmarks._util import SIZES, Summary
 from benchmarks.plot import matplotlib_available, plot
 
-NAMES = ("throughput", "scale", "memory", "ingest", "emulator")
+NAMES = ("throughput", "scale", "memory", "ingest", "emulator", "coldstart")
 HERE = Path(__file__).resolve().parent
 
 
@@ -89,7 +89,9 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     names = [n for n in NAMES if n in args.names] if args.names else list(NAMES)
     sizes = SIZES["tiny" if args.tiny else "quick" if args.quick else "full"]
     if args.rounds:
-        sizes = attrs.evolve(sizes, rounds=args.rounds, scale_rounds=args.rounds)
+        sizes = attrs.evolve(
+            sizes, rounds=args.rounds, scale_rounds=args.rounds, coldstart_rounds=args.rounds
+        )
     m = machine()
     out: dict[str, Any] = {"machine": m, "sizes": attrs.asdict(sizes), "argv": sys.argv}
     print(machine_text(m))
@@ -124,6 +126,14 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 assert server is not None
                 res = ingest.run(server.base_url, sizes)
                 text = ingest.report(res)
+            elif name == "coldstart":
+                assert server is not None
+                res = coldstart.run(
+                    server.base_url,
+                    sizes.coldstart_rounds,
+                    importtime_runs=min(sizes.coldstart_rounds, 5),
+                )
+                text = coldstart.report(res)
             else:
                 res = emulator.run(sizes)
                 text = emulator.report(res)

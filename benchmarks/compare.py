@@ -1,6 +1,9 @@
 """
 Before and after: ``python -m benchmarks.compare REV [--rounds 9] [--concurrency 100]``.
 
+``--coldstart``: the cold-start benchmark (``benchmarks/coldstart.py``) instead, for
+relaycall at *REV*, in this tree, and bare aiohttp, alternating in fresh interpreters.
+
 Runs benchmark 1's flows at one concurrency for relaycall as of git revision
 *REV* (checked out in a temporary worktree), for relaycall in this tree, and
 for the bare aiohttp client, against one server process, in fresh client
@@ -12,15 +15,17 @@ larger than the change: the sides share the same minutes of the same machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks import throughput
+from benchmarks import coldstart, throughput
 from benchmarks._server import ServerProcess
 from benchmarks._util import ratio, table
 
@@ -57,7 +62,9 @@ def _run(root: Path, side: str, url: str, concurrency: int, flows: int) -> dict[
     return figures
 
 
-def compare(rev: str, rounds: int, concurrency: int, flows: int) -> dict[str, list[Any]]:
+@contextlib.contextmanager
+def checkout(rev: str) -> Iterator[Path]:
+    """*rev* checked out in a temporary git worktree, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="relaycall-compare-") as tmp:
         old = Path(tmp) / "tree"
         subprocess.run(
@@ -65,18 +72,30 @@ def compare(rev: str, rounds: int, concurrency: int, flows: int) -> dict[str, li
             check=True,
         )
         try:
-            sides = [(f"relaycall {rev}", old, "relaycall"), ("relaycall (this tree)", ROOT,
-                     "relaycall"), ("aiohttp", ROOT, "aiohttp")]  # fmt: skip
-            runs: dict[str, list[Any]] = {name: [] for name, _, _ in sides}
-            with ServerProcess() as server:
-                for r in range(rounds):
-                    for name, root, side in sides[r % 3 :] + sides[: r % 3]:
-                        runs[name].append(_run(root, side, server.base_url, concurrency, flows))
-            return runs
+            yield old
         finally:
             subprocess.run(
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], check=False
             )
+
+
+def compare(rev: str, rounds: int, concurrency: int, flows: int) -> dict[str, list[Any]]:
+    with checkout(rev) as old:
+        sides = [(f"relaycall {rev}", old, "relaycall"), ("relaycall (this tree)", ROOT,
+                 "relaycall"), ("aiohttp", ROOT, "aiohttp")]  # fmt: skip
+        runs: dict[str, list[Any]] = {name: [] for name, _, _ in sides}
+        with ServerProcess() as server:
+            for r in range(rounds):
+                for name, root, side in sides[r % 3 :] + sides[: r % 3]:
+                    runs[name].append(_run(root, side, server.base_url, concurrency, flows))
+        return runs
+
+
+def compare_coldstart(rev: str, rounds: int) -> dict[str, Any]:
+    """The cold-start benchmark for relaycall at *rev*, in this tree, and bare aiohttp."""
+    with checkout(rev) as old, ServerProcess() as server:
+        trees = [(f"relaycall {rev}", old), ("relaycall (this tree)", ROOT)]
+        return coldstart.run(server.base_url, rounds, trees, importtime_runs=min(rounds, 5))
 
 
 def report(runs: dict[str, list[Any]], concurrency: int) -> str:
@@ -114,7 +133,13 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--concurrency", type=int, default=100)
     p.add_argument("--flows", type=int, default=1500)
+    p.add_argument(
+        "--coldstart", action="store_true", help="compare cold starts (benchmarks/coldstart.py)"
+    )
     args = p.parse_args()
+    if args.coldstart:
+        print(coldstart.report(compare_coldstart(args.rev, args.rounds)))
+        return
     runs = compare(args.rev, args.rounds, args.concurrency, args.flows)
     print(report(runs, args.concurrency))
 
