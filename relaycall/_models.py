@@ -146,18 +146,19 @@ def _null_tuple(value: Any, _: Any) -> tuple[ChargeDetail, ...]:
     return tuple(reader.structure(v, ChargeDetail) for v in value)
 
 
-for _cls in (CallLeg, FabricDeviceLeg):
-    reader.register_structure_hook(
-        _cls,
-        make_dict_structure_fn(
-            _cls,
-            reader,
-            from_=override(rename="from"),
-            raw=override(omit=True),
-            charge_details=override(struct_hook=_null_tuple),
-            status=override(struct_hook=(lambda v, _: None) if _cls is FabricDeviceLeg else None),
-        ),
+def _leg_hook(cls: Any) -> Any:
+    return make_dict_structure_fn(
+        cls,
+        reader,
+        from_=override(rename="from"),
+        raw=override(omit=True),
+        charge_details=override(struct_hook=_null_tuple),
+        status=override(struct_hook=(lambda v, _: None) if cls is FabricDeviceLeg else None),
     )
+
+
+# Generated when a leg first takes the cattrs path (most never do: _fast_call_leg), not at import.
+reader.register_structure_hook_factory(lambda t: t in (CallLeg, FabricDeviceLeg), _leg_hook)
 
 
 def _errors_of(exc: Exception) -> list[str]:

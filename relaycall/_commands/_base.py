@@ -141,22 +141,35 @@ def command(
             receiver_status_url and "status_url" in names
         )
         register_model(cls)
-        params_hook = converter.get_unstructure_hook(cls)
-        if top_level_id:
 
-            def body(obj: Any) -> dict[str, Any]:
-                return {"command": name, "id": obj.call_id, "params": params_hook(obj)}
+        def first_body(obj: Any) -> dict[str, Any]:
+            # The params hook is generated on the class's first use, not at import;
+            # then this replaces itself with the body function to_wire calls directly.
+            body = _body_function(name, top_level_id, converter.get_unstructure_hook(cls))
+            cls._wire_body = staticmethod(body)  # type: ignore[attr-defined]
+            return body(obj)
 
-        else:
-
-            def body(obj: Any) -> dict[str, Any]:
-                return {"command": name, "params": params_hook(obj)}
-
-        converter.register_unstructure_hook(cls, body)
-        cls._wire_body = staticmethod(body)  # type: ignore[attr-defined]
+        cls._wire_body = staticmethod(first_body)  # type: ignore[attr-defined]
         return cls
 
     return deco
+
+
+def _body_function(
+    name: str, top_level_id: bool, params_hook: Callable[[Any], Any]
+) -> Callable[[Any], dict[str, Any]]:
+    """The function producing a command's ``{"command", "id", "params"}`` body."""
+    if top_level_id:
+
+        def body(obj: Any) -> dict[str, Any]:
+            return {"command": name, "id": obj.call_id, "params": params_hook(obj)}
+
+    else:
+
+        def body(obj: Any) -> dict[str, Any]:
+            return {"command": name, "params": params_hook(obj)}
+
+    return body
 
 
 # --- field helpers -------------------------------------------------------------------
