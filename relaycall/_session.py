@@ -16,7 +16,7 @@ import typing
 import warnings
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -26,13 +26,11 @@ from relaycall import _transport
 from relaycall._commands._base import Command
 from relaycall._commands.call import Dial
 from relaycall._config import USE_DEFAULT, Limits, RetryPolicy, Timeout, _Default, _seconds
-from relaycall._coordinator import RedisCoordinator
 from relaycall._handles._base import Starting
 from relaycall._handles.call import Call
 from relaycall._idempotency import Idempotency
 from relaycall._models import RawResponse, check_leg
 from relaycall._probe import QuietCalls
-from relaycall._receiver import EventReceiver
 from relaycall._retry import AlreadyProcessed as _AlreadyProcessed
 from relaycall._routing import PendingDial, Router
 from relaycall._validate import is_text, text_check, uuid_check
@@ -48,6 +46,11 @@ from relaycall.errors import (
     mask_secrets,
     show_value_masked,
 )
+
+if TYPE_CHECKING:
+    # Types only: see _check_arguments.
+    from relaycall._coordinator import RedisCoordinator
+    from relaycall._receiver import EventReceiver
 
 R = TypeVar("R")
 logger = logging.getLogger("relaycall")
@@ -172,15 +175,23 @@ def _check_arguments(args: Mapping[str, Any]) -> None:
         raise UsageError(
             f"session must be an aiohttp.ClientSession or None, not {type(session).__name__}"
         )
-    for name, kinds, what in (
-        ("retry", (RetryPolicy, _Default), "a RetryPolicy"),
-        ("limits", Limits, "a Limits"),
-        ("events", EventReceiver, "an EventReceiver"),
-        ("coordinator", RedisCoordinator, "a RedisCoordinator"),
-    ):
-        value = args[name]
-        if value is not None and not isinstance(value, kinds):
-            raise UsageError(f"{name} must be {what} or None, not {type(value).__name__}")
+    _check_kind("retry", args["retry"], (RetryPolicy, _Default), "a RetryPolicy")
+    _check_kind("limits", args["limits"], Limits, "a Limits")
+    # Imported only when one is given (and then already imported by the caller): a
+    # session without them never loads the receiver (nor aiohttp.web) or the coordinator.
+    if args["events"] is not None:
+        from relaycall._receiver import EventReceiver  # noqa: PLC0415
+
+        _check_kind("events", args["events"], EventReceiver, "an EventReceiver")
+    if args["coordinator"] is not None:
+        from relaycall._coordinator import RedisCoordinator  # noqa: PLC0415
+
+        _check_kind("coordinator", args["coordinator"], RedisCoordinator, "a RedisCoordinator")
+
+
+def _check_kind(name: str, value: Any, kinds: type | tuple[type, ...], what: str) -> None:
+    if value is not None and not isinstance(value, kinds):
+        raise UsageError(f"{name} must be {what} or None, not {type(value).__name__}")
 
 
 # Control characters would end the header line (aiohttp refuses them at send time).

@@ -317,6 +317,10 @@ def typed_params(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": kind, "params": params}
 
 
+# A follow-up that adds no field (the stops, pauses, resumes) is a plain subclass with
+# ``__slots__ = ()``, not an attrs class of its own: attrs would generate the same
+# __init__, __repr__ and __eq__ again for each (they read the instance's class, so they
+# behave the same), and generating them was most of what importing a command cost.
 @attrs.frozen(kw_only=True)
 class FollowUp(Command[R]):
     """

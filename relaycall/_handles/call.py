@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
 
-from relaycall._commands import ai as ai_cmd
 from relaycall._commands import call as call_cmd
 from relaycall._commands import media as media_cmd
 from relaycall._commands import operations as ops_cmd
@@ -29,6 +28,7 @@ from relaycall._handles.operations import (
     Tapping,
     Transcription,
 )
+from relaycall._lazy import LazyModule
 from relaycall._models import CallLeg, FabricDeviceLeg, parse_leg
 from relaycall._results import CallResult
 from relaycall._retry import AlreadyProcessed as _AlreadyProcessed
@@ -44,7 +44,12 @@ from relaycall.errors import (
 )
 
 if TYPE_CHECKING:
+    from relaycall._commands import ai as ai_cmd
     from relaycall._session import AsyncRelay
+else:
+    # The AI commands are imported on first use: a script that never talks to an AI
+    # does not pay for their classes (see relaycall/_lazy.py).
+    ai_cmd = LazyModule("relaycall._commands.ai", globals(), "ai_cmd")
 
 OpT = TypeVar("OpT", bound=Operation[Any])
 Leg = CallLeg | FabricDeviceLeg

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
-from relaycall._commands import ai as ai_cmd
 from relaycall._commands import media as media_cmd
 from relaycall._commands import operations as ops_cmd
 from relaycall._events import (
@@ -23,6 +22,7 @@ from relaycall._events import (
     TranscriptEvent,
 )
 from relaycall._handles._base import Operation, guarded
+from relaycall._lazy import LazyModule
 from relaycall._results import (
     CollectResult,
     DetectResult,
@@ -35,7 +35,12 @@ from relaycall._results import (
 )
 
 if TYPE_CHECKING:
+    from relaycall._commands import ai as ai_cmd
     from relaycall._models import SidecarAskReply, SidecarStatus
+else:
+    # The AI commands are imported on first use: a script that never talks to an AI
+    # does not pay for their classes (see relaycall/_lazy.py).
+    ai_cmd = LazyModule("relaycall._commands.ai", globals(), "ai_cmd")
 
 
 class Playback(Operation[PlaybackResult]):
@@ -239,11 +244,13 @@ class _LiveAI(_Singleton):
 
     __slots__ = ()
     EVENT = LiveEvent
-    #: The command that carries the action (LiveTranscribe or LiveTranslate).
-    _action_command: ClassVar[Any]
+    #: The command that carries the action (LiveTranscribe or LiveTranslate), by its
+    #: name in relaycall._commands.ai: that module is imported on first use.
+    _action_command: ClassVar[str]
 
     def _act(self, action: Any) -> Any:
-        return self._action_command(call_id=self.call.id, action=action)
+        command = getattr(ai_cmd, self._action_command)
+        return command(call_id=self.call.id, action=action)
 
     @guarded()
     def summarize(
@@ -265,7 +272,7 @@ class LiveTranscription(_LiveAI):
 
     __slots__ = ()
     kind = "live_transcribe"
-    _action_command = ai_cmd.LiveTranscribe
+    _action_command = "LiveTranscribe"
 
 
 class LiveTranslation(_LiveAI):
@@ -273,7 +280,7 @@ class LiveTranslation(_LiveAI):
 
     __slots__ = ()
     kind = "live_translate"
-    _action_command = ai_cmd.LiveTranslate
+    _action_command = "LiveTranslate"
 
     @guarded()
     def inject(
