@@ -1,5 +1,5 @@
 """
-A module imported on its first use, for modules that need one only in some of their code.
+Modules and class attributes loaded on first use, for code that needs them only sometimes.
 
 ``ai_cmd = LazyModule("relaycall._commands.ai", globals(), "ai_cmd")`` stands in for the
 module in the holder's globals; the first attribute read imports it and puts the module
@@ -10,7 +10,10 @@ Declare the real import under ``if TYPE_CHECKING:`` beside it, for type checkers
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 
 class LazyModule:
@@ -28,3 +31,27 @@ class LazyModule:
 
     def __repr__(self) -> str:
         return f"<LazyModule {self._name!r}, not imported yet>"
+
+
+class FirstUse(Generic[T]):
+    """
+    A class attribute computed on its first read, then set on the class in its place.
+
+    ``_stop_command = FirstUse(lambda: ops_cmd.CollectStop)`` names a class of a module
+    imported on first use without importing it when the class body runs; type checkers
+    see the attribute as what the function returns.
+    """
+
+    __slots__ = ("_load", "_name")
+
+    def __init__(self, load: Callable[[], T]) -> None:
+        self._load = load
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, instance: object, owner: type) -> T:
+        value = self._load()
+        setattr(owner, self._name, value)
+        return value

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ import aiohttp
 import attrs
 
 from relaycall import _transport
-from relaycall._commands._base import Command
+from relaycall._commands._base import REGISTRY, Command
 from relaycall._commands.call import Dial
 from relaycall._config import USE_DEFAULT, Limits, RetryPolicy, Timeout, _Default, _seconds
 from relaycall._handles._base import Starting
@@ -138,11 +139,20 @@ def _secret_params(name: str) -> frozenset[str]:
 def _field_may_hold_secret(cls: type, field: attrs.Attribute[Any], seen: set[type]) -> bool:
     if callable(field.repr) or field.metadata.get("raw"):
         return True  # a secret field (masked repr), or free-form JSON
-    try:
-        hint = typing.get_type_hints(cls).get(field.name)
-    except (NameError, TypeError):
+    hints = _type_hints(cls)
+    if hints is None:
         return True  # cannot tell: walk its bodies
-    return any(_may_hold_secret(model, seen) for model in _attrs_classes(hint))
+    return any(_may_hold_secret(model, seen) for model in _attrs_classes(hints.get(field.name)))
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any] | None:
+    # Once per class, not per field: each call evaluates every annotation of the class
+    # again, and the first send of a dial paid for that tens of times over.
+    try:
+        return typing.get_type_hints(cls)
+    except (NameError, TypeError):
+        return None
 
 
 def _may_hold_secret(cls: type, seen: set[type]) -> bool:
@@ -851,6 +861,11 @@ def _leg_from_callbacks(events: Sequence[Any], cmd: Dial) -> dict[str, Any]:
 
 def command_class(name: str) -> type[Command[Any]] | None:
     """The typed command class for a wire command name, if relaycall has one."""
-    from relaycall.commands import BY_NAME  # noqa: PLC0415 - the registry imports every command
+    # The class of a command built here is registered already (its module is imported):
+    # the complete registry, which imports the AI commands, is asked only for other names.
+    cls = REGISTRY.get(name)
+    if cls is None:
+        from relaycall.commands import BY_NAME  # noqa: PLC0415 - imports every command
 
-    return BY_NAME.get(name)
+        cls = BY_NAME.get(name)
+    return cls

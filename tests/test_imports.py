@@ -2,7 +2,7 @@
 What ``import relaycall`` loads: only what a script that sends commands needs.
 
 The receiver (and with it ``aiohttp.web``), the coordinator, inbound calls, the AI commands,
-the SWML builder, the emulator, ``relaycall.testing`` and tenacity are imported on first
+the commands of collect, detect, tap, stream, transcribe and fax, the SWML builder, the emulator, ``relaycall.testing`` and tenacity are imported on first
 use; every public name still resolves, by attribute and by ``from relaycall import X``.
 Each check runs in a fresh interpreter: this process has imported everything already.
 """
@@ -25,6 +25,7 @@ NOT_LOADED = (
     "relaycall._coordinator",
     "relaycall._incoming",
     "relaycall._commands.ai",
+    "relaycall._commands.operations",
     "relaycall.commands",
     "relaycall.swml",
     "relaycall.emulator",

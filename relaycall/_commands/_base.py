@@ -149,7 +149,24 @@ def command(
             cls._wire_body = staticmethod(body)  # type: ignore[attr-defined]
             return body(obj)
 
-        cls._wire_body = staticmethod(first_body)  # type: ignore[attr-defined]
+        # Both ids required (a follow-up's): their body needs no generated hook.
+        required_ids = names == ("call_id", "control_id") and all(
+            a.default is attrs.NOTHING
+            for a in attrs.fields(cls)  # type: ignore[arg-type]
+        )
+        if required_ids and top_level_id:
+
+            def ids_body(obj: Any) -> dict[str, Any]:
+                # What the generated hook would make of the two ids, without generating it.
+                return {
+                    "command": name,
+                    "id": obj.call_id,
+                    "params": {"control_id": obj.control_id},
+                }
+
+            cls._wire_body = staticmethod(ids_body)  # type: ignore[attr-defined]
+        else:
+            cls._wire_body = staticmethod(first_body)  # type: ignore[attr-defined]
         return cls
 
     return deco
