@@ -12,16 +12,30 @@ nested object.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
-import cattrs
-from cattrs.gen import make_dict_unstructure_fn, override
+
+if TYPE_CHECKING:
+    import cattrs
 
 T = TypeVar("T")
 
-converter = cattrs.Converter(omit_if_default=True)
+
+@functools.cache
+def converter() -> cattrs.Converter:
+    """
+    The converter, made on first use: cattrs is imported when a command is first sent
+    (or a model first unstructured), not by ``import relaycall``.
+    """
+    import cattrs  # noqa: PLC0415 - see above
+
+    made = cattrs.Converter(omit_if_default=True)
+    # cattrs calls the factory once per class, when a hook is first asked for, and caches it.
+    made.register_unstructure_hook_factory(_is_model, model_hook)
+    return made
 
 
 def _plain_json(value: Any) -> Any:
@@ -64,6 +78,8 @@ def model_hook(cls: type[Any]) -> Callable[[Any], Any]:
     the wire shape (``{"type": "tts", "params": {...}}``); fields marked
     ``metadata={"omit": True}`` stay off the wire (the call id of a command).
     """
+    from cattrs.gen import make_dict_unstructure_fn, override  # noqa: PLC0415 - see converter()
+
     overrides: dict[str, Any] = {}
     for a in attrs.fields(cast("Any", cls)):
         if a.metadata.get("omit"):
@@ -81,7 +97,7 @@ def model_hook(cls: type[Any]) -> Callable[[Any], Any]:
                 omit_if_default=False if factory else None,
             )
     fn: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(
-        cls, converter, _cattrs_omit_if_default=True, **overrides
+        cls, converter(), _cattrs_omit_if_default=True, **overrides
     )
     shape = getattr(cls, "_shape", None)
     if shape is None:
@@ -93,9 +109,5 @@ def model_hook(cls: type[Any]) -> Callable[[Any], Any]:
     return shaped
 
 
-# cattrs calls the factory once per class, when a hook is first asked for, and caches it.
-converter.register_unstructure_hook_factory(_is_model, model_hook)
-
-
 def unstructure(obj: Any) -> Any:
-    return converter.unstructure(obj)
+    return converter().unstructure(obj)

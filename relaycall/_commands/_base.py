@@ -145,7 +145,7 @@ def command(
         def first_body(obj: Any) -> dict[str, Any]:
             # The params hook is generated on the class's first use, not at import;
             # then this replaces itself with the body function to_wire calls directly.
-            body = _body_function(name, top_level_id, converter.get_unstructure_hook(cls))
+            body = _body_function(name, top_level_id, converter().get_unstructure_hook(cls))
             cls._wire_body = staticmethod(body)  # type: ignore[attr-defined]
             return body(obj)
 
