@@ -77,6 +77,11 @@ def parser() -> argparse.ArgumentParser:
         "full run; none with --quick)",
     )
     p.add_argument("--no-plot", action="store_true", help="do not write the plot")
+    p.add_argument(
+        "--instructions",
+        action="store_true",
+        help="coldstart: also count each side's instructions under valgrind (about a minute)",
+    )
     p.add_argument("--json", type=Path, help="also write every raw figure to this file")
     return p
 
@@ -132,6 +137,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     server.base_url,
                     sizes.coldstart_rounds,
                     importtime_runs=min(sizes.coldstart_rounds, 5),
+                    count_instructions=args.instructions,
                 )
                 text = coldstart.report(res)
             else:

@@ -24,6 +24,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -146,6 +148,11 @@ def script(side: str, base_url: str, root: Path, headers: dict[str, str]) -> str
     raise ValueError(side)
 
 
+def _children_cpu_ms() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) * 1e3
+
+
 def _python(code: str, cwd: Path, *flags: str) -> tuple[float, subprocess.CompletedProcess[str]]:
     t0 = time.perf_counter()
     done = subprocess.run(
@@ -164,10 +171,15 @@ def _python(code: str, cwd: Path, *flags: str) -> tuple[float, subprocess.Comple
 
 
 def run_once(code: str, cwd: Path) -> dict[str, float]:
-    """One fresh interpreter: the parent's wall time and what the child measured."""
+    """
+    One fresh interpreter: the parent's wall time, the child's CPU time (user + system, from
+    start to exit: less sensitive to a busy machine than the wall time) and what it measured.
+    """
+    cpu0 = _children_cpu_ms()
     wall_ms, done = _python(code, cwd)
     figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     figures["wall_ms"] = wall_ms
+    figures["cpu_ms"] = _children_cpu_ms() - cpu0
     return figures
 
 
@@ -175,6 +187,29 @@ def import_once(module: str, root: Path) -> float:
     """Milliseconds ``import module`` takes in a fresh interpreter (relaycall from *root*)."""
     _, done = _python(_IMPORT.format(root=str(root), module=module), root)
     return float(done.stdout.strip().splitlines()[-1])
+
+
+_IREFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+
+
+def valgrind_available() -> bool:
+    return shutil.which("valgrind") is not None
+
+
+def instructions(code: str, cwd: Path) -> int:
+    """
+    Instructions one fresh interpreter executes, counted by valgrind (cachegrind, no cache
+    simulation): the same on a busy machine as on an idle one, where wall and CPU time are not.
+    """
+    done = subprocess.run(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+         sys.executable, "-c", code],
+        capture_output=True, text=True, cwd=cwd, env=child_env(), check=False, timeout=600,
+    )  # fmt: skip
+    found = _IREFS.search(done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"valgrind failed in {cwd}:\n{done.stderr[-2000:]}")
+    return int(found[1].replace(",", ""))
 
 
 _IMPORTTIME = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
@@ -201,12 +236,14 @@ def run(
     rounds: int,
     trees: list[tuple[str, Path]] | None = None,
     importtime_runs: int = 3,
+    count_instructions: bool = False,
 ) -> dict[str, Any]:
     """
     *rounds* rounds of every side in fresh interpreters, the order rotated each round.
 
     *trees*: the relaycall sides, ``(name, root)`` (default: this tree, named
-    ``relaycall``); the bare aiohttp side is always measured too.
+    ``relaycall``); the bare aiohttp side is always measured too. *count_instructions*:
+    also one run of each side under valgrind (:func:`instructions`).
     """
     trees = trees or [("relaycall", ROOT)]
     headers = throughput.relaycall_headers()
@@ -228,28 +265,36 @@ def run(
         for name, _, _ in order:
             imports[name].append(import_once(modules[name], roots[name]))
     offenders = {name: importtime(root, importtime_runs) for name, root in trees}
+    counted = {}
+    if count_instructions:
+        counted = {name: instructions(codes[name], roots[name]) for name, _, _ in sides}
     return {
         "sides": [name for name, _, _ in sides],
         "rounds": rounds,
         "runs": runs,
         "imports": imports,
         "importtime": offenders,
+        "instructions": counted,
     }
 
 
 def report(res: dict[str, Any], top: int = 12) -> str:
     bare_wall = statistics.median(r["wall_ms"] for r in res["runs"]["aiohttp"])
+    bare_cpu = statistics.median(r["cpu_ms"] for r in res["runs"]["aiohttp"])
     bare_import = statistics.median(res["imports"]["aiohttp"])
     rows = []
     for name in res["sides"]:
         runs = res["runs"][name]
         wall = Summary.of([r["wall_ms"] for r in runs])
+        cpu = Summary.of([r["cpu_ms"] for r in runs])
         imp = Summary.of(res["imports"][name])
         rows.append(
             [
                 name,
                 wall.fmt(),
                 f"{ratio(wall.median, bare_wall):.2f}x",
+                cpu.fmt(),
+                f"{ratio(cpu.median, bare_cpu):.2f}x",
                 Summary.of([r["work_ms"] for r in runs]).fmt(),
                 imp.fmt(),
                 f"{imp.median - bare_import:+,.0f}",
@@ -266,6 +311,8 @@ def report(res: dict[str, Any], top: int = 12) -> str:
                 "client",
                 "process wall ms",
                 "vs aiohttp",
+                "process CPU ms",
+                "vs aiohttp",
                 "session + 4 commands ms",
                 "`import` ms (alone)",
                 "vs import aiohttp",
@@ -278,12 +325,24 @@ def report(res: dict[str, Any], top: int = 12) -> str:
         if name == "aiohttp":
             continue
         w = ratio(statistics.median(r["wall_ms"] for r in res["runs"][name]), bare_wall)
+        c = ratio(statistics.median(r["cpu_ms"] for r in res["runs"][name]), bare_cpu)
         extra = statistics.median(res["imports"][name]) - bare_import
         lines += [
             "",
-            f"Goals ({name}): wall {w:.2f}x aiohttp (<= {WALL_GOAL}x: {goal(w <= WALL_GOAL)}); "
+            f"Goals ({name}): wall {w:.2f}x aiohttp (<= {WALL_GOAL}x: {goal(w <= WALL_GOAL)}; "
+            f"CPU {c:.2f}x); "
             f"import {extra:+.0f} ms over aiohttp (<= {IMPORT_GOAL_MS:.0f} ms: "
             f"{goal(extra <= IMPORT_GOAL_MS)})",
+        ]
+    counted = res.get("instructions") or {}
+    if counted:
+        bare = counted["aiohttp"]
+        lines += [
+            "",
+            "Instructions executed, one run of each under valgrind (the same on a busy machine): "
+            + ", ".join(
+                f"{name} {n / 1e6:,.0f} M ({ratio(n, bare):.2f}x)" for name, n in counted.items()
+            ),
         ]
     for name, modules in res["importtime"].items():
         worst = sorted(modules.items(), key=lambda kv: -kv[1]["own_ms"])[:top]

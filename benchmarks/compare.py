@@ -91,11 +91,17 @@ def compare(rev: str, rounds: int, concurrency: int, flows: int) -> dict[str, li
         return runs
 
 
-def compare_coldstart(rev: str, rounds: int) -> dict[str, Any]:
+def compare_coldstart(rev: str, rounds: int, instructions: bool = False) -> dict[str, Any]:
     """The cold-start benchmark for relaycall at *rev*, in this tree, and bare aiohttp."""
     with checkout(rev) as old, ServerProcess() as server:
         trees = [(f"relaycall {rev}", old), ("relaycall (this tree)", ROOT)]
-        return coldstart.run(server.base_url, rounds, trees, importtime_runs=min(rounds, 5))
+        return coldstart.run(
+            server.base_url,
+            rounds,
+            trees,
+            importtime_runs=min(rounds, 5),
+            count_instructions=instructions,
+        )
 
 
 def report(runs: dict[str, list[Any]], concurrency: int) -> str:
@@ -136,9 +142,14 @@ def main() -> None:
     p.add_argument(
         "--coldstart", action="store_true", help="compare cold starts (benchmarks/coldstart.py)"
     )
+    p.add_argument(
+        "--instructions",
+        action="store_true",
+        help="with --coldstart: also count each side's instructions under valgrind",
+    )
     args = p.parse_args()
     if args.coldstart:
-        print(coldstart.report(compare_coldstart(args.rev, args.rounds)))
+        print(coldstart.report(compare_coldstart(args.rev, args.rounds, args.instructions)))
         return
     runs = compare(args.rev, args.rounds, args.concurrency, args.flows)
     print(report(runs, args.concurrency))

@@ -99,6 +99,7 @@ def test_coldstart_runs_both_sides(results: dict[str, Any]) -> None:
     for side in res["sides"]:
         (fig,) = res["runs"][side]
         assert fig["wall_ms"] > fig["work_ms"] > 0
+        assert fig["cpu_ms"] > 0
         assert res["imports"][side][0] > 0
     # The bare script never imports relaycall, so it loads fewer modules.
     assert res["runs"]["aiohttp"][0]["modules"] < res["runs"]["relaycall"][0]["modules"]
@@ -106,6 +107,18 @@ def test_coldstart_runs_both_sides(results: dict[str, Any]) -> None:
     text = coldstart.report(res)
     assert "Goals (relaycall)" in text
     assert "-X importtime" in text
+
+
+def test_coldstart_counts_instructions_under_valgrind() -> None:
+    """The instruction count of a fresh interpreter is read off valgrind's summary."""
+    from benchmarks import coldstart  # noqa: PLC0415
+
+    if not coldstart.valgrind_available():
+        pytest.skip("valgrind is not installed")
+    root = Path(__file__).resolve().parent.parent
+    empty = coldstart.instructions("pass", root)
+    assert empty > 1_000_000
+    assert coldstart.instructions("import json; json.dumps(list(range(100000)))", root) > empty
 
 
 def test_plot(results: dict[str, Any], tmp_path: Path) -> None:
