@@ -165,7 +165,7 @@ def test_compare_runs_against_a_revision() -> None:
 
 
 def test_compare_coldstart_runs_against_a_revision() -> None:
-    """benchmarks.compare --coldstart times relaycall at a revision, in this tree and bare aiohttp."""
+    """benchmarks.compare --coldstart times relaycall at a revision, in this tree, bare aiohttp."""
     root = Path(__file__).resolve().parent.parent
     if not (root / ".git").exists():
         pytest.skip("not a git checkout")

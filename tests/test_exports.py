@@ -130,7 +130,7 @@ def test_lazy_ai_names_are_the_ai_modules_all() -> None:
     """
     from relaycall._commands import ai  # noqa: PLC0415
 
-    assert commands._AI_NAMES == set(ai.__all__)
+    assert set(ai.__all__) == commands._AI_NAMES
 
 
 def test_lazy_names_are_exported_and_resolve_to_their_modules() -> None:

@@ -3,7 +3,8 @@ What ``import relaycall`` loads: only what a script that sends commands needs.
 
 The receiver (and with it ``aiohttp.web``), the coordinator, inbound calls, the AI commands,
 the commands of collect, detect, tap, stream, transcribe and fax, the SWML builder, the
-emulator, ``relaycall.testing``, tenacity and cattrs are imported on first use; every public name still resolves, by attribute and by ``from relaycall import X``.
+emulator, ``relaycall.testing``, tenacity and cattrs are imported on first use; every
+public name still resolves, by attribute and by ``from relaycall import X``.
 Each check runs in a fresh interpreter: this process has imported everything already.
 """
 
