@@ -87,8 +87,8 @@ def model(label: str) -> Callable[[type[M]], type[M]]:
 
 
 #: Every command class by its wire name, filled as each class is defined (see
-#: :func:`command`). ``relaycall.commands.BY_NAME`` is this dict, complete once
-#: that module has imported every command module.
+#: :func:`command`). ``relaycall.commands.BY_NAME`` is this dict, handed out only
+#: once every command module is imported (the AI commands are imported on first use).
 REGISTRY: dict[str, type[Command[Any]]] = {}
 
 
