@@ -147,12 +147,15 @@ def _field_may_hold_secret(cls: type, field: attrs.Attribute[Any], seen: set[typ
 
 @functools.cache
 def _type_hints(cls: type) -> dict[str, Any] | None:
-    # Once per class, not per field: each call evaluates every annotation of the class
-    # again, and the first send of a dial paid for that tens of times over.
+    # Once per class, not per field (each evaluation reads every annotation of the class
+    # again: the first send of a dial paid for that tens of times over), and through
+    # attrs.resolve_types, which the converter's hook generation has already run for the
+    # classes of the command just sent: the field types are then read, not evaluated.
     try:
-        return typing.get_type_hints(cls)
+        attrs.resolve_types(cls)
     except (NameError, TypeError):
         return None
+    return {f.name: f.type for f in attrs.fields(cls)}
 
 
 def _may_hold_secret(cls: type, seen: set[type]) -> bool:
