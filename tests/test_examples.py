@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import importlib.util
+import json
 import py_compile
 import re
 import signal
@@ -46,6 +47,7 @@ def test_example_compiles(path):
 
 #: The examples the tests below run; a new example needs a test here, and a line.
 RUN_BELOW = {"quickstart.py", "bulk_dialer.py", "fastapi_ivr.py", "inbound_ivr.py"}
+RUN_BELOW |= {"aiohttp_app.py"}
 #: Run by tests/test_multiworker.py (3 workers behind HAProxy, with Redis).
 RUN_BELOW |= {"multiworker_app.py"}
 
@@ -303,6 +305,148 @@ async def test_fastapi_example_bounds_calls_and_hangs_up_at_shutdown(tmp_path):
         finally:
             code = await app.stop()
         _assert_shut_down_cleanly(code, app)
+        assert _commands(emu, call_id) == ["dial", "calling.end"]
+        assert not emu.call(call_id).is_live
+
+
+# --- aiohttp_app.py ---------------------------------------------------------------------------
+
+
+async def _start_aiohttp_example(emu: Emulator, **env: str) -> tuple[Program, str]:
+    """``python examples/aiohttp_app.py`` on a free loopback port; return once it listens."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {"CALLS_PER_SECOND": "100", **env}
+    program = Program(
+        [PYTHON, str(EXAMPLES / "aiohttp_app.py")],
+        env=program_env(emu, PUBLIC_URL=base, PORT=str(port), **env),
+        cwd=REPO,
+    )
+    await program.start()
+    try:
+        await program.wait_for_output(re.escape(f"Running on {base}"))
+    except BaseException:
+        await program.kill()
+        raise
+    return program, base
+
+
+def _assert_aiohttp_stopped_cleanly(code: int, app: Program) -> None:
+    # aiohttp's run_app turns SIGTERM into a graceful exit: cleanup contexts run, status 0.
+    assert code == 0, app.output
+    assert "Traceback" not in app.output, app.output
+    assert "WARNING" not in app.output, app.output
+
+
+async def test_aiohttp_example_records_a_message_in_the_background(tmp_path):
+    """POST /calls answers 202 at once with the call id while the call goes on: the
+    greeting, the recording (with a beep, ended by the person's silence), its result
+    awaited through the receiver routed in the same aiohttp app, the hang-up. GET
+    /calls/{id}?wait= then shows the outcome and the recording's URL, which serves a WAV.
+    Exact wire bodies, from the emulator's journal."""
+    scenario = Scenario(speech="Hi, it's Sam, call me back.")
+    async with Emulator(time_scale=50, signing_key=SIGNING_KEY, scenarios={TO: scenario}) as emu:
+        app, base = await _start_aiohttp_example(emu)
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.post(f"{base}/calls", json={"to": TO}) as resp:
+                    assert resp.status == 202, await resp.text()
+                    placed = await resp.json()
+                call_id = placed["call_id"]
+                assert placed == {
+                    "call_id": call_id,
+                    "to": TO,
+                    "state": placed["state"],
+                    "end_reason": None,
+                    "running": True,
+                    "outcome": None,
+                    "recording_url": None,
+                }
+                assert placed["state"] in ("queued", "created", "ringing")
+                async with http.get(f"{base}/calls/{call_id}", params={"wait": "20"}) as resp:
+                    assert resp.status == 200
+                    status = await resp.json()
+                async with http.get(status["recording_url"] or base) as resp:
+                    assert resp.status == 200
+                    wav = await resp.read()
+        finally:
+            code = await app.stop()
+        url = status["recording_url"]
+        assert status == {
+            "call_id": call_id,
+            "to": TO,
+            "state": "ended",
+            "end_reason": "hangup",
+            "running": False,
+            "outcome": "recorded",
+            "recording_url": url,
+        }, app.output
+        assert url.startswith(f"{emu.base_url}/recordings/")
+        assert wav[:4] == b"RIFF"
+        assert wav[8:12] == b"WAVE"
+        bodies = [copy.deepcopy(r.body) for r in emu.requests if r.call_id == call_id]
+        assert bodies[0]["command"] == "dial"
+        for body in bodies[1:3]:  # the play and the record: reporting to the app
+            params = body["params"]
+            assert params.pop("status_url").startswith(f"{base}/relaycall/events/?t=o.")
+            assert isinstance(params.pop("control_id"), str)
+        audio = {"beep": True, "format": "wav", "end_silence_timeout": 3, "max_length": 120}
+        assert bodies[1:] == [
+            _play(call_id, "Hello! Please leave your message after the beep."),
+            {"command": "calling.record", "id": call_id, "params": {"record": {"audio": audio}}},
+            {"command": "calling.end", "id": call_id, "params": {}},
+        ]
+        assert_callbacks_received(emu, call_id)
+        callbacks = [c for c in emu.callbacks if c.call_id == call_id]
+        assert all(c.url and c.url.startswith(f"{base}/relaycall/events") for c in callbacks)
+    _assert_aiohttp_stopped_cleanly(code, app)
+
+
+async def test_aiohttp_example_refuses_bad_input_and_hangs_up_at_shutdown(tmp_path):
+    """The aiohttp example answers a body that is not JSON with 400, a missing or invalid
+    number and a bad ``wait`` with 422 naming the field, an unknown id with 404, a call
+    beyond MAX_CALLS with 429 (nothing dialled); when the server stops (SIGTERM), its
+    cleanup context cancels the call still ringing, which hangs it up, and exits 0."""
+    scenario = Scenario(ring_seconds=100_000)  # rings for as long as the test runs
+    async with Emulator(time_scale=50, signing_key=SIGNING_KEY, scenarios={TO: scenario}) as emu:
+        app, base = await _start_aiohttp_example(emu, MAX_CALLS="1")
+        try:
+            async with aiohttp.ClientSession() as http:
+
+                async def answer(method: str, path: str, **kw: Any) -> tuple[int, str]:
+                    async with http.request(method, base + path, **kw) as resp:
+                        return resp.status, await resp.text()
+
+                assert await answer("POST", "/calls", data=b"{") == (
+                    400,
+                    'the body must be JSON: {"to": "+15557650000"}',
+                )
+                assert await answer("POST", "/calls", json={}) == (
+                    422,
+                    "to: give the number to call, as a string",
+                )
+                status, text = await answer("POST", "/calls", json={"to": "hello"})
+                assert status == 422
+                assert text.startswith("dial.to: 'hello'")
+                assert await answer("GET", "/calls/nope") == (404, "no such call here")
+                status, text = await answer("POST", "/calls", json={"to": TO})
+                assert status == 202, text
+                call_id = json.loads(text)["call_id"]
+                async with http.post(f"{base}/calls", json={"to": "+15557650001"}) as resp:
+                    assert resp.status == 429
+                    assert resp.headers["Retry-After"] == "5"
+                for wait in ("x", "61", "-1"):
+                    assert await answer("GET", f"/calls/{call_id}?wait={wait}") == (
+                        422,
+                        "wait: give seconds from 0 to 60",
+                    )
+                async with http.get(f"{base}/calls/{call_id}") as resp:
+                    assert (await resp.json())["running"] is True
+            assert _commands(emu) == ["dial"]
+            assert emu.call(call_id).is_live
+        finally:
+            code = await app.stop()
+        _assert_aiohttp_stopped_cleanly(code, app)
         assert _commands(emu, call_id) == ["dial", "calling.end"]
         assert not emu.call(call_id).is_live
 
