@@ -47,7 +47,7 @@ def test_example_compiles(path):
 
 #: The examples the tests below run; a new example needs a test here, and a line.
 RUN_BELOW = {"quickstart.py", "bulk_dialer.py", "fastapi_ivr.py", "inbound_ivr.py"}
-RUN_BELOW |= {"aiohttp_app.py"}
+RUN_BELOW |= {"aiohttp_app.py", "voicemail_drop.py"}
 #: Run by tests/test_multiworker.py (3 workers behind HAProxy, with Redis).
 RUN_BELOW |= {"multiworker_app.py"}
 
@@ -449,6 +449,132 @@ async def test_aiohttp_example_refuses_bad_input_and_hangs_up_at_shutdown(tmp_pa
         _assert_aiohttp_stopped_cleanly(code, app)
         assert _commands(emu, call_id) == ["dial", "calling.end"]
         assert not emu.call(call_id).is_live
+
+
+# --- voicemail_drop.py ------------------------------------------------------------------------
+
+AGENT = "+15550001111"
+
+
+async def test_voicemail_drop_demo_runs_both_branches_on_the_built_in_emulator(tmp_path):
+    """Without credentials, voicemail_drop.py calls a machine and a person on the built-in
+    emulator: a message for the one, the agent for the other."""
+    code, out = await run_program(
+        [PYTHON, str(EXAMPLES / "voicemail_drop.py")], env=program_env(None), cwd=tmp_path
+    )
+    assert code == 0, out
+    assert out.splitlines() == [
+        "no SIGNALWIRE_PROJECT_ID: running against the built-in emulator",
+        "+15557650000: machine: message left after the beep",
+        f"+15557650001: human: connected to {AGENT}",
+    ]
+
+
+async def test_voicemail_drop_waits_for_the_beep_and_puts_people_through(tmp_path):
+    """
+    voicemail_drop.py against an emulator (SIGNALWIRE_BASE_URL), three numbers:
+    - a machine: the detection says MACHINE, then READY when its greeting is over; the
+      message is played only after READY was sent, then the call is hung up;
+    - a person: HUMAN, then a transfer to the agent (AGENT_NUMBER), and no hang-up: the
+      call stays up, bridged to the agent;
+    - busy: not answered, nothing but the dial.
+    Exact wire bodies, from the emulator's journal; each outcome printed.
+    """
+    machine, person, busy = "+15557650000", "+15557650001", "+15557650002"
+    scenarios = {
+        machine: Scenario(answer="machine", greeting_seconds=3),
+        person: Scenario(answer="human"),
+        busy: Scenario(answer="busy"),
+    }
+    #: What happened, in the order the emulator saw it: detect callbacks as they left,
+    #: Calling API requests as they arrived.
+    timeline: list[tuple[str | None, str]] = []
+
+    def detect_sent(delivery: Any) -> None:
+        if delivery.event_type == "calling.call.detect":
+            event = delivery.payload["params"]["detect"]["params"]["event"]
+            timeline.append((delivery.call_id, f"sent {event}"))
+
+    async def request_arrived(_request: Any, body: Any) -> None:
+        if isinstance(body, dict) and body.get("command") != "dial":
+            timeline.append((body.get("id"), f"got {body.get('command')}"))
+
+    # Slow enough (3 emulated s = 0.3 s) that a message played before the beep would be seen.
+    async with Emulator(time_scale=10, signing_key=SIGNING_KEY, scenarios=scenarios) as emu:
+        emu.core.delivery_hooks.append(detect_sent)
+        emu.core.request_hooks.append(request_arrived)
+        argv = [PYTHON, str(EXAMPLES / "voicemail_drop.py"), machine, person, busy]
+        env = program_env(emu, AGENT_NUMBER=AGENT)
+        code, out = await run_program([*argv, "--calls-per-second", "50"], env=env, cwd=tmp_path)
+        assert code == 0, out
+        assert sorted(out.splitlines()) == [
+            f"{machine}: machine: message left after the beep",
+            f"{person}: human: connected to {AGENT}",
+            f"{busy}: not answered: busy",
+        ]
+        ids = {r.body["params"]["to"]: r.call_id for r in emu.requests if r.command == "dial"}
+        assert emu.call(ids[person]).is_live  # with the agent now: the script left it up
+        assert emu.call(ids[person]).bridged_to == AGENT
+        emu.hangup(ids[person])
+        await emu.idle()
+
+    def steps(to: str) -> list[str]:
+        return [what for call_id, what in timeline if call_id == ids[to]]
+
+    # The message went out after the READY (the beep), never on the MACHINE verdict alone.
+    assert steps(machine) == ["got calling.detect", "sent MACHINE", "sent READY", "sent finished",
+                              "got calling.play", "got calling.end"]  # fmt: skip
+    assert steps(person) == ["got calling.detect", "sent HUMAN", "sent finished",
+                             "got calling.transfer"]  # fmt: skip
+
+    def wire(to: str) -> list[dict[str, Any]]:
+        bodies = [copy.deepcopy(r.body) for r in emu.requests if r.call_id == ids[to]]
+        for body in bodies:
+            if body["command"] in ("calling.detect", "calling.play"):
+                assert body["params"].pop("status_url").startswith("http://127.0.0.1:")
+                assert isinstance(body["params"].pop("control_id"), str)
+        return bodies[1:]  # after the dial
+
+    detect = {
+        "command": "calling.detect",
+        "params": {"detect": {"type": "machine", "params": {"detect_message_end": True}},
+                   "timeout": 45},
+    }  # fmt: skip
+    message = "Hi, this is Acme. Your order is ready: call us back at 555 123 0000. Thank you!"
+    assert wire(machine) == [
+        {**detect, "id": ids[machine]},
+        _play(ids[machine], message),
+        {"command": "calling.end", "id": ids[machine], "params": {}},
+    ]
+    assert wire(person) == [
+        {**detect, "id": ids[person]},
+        {"command": "calling.transfer", "id": ids[person], "params": {"dest": AGENT}},
+    ]
+    assert wire(busy) == []
+    for to in (machine, person):
+        assert_callbacks_received(emu, ids[to])
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "error"),
+    [
+        ([], {"AGENT_NUMBER": AGENT}, "give the numbers to call"),
+        ([TO], {}, "give --agent (or set AGENT_NUMBER)"),
+        ([TO, "--agent", AGENT, "--calls-per-second", "0"], {}, "must be positive"),
+    ],
+)
+async def test_voicemail_drop_bad_arguments(tmp_path, args, env, error):
+    """With credentials, a command line without numbers, without an agent or with a bad
+    rate ends with a usage message and status 2, before any call."""
+    async with Emulator(time_scale=50, signing_key=SIGNING_KEY) as emu:
+        code, out = await run_program(
+            [PYTHON, str(EXAMPLES / "voicemail_drop.py"), *args],
+            env=program_env(emu, **env),
+            cwd=tmp_path,
+        )
+        assert code == 2, out
+        assert error in out
+        assert emu.requests == []
 
 
 # --- inbound_ivr.py ----------------------------------------------------------------------------
