@@ -13,6 +13,7 @@ import json
 import py_compile
 import re
 import signal
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -29,7 +30,9 @@ from tests._programs import (
     program_env,
     run_program,
 )
+from tests._services import need_binary
 from tests.conftest import basic_auth
+from tests.test_multiworker import _alive, until
 
 EXAMPLES = REPO / "examples"
 TO = "+15557650000"
@@ -48,13 +51,15 @@ def test_example_compiles(path):
 #: The examples the tests below run; a new example needs a test here, and a line.
 RUN_BELOW = {"quickstart.py", "bulk_dialer.py", "fastapi_ivr.py", "inbound_ivr.py"}
 RUN_BELOW |= {"aiohttp_app.py", "voicemail_drop.py"}
-#: Run by tests/test_multiworker.py (3 workers behind HAProxy, with Redis).
-RUN_BELOW |= {"multiworker_app.py"}
+#: Run by tests/test_multiworker.py (3 workers behind HAProxy, with Redis), and below by
+#: run_multiworker.py, which starts the same deployment locally.
+RUN_BELOW |= {"multiworker_app.py", "run_multiworker.py"}
 
 
 def test_every_example_has_a_run_test():
-    """A new example cannot be added without a test here that runs it."""
-    assert {p.name for p in EXAMPLES.glob("*.py")} == RUN_BELOW
+    """A new example cannot be added without a test here that runs it. Modules named
+    ``_*.py`` are not examples but what one imports (``_local_services.py``)."""
+    assert {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")} == RUN_BELOW
 
 
 # --- quickstart.py ---------------------------------------------------------------------------
@@ -575,6 +580,85 @@ async def test_voicemail_drop_bad_arguments(tmp_path, args, env, error):
         assert code == 2, out
         assert error in out
         assert emu.requests == []
+
+
+# --- run_multiworker.py -----------------------------------------------------------------------
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_run_multiworker_serves_a_call_through_the_balancer_and_leaves_no_process(
+    tmp_path, signum
+):
+    """
+    run_multiworker.py starts the emulator, redis-server, three uvicorn workers of
+    multiworker_app.py and HAProxy, and says where each is. A call placed through the
+    balancer is answered, greeted and hung up, its callbacks (posted to the balancer)
+    all accepted; the three workers answer in turn. On SIGTERM (a process manager) or
+    SIGINT (Ctrl-C) it stops them all and exits 0: none of the pids it printed is left,
+    nor its temporary directory. Skipped without redis-server or haproxy, unless
+    RELAYCALL_REQUIRE_SERVICES=1.
+    """
+    need_binary("redis-server")
+    need_binary("haproxy")
+    argv = [PYTHON, str(EXAMPLES / "run_multiworker.py"), "--time-scale", "20"]
+    launcher = Program(argv, env=program_env(None, CALLS_PER_SECOND="100"), cwd=tmp_path)
+    await launcher.start()
+    try:
+        await launcher.wait_for_output(r"(?m)^ready$", timeout=90)
+        found = re.findall(r"(?m)^  (\w+(?: \d)?) +(\S+) +pid (\d+)$", launcher.output)
+        where = {name: url for name, url, _ in found}
+        pids = [int(pid) for _, _, pid in found]
+        assert list(where) == ["emulator", "redis", "worker 1", "worker 2", "worker 3",
+                               "balancer"], launcher.output  # fmt: skip
+        assert all(_alive(pid) for pid in pids)
+        logs = Path(re.findall(r"(?m)^  logs +(\S+)$", launcher.output)[0])
+        assert await asyncio.to_thread(logs.is_dir)
+        balancer, emulator = where["balancer"], where["emulator"]
+        assert f"curl -X POST {balancer}/calls" in launcher.output
+        auth = basic_auth("test-project", "test-token")
+        async with aiohttp.ClientSession() as http:
+            body = {"to": TO, "count": 1}
+            async with http.post(f"{balancer}/calls", json=body) as resp:
+                assert resp.status == 202, await resp.text()
+                (call_id,) = (await resp.json())["call_ids"]
+
+            async def call() -> Any:
+                url = f"{emulator}/__emulator/calls/{call_id}"
+                async with http.get(url, headers=auth) as resp:
+                    assert resp.status == 200
+                    return await resp.json()
+
+            async def ended() -> bool:
+                return (await call())["status"] == "completed"
+
+            await until(ended, 60, "the call placed through the balancer ended")
+            assert (await call())["end_reason"] == "hangup"
+            async with http.get(f"{emulator}/__emulator/journal.jsonl", headers=auth) as resp:
+                journal = [json.loads(line) for line in (await resp.text()).splitlines()]
+            stats = []
+            for _ in range(3):
+                async with http.get(f"{balancer}/stats") as resp:
+                    stats.append(await resp.json())
+    finally:
+        if launcher.returncode is None:
+            launcher._proc.send_signal(signum)  # type: ignore[union-attr]
+        code = await launcher.wait(60)
+    assert code == 0, launcher.output
+    assert f"{signal.Signals(signum).name}: stopped everything" in launcher.output
+    left = [pid for pid in pids if _alive(pid)]
+    assert not left, f"still running: {left}\n{launcher.output}"
+    assert not await asyncio.to_thread(logs.exists)
+    mine = [e for e in journal if e.get("call_id") == call_id]
+    requests = [e["command"] for e in mine if e["kind"] == "request"]
+    assert requests == ["dial", "calling.play", "calling.end"]
+    callbacks = [e for e in mine if e["kind"] == "callback"]
+    assert callbacks
+    assert all(c["url"].startswith(f"{balancer}/relaycall/events/") for c in callbacks)
+    assert {c["outcome"] for c in callbacks} == {"delivered"}, callbacks
+    # Round robin: three different workers answered, one of which ran the call.
+    assert len({s["pid"] for s in stats}) == 3
+    assert sum(s["flows_done"] for s in stats) == 1
 
 
 # --- inbound_ivr.py ----------------------------------------------------------------------------
