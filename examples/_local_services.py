@@ -133,7 +133,26 @@ def _pong(port: int) -> bool:
         return False
 
 
-class Server:
+class _Child:
+    """A child process serving on 127.0.0.1:*port*, stopped by its pid."""
+
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    def stop(self) -> None:
+        """Stop it (SIGTERM by pid, then SIGKILL after 10 s)."""
+        _stop(self.proc)
+
+
+class Server(_Child):
     """
     A command that serves HTTP on 127.0.0.1:*port* (the emulator, a uvicorn worker),
     its output in *directory*/*name*.log; :meth:`start` returns once the port accepts.
@@ -157,15 +176,7 @@ class Server:
         self.env = env
         self.cwd = cwd or self.directory
         self.log = self.directory / f"{name.replace(' ', '-')}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
+        self.proc = None
 
     def start(self, timeout: float = 30.0) -> Server:
         """Start it and return once its port accepts connections."""
@@ -182,11 +193,8 @@ class Server:
         assert self.proc is not None
         _wait_until(lambda: accepts(self.port), self.proc, self.name, self.log, timeout)
 
-    def stop(self) -> None:
-        _stop(self.proc)
 
-
-class RedisServer:
+class RedisServer(_Child):
     """
     ``redis-server`` on 127.0.0.1:*port* without persistence (``--save ''
     --appendonly no``), its files in *directory*. :meth:`restart` keeps the port, and
@@ -206,16 +214,12 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.log = self.directory / "redis.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc = None
         self.restarts = 0
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
 
     def _argv(self) -> list[str]:
         return [
@@ -235,10 +239,6 @@ class RedisServer:
         self.proc = _spawn(self._argv(), self.log, self.directory)
         _wait_until(lambda: _pong(self.port), self.proc, "redis-server", self.log, timeout)
         return self
-
-    def stop(self) -> None:
-        """Stop it (SIGTERM by pid, then SIGKILL)."""
-        _stop(self.proc)
 
     def kill(self) -> None:
         """Kill it at once (SIGKILL by pid), as a crash would."""
@@ -299,7 +299,7 @@ backend workers
 """
 
 
-class HAProxy:
+class HAProxy(_Child):
     """
     HAProxy on 127.0.0.1:*port* (a free one by default), round-robin over *backends*
     (loopback ports), its configuration generated into *directory*.
@@ -322,15 +322,7 @@ class HAProxy:
         self.check_ms = check_ms
         self.config = self.directory / "haproxy.cfg"
         self.log = self.directory / "haproxy.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
+        self.proc = None
 
     def render(self) -> str:
         servers = "\n".join(
@@ -345,6 +337,3 @@ class HAProxy:
         self.proc = _spawn(argv, self.log, self.directory)
         _wait_until(lambda: accepts(self.port), self.proc, "haproxy", self.log, timeout)
         return self
-
-    def stop(self) -> None:
-        _stop(self.proc)

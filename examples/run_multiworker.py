@@ -135,7 +135,8 @@ def deployment(args: argparse.Namespace, directory: Path) -> Iterator[list[tuple
     started: list[tuple[str, Child]] = []
     try:
         # Each is listed before it starts: stopped even if it only half started.
-        for name, child in [("emulator", emulator), ("redis", redis)]:
+        first: list[tuple[str, Child]] = [("emulator", emulator), ("redis", redis)]
+        for name, child in first:
             started.append((name, child))
             child.start()
         for w in workers:  # side by side: each takes seconds to import its app
