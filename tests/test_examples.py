@@ -10,6 +10,7 @@ import asyncio
 import copy
 import importlib.util
 import json
+import os
 import py_compile
 import re
 import signal
@@ -586,17 +587,18 @@ async def test_voicemail_drop_bad_arguments(tmp_path, args, env, error):
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT", "a worker dies"])
 async def test_run_multiworker_serves_a_call_through_the_balancer_and_leaves_no_process(
-    tmp_path, signum
+    tmp_path, stop
 ):
     """
     run_multiworker.py starts the emulator, redis-server, three uvicorn workers of
     multiworker_app.py and HAProxy, and says where each is. A call placed through the
     balancer is answered, greeted and hung up, its callbacks (posted to the balancer)
     all accepted; the three workers answer in turn. On SIGTERM (a process manager) or
-    SIGINT (Ctrl-C) it stops them all and exits 0: none of the pids it printed is left,
-    nor its temporary directory. Skipped without redis-server or haproxy, unless
+    SIGINT (Ctrl-C) it stops them all and exits 0; when a worker dies (-9) it says so,
+    stops the others and exits 1. Either way none of the pids it printed is left, nor
+    its temporary directory. Skipped without redis-server or haproxy, unless
     RELAYCALL_REQUIRE_SERVICES=1.
     """
     need_binary("redis-server")
@@ -640,12 +642,19 @@ async def test_run_multiworker_serves_a_call_through_the_balancer_and_leaves_no_
             for _ in range(3):
                 async with http.get(f"{balancer}/stats") as resp:
                     stats.append(await resp.json())
+        if stop == "a worker dies":
+            os.kill(pids[3], signal.SIGKILL)
     finally:
-        if launcher.returncode is None:
-            launcher._proc.send_signal(signum)  # type: ignore[union-attr]
+        if launcher.returncode is None and stop != "a worker dies":
+            launcher._proc.send_signal(signal.Signals[stop])  # type: ignore[union-attr]
         code = await launcher.wait(60)
-    assert code == 0, launcher.output
-    assert f"{signal.Signals(signum).name}: stopped everything" in launcher.output
+    if stop == "a worker dies":
+        assert code == 1, launcher.output
+        assert "worker 2 exited with -9; its log ends with:" in launcher.output
+        assert "stopping the others" in launcher.output
+    else:
+        assert code == 0, launcher.output
+        assert f"{stop}: stopped everything" in launcher.output
     left = [pid for pid in pids if _alive(pid)]
     assert not left, f"still running: {left}\n{launcher.output}"
     assert not await asyncio.to_thread(logs.exists)
