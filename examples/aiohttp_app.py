@@ -188,8 +188,8 @@ async def call_status(request: web.Request) -> web.Response:
     return web.json_response(message.as_json())
 
 
-def make_app(argv: list[str] | None = None) -> web.Application:
-    """The application (``python -m aiohttp.web examples.aiohttp_app:make_app`` works too)."""
+def make_app() -> web.Application:
+    """The application: the receiver's routes, ours, and the relay's lifetime."""
     receiver = relaycall.EventReceiver(
         public_url=f"{PUBLIC_URL}/relaycall/events",
         # Unset, callbacks are still checked for the URL token relaycall puts in each status_url.
