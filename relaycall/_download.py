@@ -177,7 +177,7 @@ class Fetch:
         received = 0
         while True:
             try:
-                chunk = await resp.content.readany()
+                chunk = await resp.content.read(_CHUNK)
             except FAILURES as exc:
                 raise self._failure(exc) from exc
             if not chunk:

@@ -790,8 +790,9 @@ class AsyncRelay:
 
         As :meth:`download_recording` (credentials, redirects, *max_bytes*,
         *timeout*, *retry*), except that only the request is retried: once
-        chunks have been handed out, a failure is raised (a
-        :class:`RecordingTooLargeError` after the chunks within the limit).
+        the body has begun, a failure is raised. Chunks are at most 64 KiB;
+        no more than *max_bytes* is ever handed out (the chunk that would
+        cross it raises :class:`RecordingTooLargeError` instead).
         Arguments are checked at the call, before iterating. To stop early,
         close the iterator (``contextlib.aclosing``) so that the connection
         is released at once.
