@@ -893,14 +893,17 @@ class EventReceiver:
         # _urls_to_sign); building it from the request costs more than the rest
         # of this handler, so it is built only when it will be read.
         url = aiohttp_url(request) if self._reads_request_url() else ""
+        # The query as the client sent it (escapes kept), as the platform signed it and as
+        # the ASGI adapter has it: aiohttp's query_string is decoded ("%20" -> " ").
+        query = request.raw_path.partition("?")[2]
         if self._is_fetch(request.path):
             status, kind, answer = await self.fetch(
-                body, url=url, query=request.query_string, headers=request.headers
+                body, url=url, query=query, headers=request.headers
             )
             if kind != _JSON_TYPE:  # a refusal, in the same form as a callback's
                 return web.Response(status=status, text=answer.decode())
             return web.Response(status=status, body=answer, content_type=kind)
-        checked = self._checked(body, url, request.query_string, request.headers)
+        checked = self._checked(body, url, query, request.headers)
         status, text = await self._forward(checked) if isinstance(checked, _Forward) else checked
         return web.Response(status=status, text=text)
 

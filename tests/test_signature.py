@@ -428,3 +428,39 @@ async def test_helpers_refuse_misused_arguments(options: dict[str, Any], message
         await relaycall.verify_starlette_request(KEY, starlette_request, **options)
     with pytest.raises(relaycall.UsageError, match="signing_key is empty"):
         await relaycall.verify_aiohttp_request("", aiohttp_request)
+
+
+@pytest.mark.parametrize("adapter", ["aiohttp", "asgi"])
+async def test_the_receiver_checks_the_query_as_the_client_sent_it(adapter: str) -> None:
+    """
+    A status_url of your own with an escaped query (``?who=a%20b&x=%2F``), signed as the
+    platform signs it, is accepted by EventReceiver under aiohttp as under ASGI: the query
+    checked is the one sent, not aiohttp's decoded ``query_string``.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    public = f"http://127.0.0.1:{port}/e"
+    rx = relaycall.EventReceiver(public_url=public, signing_key=KEY, require_token=False)
+    body = b'{"call_id":"c-1","control_id":"x","state":"playing"}'
+    url = public + "/?who=a%20b&x=%2F"
+    server: Any
+    if adapter == "aiohttp":
+        sock.close()
+        await rx.start("127.0.0.1", port)
+    else:
+        from starlette.applications import Starlette  # noqa: PLC0415
+        from starlette.routing import Mount  # noqa: PLC0415
+
+        sock.close()
+        server = Uvicorn(Starlette(routes=[Mount("/e", rx.asgi_app())]))
+        url = url.replace(str(port), str(server.port))
+        rx.public_url = public.replace(str(port), str(server.port))
+    try:
+        assert await _post(url, body, signed(KEY, url, body)) == 200
+        assert await _post(url, body, signed(KEY, url.replace("%20", "+"), body)) == 403
+    finally:
+        if adapter == "aiohttp":
+            await rx.stop()
+        else:
+            await server.close()
