@@ -215,10 +215,15 @@ class Fetch:
         Each attempt writes the file from its start; the temporary file becomes
         *path* only once a whole body is in, and is deleted on any failure.
         """
-        fd, temp = await asyncio.to_thread(
-            tempfile.mkstemp, dir=path.parent, prefix=f".{path.name}.", suffix=".part"
-        )
-        file = os.fdopen(fd, "wb")
+        # Made here, not in a thread: a cancellation while a thread made it
+        # would leave the file behind with nobody holding its name.
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        try:
+            file = os.fdopen(fd, "wb")
+        except BaseException:
+            os.close(fd)
+            os.unlink(temp)
+            raise
         try:
             size = await self._retrying(lambda: self._download_once(file))
             await asyncio.to_thread(_finish, file)

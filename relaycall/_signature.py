@@ -156,11 +156,18 @@ def _utf8(text: str) -> bytes:
 
 
 def aiohttp_url(request: Any) -> str:
-    """The URL an aiohttp request was made to; "" when its Host header makes none."""
-    try:
-        return str(request.url)
-    except ValueError:  # a Host header yarl cannot build a URL with: no signature matches
-        return ""
+    """
+    The URL an aiohttp request was made to, as a signature is over it.
+
+    Built as :func:`asgi_url` builds an ASGI request's: the connection's scheme,
+    the ``Host`` header as sent, and the request target as sent (escapes, dot
+    segments and a default port kept), where ``str(request.url)`` would
+    normalise them and so miss the URL the platform signed.
+    """
+    target = request.raw_path
+    if target.startswith(("http://", "https://")):  # an absolute-form target: the URL itself
+        return str(target)
+    return f"{request.scheme}://{request.host}{target}"
 
 
 def asgi_url(scope: Mapping[str, Any], headers: Mapping[str, str], query: str) -> str:

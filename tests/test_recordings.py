@@ -420,3 +420,29 @@ def test_any_text_as_a_url_is_a_usage_error_or_fetched(url: str, tmp_path: Path)
                 await relay.download_recording(url, tmp_path / "a.wav", retry=None, timeout=2)
 
     asyncio.run(attempt())
+
+
+async def test_a_cancelled_download_leaves_no_file(
+    relay: relaycall.AsyncRelay, audio: AudioServer, tmp_path: Path
+) -> None:
+    """A download cancelled mid-body (the task awaiting it cancelled) removes its temporary
+    file and raises CancelledError."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(len(AUDIO))})
+        await response.prepare(request)
+        await response.write(AUDIO[:1000])
+        started.set()
+        await release.wait()  # the rest is never sent while the test runs
+        return response
+
+    audio.routes["a.wav"] = stall
+    task = asyncio.create_task(relay.download_recording(audio.url("a.wav"), tmp_path / "a.wav"))
+    await asyncio.wait_for(started.wait(), 10)
+    assert [name.endswith(".part") for name in leftovers(tmp_path)] == [True]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    release.set()
+    assert leftovers(tmp_path) == []

@@ -464,3 +464,34 @@ async def test_the_receiver_checks_the_query_as_the_client_sent_it(adapter: str)
             await rx.stop()
         else:
             await server.close()
+
+
+async def _raw_post(port: int, target: str, host: str, body: bytes, headers: dict[str, str]) -> int:
+    """POST with the request target and Host header exactly as given; the status answered."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = f"POST {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    writer.write(head.encode() + b"Connection: close\r\n\r\n" + body)
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 10)
+    writer.close()
+    return int(status_line.split()[1])
+
+
+async def test_the_url_checked_is_the_host_and_target_as_sent(serve: Served) -> None:
+    """
+    The default URL is the Host header and request target as the client sent them: a
+    signature over ``http://LocalHost:PORT/hooks/swml?q=%7E`` verifies; one over the
+    normalised form (host lowercased, ``~`` unescaped) does not.
+    """
+    seen = Seen()
+    port = int(yarl.URL(await serve(seen)).port or 0)
+    body = b'{"call":{}}'
+    host = f"LocalHost:{port}"
+    sent = f"http://{host}/hooks/swml?q=%7E"
+    normalised = f"http://localhost:{port}/hooks/swml?q=~"
+    assert await _raw_post(port, "/hooks/swml?q=%7E", host, body, signed(KEY, sent, body)) == 200
+    assert (
+        await _raw_post(port, "/hooks/swml?q=%7E", host, body, signed(KEY, normalised, body)) == 403
+    )
+    assert seen.verdicts == [True, False]
