@@ -446,3 +446,29 @@ async def test_a_cancelled_download_leaves_no_file(
         await task
     release.set()
     assert leftovers(tmp_path) == []
+
+
+async def test_a_stalled_body_hits_the_read_timeout(audio: AudioServer, tmp_path: Path) -> None:
+    """The session's Timeout applies: a body that stops coming raises ReadTimeout after the
+    read bound (retries off), leaving no file."""
+    release = asyncio.Event()
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(len(AUDIO))})
+        await response.prepare(request)
+        await response.write(AUDIO[:1000])
+        await release.wait()  # the rest is never sent while the test runs
+        return response
+
+    audio.routes["a.wav"] = stall
+    timeout = relaycall.Timeout(connect=5, read=0.3, total=None)
+    async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=audio.base, timeout=timeout) as relay:
+        try:
+            with pytest.raises(relaycall.ReadTimeout):
+                await asyncio.wait_for(
+                    relay.download_recording(audio.url("a.wav"), tmp_path / "a.wav", retry=None),
+                    30,  # far above the 0.3 s read bound: only a missing bound reaches it
+                )
+        finally:
+            release.set()
+    assert leftovers(tmp_path) == []
