@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -214,6 +215,7 @@ def run_call(ns: argparse.Namespace) -> int:
     prog = ns.subparser.prog
     try:
         command = build(ns)
+        _check_credentials(ns)
     except _Invalid as exc:
         return _failed(ns, prog, str(exc), Exit.USAGE, None)
     wire = command.to_wire()
@@ -232,6 +234,25 @@ def run_call(ns: argparse.Namespace) -> int:
         return _failed(ns, prog, message, code, exc)
     _report(ns, command, wire, reply)
     return Exit.OK
+
+
+def _check_credentials(ns: argparse.Namespace) -> None:
+    """Name the flags and variables of what is missing (the library names its arguments)."""
+    env = os.environ
+    missing = [
+        f"{flag} (or {var})"
+        for flag, value, var in (
+            ("--project-id", ns.project_id, "SIGNALWIRE_PROJECT_ID"),
+            ("--token", ns.token, "SIGNALWIRE_API_TOKEN"),
+        )
+        if not (value or env.get(var))
+    ]
+    if not (
+        ns.space or ns.base_url or env.get("SIGNALWIRE_SPACE") or env.get("SIGNALWIRE_BASE_URL")
+    ):
+        missing.append("--space or --base-url (or SIGNALWIRE_SPACE or SIGNALWIRE_BASE_URL)")
+    if missing:
+        raise _Invalid("missing credentials: " + "; ".join(missing))
 
 
 async def _send(ns: argparse.Namespace, wire: dict[str, Any]) -> RawResponse:
@@ -565,8 +586,13 @@ def _tap(sub: Subs, parents: Parents) -> None:
     s.control_id()
 
     def tap(ns: argparse.Namespace, params: dict[str, Any]) -> None:
-        if "tap" not in params:  # audio is the only kind; the library's default direction
-            params["tap"] = {"type": "audio", "params": {"direction": "both"}}
+        # Audio is the only kind, and "both" the library's default direction.
+        tap = params.setdefault("tap", {})
+        if isinstance(tap, dict):
+            tap.setdefault("type", "audio")
+            inner = tap.setdefault("params", {})
+            if isinstance(inner, dict):
+                inner.setdefault("direction", "both")
 
     s.fill = tap
 
