@@ -41,6 +41,7 @@ from relaycall.__main__ import main as relaycall_main
 from relaycall._cli._call import _Invalid, build
 from relaycall.testing import Emulator
 from tests._programs import program_env
+from tests.test_receiver_attacks import json_values
 
 PY = [sys.executable, "-m", "relaycall"]
 CALLER, CUSTOMER = "+15551230000", "+15557650000"
@@ -481,26 +482,19 @@ def test_params_from_a_file_and_flags_over_them(tmp_path: Path) -> None:
 
 
 _scalars = st.none() | st.booleans() | st.integers(-100, 100) | st.floats() | st.text(max_size=8)
-_json = st.recursive(
-    _scalars,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
-    ),
-    max_leaves=6,
-)
 _items = st.one_of(
     st.builds(lambda t: {"type": "tts", "params": {"text": t}}, st.text(max_size=8)),
     st.builds(lambda d: {"type": "silence", "params": {"duration": d}}, _scalars),
     st.builds(lambda u: {"type": "audio", "params": {"url": u}},
               st.sampled_from(["https://example.com/a.wav", "ftp://x", ""])),
-    _json,
+    json_values,
 )  # fmt: skip
 _play_params = st.fixed_dictionaries(
     {},
-    optional={"play": st.lists(_items, max_size=3) | _json, "volume": _scalars,
+    optional={"play": st.lists(_items, max_size=3) | json_values, "volume": _scalars,
               "loop": _scalars, "direction": st.sampled_from(["listen", "both", "up"]),
               "status_url": st.sampled_from(["https://example.com/cb", "nope"]),
-              "control_id": st.text(max_size=4), "unknown": _json},
+              "control_id": st.text(max_size=4), "unknown": json_values},
 )  # fmt: skip
 
 

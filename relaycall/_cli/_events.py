@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import sys
-from typing import Any
 
 from relaycall._cli._common import Exit, fail, number, print_json
 from relaycall._events import Event
 from relaycall._receiver import EventReceiver
+from relaycall._serving import listen_error, stop_on_signals
 from relaycall.errors import UsageError
 
 __all__ = ["add_events_parser", "run_events"]
@@ -146,17 +144,8 @@ def run_events(ns: argparse.Namespace) -> int:
 
 
 async def _listen(receiver: EventReceiver, ns: argparse.Namespace, prog: str) -> int:
-    loop = asyncio.get_running_loop()
-    stop: asyncio.Future[str] = loop.create_future()
-
-    def on_signal(sig: signal.Signals) -> None:
-        if not stop.done():
-            stop.set_result(sig.name)
-
     # Before the server opens, so an early Ctrl-C still goes through the cleanup below.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
-            loop.add_signal_handler(sig, on_signal, sig)
+    stop = stop_on_signals()
 
     def show(event: Event) -> None:
         if ns.json:
@@ -168,7 +157,7 @@ async def _listen(receiver: EventReceiver, ns: argparse.Namespace, prog: str) ->
     try:
         url = await receiver.start(ns.host, ns.port)
     except OSError as exc:
-        return fail(prog, f"cannot listen on {ns.host}:{ns.port}: {_why(exc)}")
+        return fail(prog, listen_error(ns.host, ns.port, exc))
     try:
         lines = [f"{prog.rsplit(' ', 1)[0]} listening on {url}"]
         if receiver.require_token:
@@ -184,12 +173,3 @@ async def _listen(receiver: EventReceiver, ns: argparse.Namespace, prog: str) ->
         await receiver.stop()
     print(f"{prog.rsplit(' ', 1)[0]} stopped ({why})", flush=True)  # noqa: T201
     return Exit.OK
-
-
-def _why(exc: OSError) -> str:
-    # asyncio words EADDRINUSE as "error while attempting to bind on address ...";
-    # the errno alone says it plainly.
-    number_ = exc.errno
-    why: Any = os.strerror(number_) if number_ is not None and number_ > 0 else exc.strerror
-    text = str(why or exc)
-    return text[:1].lower() + text[1:]
