@@ -35,8 +35,10 @@ from relaycall._cli._common import (
     integer,
     json_object,
     number,
+    output,
     params_source,
     print_json,
+    seconds,
     text_list,
     text_or_json_object,
 )
@@ -291,7 +293,7 @@ def _report(
         words.append(f"status={body['status']}")
     if "control_id" in summary:
         words.append(f"control_id={summary['control_id']}")
-    print(f"{command.command_name}: " + " ".join(words), flush=True)  # noqa: T201
+    output(f"{command.command_name}: " + " ".join(words))
 
 
 def _failed(
@@ -327,7 +329,7 @@ def _connection_options() -> argparse.ArgumentParser:
         "$SIGNALWIRE_BASE_URL)",
     )
     g.add_argument(
-        "--http-timeout", type=number, metavar="SECONDS",
+        "--http-timeout", type=seconds, metavar="SECONDS",
         help="per-attempt bound on the request (default: the library's, 30 s)",
     )  # fmt: skip
     g.add_argument(

@@ -14,6 +14,7 @@ import contextlib
 import enum
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -106,6 +107,14 @@ number = _typed(_finite, "a number")
 integer = _typed(int, "a whole number")
 
 
+def seconds(text: str) -> int | float:
+    """A number of seconds > 0."""
+    value = number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text!r}")
+    return value
+
+
 def count(text: str) -> int:
     """A whole number >= 0."""
     value = integer(text)
@@ -165,6 +174,29 @@ def params_source(text: str) -> dict[str, Any]:
     return value
 
 
+def json_line(value: Any) -> str:
+    """*value* as one line of JSON (``jq`` and JSON Lines readers take it)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def print_json(value: Any) -> None:
-    """One JSON object on one line of stdout (``jq`` and JSON Lines readers take it)."""
-    print(json.dumps(value, separators=(",", ":"), ensure_ascii=False), flush=True)  # noqa: T201
+    """One JSON object on one line of stdout."""
+    output(json_line(value))
+
+
+def output(line: str) -> bool:
+    """
+    Print *line* on stdout; False when nobody reads it any more.
+
+    ``relaycall ... | head -1`` closes the pipe after a line: that is the reader
+    being done, not an error worth a traceback. stdout then points at /dev/null,
+    so the interpreter's own flush at exit does not fail either.
+    """
+    try:
+        print(line, flush=True)  # noqa: T201
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return False
+    return True

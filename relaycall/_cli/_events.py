@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 
-from relaycall._cli._common import Exit, fail, number, print_json
+from relaycall._cli._common import Exit, fail, json_line, number, output
 from relaycall._events import Event
 from relaycall._receiver import EventReceiver
 from relaycall._serving import listen_error, stop_on_signals
@@ -148,10 +148,9 @@ async def _listen(receiver: EventReceiver, ns: argparse.Namespace, prog: str) ->
     stop = stop_on_signals()
 
     def show(event: Event) -> None:
-        if ns.json:
-            print_json(dict(event.raw))
-        else:
-            print(_line(event), flush=True)  # noqa: T201
+        line = json_line(dict(event.raw)) if ns.json else _line(event)
+        if not output(line) and not stop.done():
+            stop.set_result("stdout closed")  # `| head -3` has what it wanted
 
     receiver.on_event(show)
     try:
@@ -167,9 +166,9 @@ async def _listen(receiver: EventReceiver, ns: argparse.Namespace, prog: str) ->
             lines.append("  tokens     : not required (--no-token-check)")
         signing = "on" if ns.signing_key else "off (no --signing-key or SIGNALWIRE_SIGNING_KEY)"
         lines.append(f"  signatures : {signing}")
-        print("\n".join(lines), flush=True)  # noqa: T201
+        output("\n".join(lines))
         why = await stop
     finally:
         await receiver.stop()
-    print(f"{prog.rsplit(' ', 1)[0]} stopped ({why})", flush=True)  # noqa: T201
+    output(f"{prog.rsplit(' ', 1)[0]} stopped ({why})")
     return Exit.OK
