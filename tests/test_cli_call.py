@@ -39,7 +39,9 @@ from relaycall import Call
 from relaycall.__main__ import build_parser
 from relaycall.__main__ import main as relaycall_main
 from relaycall._cli._call import _Invalid, build
+from relaycall.commands import BY_NAME
 from relaycall.testing import Emulator
+from tests._command_examples import EXAMPLES, Example
 from tests._programs import program_env
 from tests.test_receiver_attacks import json_values
 
@@ -521,3 +523,22 @@ def test_send_params_are_sent_as_given_or_refused_by_name(params: dict[str, Any]
     expected = dict(params)
     expected.setdefault("control_id", wire["params"]["control_id"])
     assert wire["params"] == expected
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: e.id)
+def test_send_takes_every_commands_wire_params(example: Example) -> None:
+    """
+    `call send COMMAND [CALL_ID] --params P`, for every one of the 42 commands (each
+    minimal and full example of tests/_command_examples.py): the body sent is the
+    example's exact body, P being its params.
+    """
+    wire = example.wire
+    argv = ["call", "send", wire["command"], *([wire["id"]] if "id" in wire else [])]
+    ns = CALL_PARSER.parse_args([*argv, "--params", json.dumps(wire["params"])])
+    assert build(ns).to_wire() == wire
+
+
+def test_the_examples_cover_every_command() -> None:
+    """The table above reaches all 42 commands (a shorter table would pass unnoticed)."""
+    assert {e.wire["command"] for e in EXAMPLES} == set(BY_NAME)
+    assert len(BY_NAME) == 42
