@@ -35,7 +35,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relaycall import Call
+from relaycall import Call, EventReceiver
 from relaycall.__main__ import build_parser
 from relaycall.__main__ import main as relaycall_main
 from relaycall._cli._call import _Invalid, build
@@ -49,6 +49,7 @@ PY = [sys.executable, "-m", "relaycall"]
 CALLER, CUSTOMER = "+15551230000", "+15557650000"
 SWML_URL = "https://example.com/swml"
 SIGNING_KEY = "cli-test-signing-key"
+APP_SECRET = "the-app-receivers-token-key"
 
 
 @pytest.fixture
@@ -340,12 +341,14 @@ async def test_events_listen_prints_verified_callbacks_and_refuses_forged_ones(
     """
     `relaycall events listen --json`: its printed status_url, given to `relaycall call dial
     --status-url`, gets the emulator's signed callbacks, each printed as its JSON body in
-    the order sent; a forged one (bad signature) is answered 403 and logged on stderr with
-    its reason; SIGTERM stops it with a line and status 0.
+    the order sent. With the app's --secret, a status_url the app's receiver wrote is let
+    in too; a signed callback without a token and one with a bad signature are answered
+    403 and logged on stderr with their reason. SIGTERM stops it with a line and status 0.
     """
     env = {k: v for k, v in program_env(emu).items() if k != "SIGNALWIRE_SIGNING_KEY"}
     listener = await asyncio.create_subprocess_exec(
         *PY, "events", "listen", "--port", "0", "--json", "--signing-key", SIGNING_KEY,
+        "--secret", APP_SECRET,
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert listener.stdout is not None
@@ -377,17 +380,27 @@ async def test_events_listen_prints_verified_callbacks_and_refuses_forged_ones(
         assert printed == [c.body for c in sent]
         assert [p["params"]["call_state"] for p in printed] == ["created", "ringing", "answered"]
 
-        forged = json.dumps(printed[-1]).encode()
-        wrong = hmac.new(b"not-the-key", status_url.encode() + forged, hashlib.sha1).hexdigest()
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(status_url, data=forged, headers={"X-SignalWire-Signature": wrong}) as resp,
-        ):
-            assert resp.status == 403
-        refusal = await _line(listener.stderr)
-        assert refusal == (
-            "relaycall events listen: refused a callback: missing or wrong X-SignalWire-Signature\n"
-        )
+        # The app's own status_urls (its receiver has the same --secret) are let in too;
+        # a signed callback without a token, or with a bad signature, is not.
+        app = EventReceiver(public_url=listening.group(1), secret=APP_SECRET.encode())
+        body = json.dumps(printed[-1]).encode()
+        posts = {
+            "app": (app.status_url(call_id), SIGNING_KEY),
+            "no-token": (listening.group(1), SIGNING_KEY),
+            "forged": (status_url, "not-the-key"),
+        }
+        statuses = {}
+        async with aiohttp.ClientSession() as http:
+            for name, (url, key) in posts.items():
+                signature = hmac.new(key.encode(), url.encode() + body, hashlib.sha1).hexdigest()
+                headers = {"X-SignalWire-Signature": signature}
+                async with http.post(url, data=body, headers=headers) as resp:
+                    statuses[name] = resp.status
+        assert statuses == {"app": 200, "no-token": 403, "forged": 403}
+        assert json.loads(await _line(listener.stdout)) == printed[-1]
+        refusals = [await _line(listener.stderr) for _ in range(2)]
+        refused = "relaycall events listen: refused a callback: missing or wrong"
+        assert refusals == [f"{refused} token\n", f"{refused} X-SignalWire-Signature\n"]
 
         listener.send_signal(signal.SIGTERM)
         out_rest, err_rest = await asyncio.wait_for(listener.communicate(), timeout=20)

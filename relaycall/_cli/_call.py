@@ -224,7 +224,9 @@ def run_call(ns: argparse.Namespace) -> int:
     try:
         reply = asyncio.run(_send(ns, wire))
     except KeyboardInterrupt:
-        return _failed(ns, prog, "interrupted before the reply", Exit.INTERRUPTED, None)
+        # The request may have been written: for a dial, the call may exist.
+        message = "interrupted before the reply; the command may or may not have been carried out"
+        return _failed(ns, prog, message, Exit.INTERRUPTED, None)
     except Exception as exc:  # noqa: BLE001 - every failure is one line and an exit status
         code = exit_code_for(exc)
         message = str(exc) if code is not Exit.ERROR else f"{type(exc).__name__}: {exc}"

@@ -76,8 +76,8 @@ def add_events_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     listen.add_argument(
         "--secret",
-        help="the URL-token key your app's EventReceiver(secret=...) uses, so its status_urls "
-        "are accepted here (default: a random one)",
+        help="the URL-token key of your app's EventReceiver (its secret= bytes, as UTF-8 "
+        "text), so the status_urls your app writes are accepted here (default: a random one)",
     )
     listen.add_argument(
         "--no-token-check", action="store_true",
