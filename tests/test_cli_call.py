@@ -40,13 +40,15 @@ from relaycall.__main__ import build_parser
 from relaycall.__main__ import main as relaycall_main
 from relaycall._cli._call import _Invalid, build
 from relaycall.commands import BY_NAME
-from relaycall.testing import Emulator
+from relaycall.testing import Emulator, Scenario
 from tests._command_examples import EXAMPLES, Example
 from tests._programs import program_env
 from tests.test_receiver_attacks import json_values
 
 PY = [sys.executable, "-m", "relaycall"]
 CALLER, CUSTOMER = "+15551230000", "+15557650000"
+#: A far end that presses 1 when a collect asks for input.
+PRESSES_1 = "+15557650001"
 SWML_URL = "https://example.com/swml"
 SIGNING_KEY = "cli-test-signing-key"
 APP_SECRET = "the-app-receivers-token-key"
@@ -63,15 +65,16 @@ def closed_port() -> Iterator[int]:
 @pytest.fixture
 async def emu(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Emulator]:
     """A fast emulator; the SIGNALWIRE_* variables point at it, as a user's shell would."""
-    async with Emulator(time_scale=100, signing_key=SIGNING_KEY) as emulator:
+    scenarios = {PRESSES_1: Scenario(dtmf="1")}
+    async with Emulator(time_scale=100, signing_key=SIGNING_KEY, scenarios=scenarios) as emulator:
         for name, value in program_env(emulator).items():
             if name.startswith("SIGNALWIRE_"):
                 monkeypatch.setenv(name, value)
         yield emulator
 
 
-async def _answered(emu: Emulator) -> Call:
-    call = await emu.relay.dial(from_=CALLER, to=CUSTOMER, url=SWML_URL)
+async def _answered(emu: Emulator, to: str = CUSTOMER) -> Call:
+    call = await emu.relay.dial(from_=CALLER, to=to, url=SWML_URL)
     assert await call.wait_for("answered", timeout=10) == "answered"
     await emu.idle()
     return call
@@ -212,6 +215,56 @@ async def test_dial_and_a_generated_control_id(
     control_id = play.body["params"]["control_id"]
     assert re.fullmatch(r"[A-Za-z0-9_-]{16}", control_id)
     assert out.endswith(f" control_id={control_id}\n")
+
+
+async def test_wait_prints_the_operations_result(
+    emu: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    `--wait --listen 127.0.0.1:0`: the command's status_url points at a receiver of the
+    command line's own, the reply line comes first, then the operation's result (a
+    collect's digits; with --json, one object holding both). `--wait-timeout` running
+    out exits 7, naming the control_id, and the operation goes on.
+    """
+    call = await _answered(emu, PRESSES_1)
+    wait = ["--wait", "--listen", "127.0.0.1:0"]
+    code, out, err = await _cli(
+        ["call", "collect", call.id, "--digits-max", "1", "--start-input-timers",
+         "--control-id", "c1", *wait],
+        capsys,
+    )  # fmt: skip
+    assert (code, err) == (0, ""), err
+    collect = emu.journal.requests[-1]
+    assert collect.body["params"]["status_url"].startswith("http://127.0.0.1:")
+    assert out.splitlines() == [
+        f"calling.collect: call_id={call.id} status=answered control_id=c1",
+        "calling.collect result: state=finished reason=finished type=digit digits=1",
+    ]
+
+    code, out, err = await _cli(
+        ["call", "play", call.id, "--tts", "hi", "--control-id", "p1", "--json", *wait], capsys
+    )
+    assert (code, err) == (0, ""), err
+    printed = json.loads(out)
+    assert printed["result"] == {
+        "call_id": call.id, "control_id": "p1", "state": "finished", "reason": "finished",
+    }  # fmt: skip
+    assert printed["reply"] == emu.journal.requests[-1].response
+
+    code, out, err = await _cli(
+        ["call", "play", call.id, "--silence", "3600", "--control-id", "p2", *wait,
+         "--wait-timeout", "0.5"],
+        capsys,
+    )  # fmt: skip
+    assert code == 7
+    assert out == f"calling.play: call_id={call.id} status=answered control_id=p2\n"
+    assert err == (
+        "relaycall call play: error: calling.play was carried out (control_id p2) but did "
+        "not finish within 0.5 s; it goes on\n"
+    )
+    # Still playing: its stop is accepted (an operation already over would get 404).
+    code, out, err = await _cli(["call", "stop", "play", call.id, "p2"], capsys)
+    assert (code, err) == (0, "")
 
 
 # --- real processes: output and exit statuses -------------------------------------------------
@@ -441,6 +494,8 @@ CALL_PARSER = build_parser(["call"])
         (["pause", "play", CID, "p1", "--behavior", "skip"],
          "argument --behavior: is not an allowed parameter here"),
         (["update", CID], "argument --url: give exactly one of url or swml"),
+        (["play", CID, "--tts", "x", "--wait"], "argument --wait: needs --listen [HOST:]PORT"),
+        (["play", CID, "--tts", "x", "--listen", "0"], "argument --listen: only used with --wait"),
     ],
 )  # fmt: skip
 def test_invalid_commands_name_the_flag_or_params_path(
@@ -468,6 +523,9 @@ def test_invalid_commands_name_the_flag_or_params_path(
         (["tap", CID, "rtp://1.2.3.4:x"], "argument DEVICE: expected rtp://ADDR:PORT"),
         (["stop", "dial", CID, "x"], "argument KIND: invalid choice: 'dial'"),
         (["user-event", CID, "[]"], "argument EVENT: must be a JSON object, not '[]'"),
+        (["play", CID, "--listen", "host"], "argument --listen: expected [HOST:]PORT, got 'host'"),
+        (["play", CID, "--wait-timeout", "0"],
+         "argument --wait-timeout: must be a number of seconds > 0, not '0'"),
     ],
 )  # fmt: skip
 def test_bad_flags_are_usage_errors(

@@ -13,7 +13,9 @@ for any of the 42 commands from ``--params`` alone.
 
 The command then goes out through :meth:`AsyncRelay.execute` with its own
 class's retry rules, and the reply is printed as it came (``--json``) or as one
-summary line.
+summary line. With ``--wait`` (operations that finish by themselves), a receiver
+of this process's own gets the callbacks, and the operation's handle, attached
+before the command is sent, gives its result.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import attrs
 
 from relaycall._cli._common import (
     Exit,
+    address,
     count,
     exit_code_for,
     fail,
@@ -45,8 +48,13 @@ from relaycall._cli._common import (
 from relaycall._commands import media as _media
 from relaycall._commands import operations as _ops
 from relaycall._config import USE_DEFAULT, RetryPolicy
+from relaycall._handles._base import Operation
+from relaycall._handles.operations import Collector, Detector, Playback, Recording
 from relaycall._models import RawResponse
 from relaycall._reading import CALL_ID_KEY, MISSING, WireError, read
+from relaycall._receiver import EventReceiver
+from relaycall._results import OperationResult
+from relaycall._serving import listen_error
 from relaycall._session import AsyncRelay
 from relaycall.commands import BY_NAME, Command, new_control_id
 
@@ -88,6 +96,8 @@ class Spec:
         self.paths: dict[str, str] = {}
         self.shown: dict[str, str] = {}
         self.fill: Callable[[argparse.Namespace, dict[str, Any]], None] | None = None
+        #: The handle kind ``--wait`` waits on (operations that finish by themselves).
+        self.handle: type[Operation[Any]] | None = None
         self.parser = sub.add_parser(
             name, help=help, description=description or help[:1].upper() + help[1:] + ".",
             parents=parents,
@@ -116,6 +126,34 @@ class Spec:
     def status_url(self) -> None:
         self.flag("--status-url", "status_url", "where the platform posts this command's "
                   "callbacks (see `relaycall events listen`)")  # fmt: skip
+
+    def waits(self, handle: type[Operation[Any]]) -> None:
+        """``--wait`` and the receiver it needs, waiting on a *handle* of this operation."""
+        self.handle = handle
+        g = self.parser.add_argument_group(
+            "waiting for the outcome (a receiver the platform can reach gets its callbacks)"
+        )
+        g.add_argument(
+            "--wait", action="store_true",
+            help="wait for the operation to finish and print its result (needs --listen)",
+        )  # fmt: skip
+        g.add_argument(
+            "--listen", type=address, metavar="[HOST:]PORT",
+            help="where that receiver listens (port 0: a free one)",
+        )  # fmt: skip
+        g.add_argument(
+            "--public-url",
+            help="the URL the platform reaches it at (default: the local URL, which only a "
+            "local server such as the emulator can reach)",
+        )
+        g.add_argument(
+            "--signing-key", default=os.environ.get("SIGNALWIRE_SIGNING_KEY") or None,
+            help="verify the callbacks' signatures (default: $SIGNALWIRE_SIGNING_KEY)",
+        )  # fmt: skip
+        g.add_argument(
+            "--wait-timeout", type=seconds, metavar="SECONDS",
+            help="stop waiting after this long: exit status 7 (default: no limit)",
+        )  # fmt: skip
 
     def control_id(self) -> None:
         self.flag("--control-id", "control_id", "the operation's id (default: a new random "
@@ -217,15 +255,29 @@ def run_call(ns: argparse.Namespace) -> int:
     prog = ns.subparser.prog
     try:
         command = build(ns)
+        _check_wait(ns)
         _check_credentials(ns)
     except _Invalid as exc:
         return _failed(ns, prog, str(exc), Exit.USAGE, None)
-    wire = command.to_wire()
+    replied = False
+
+    def on_reply(wire: dict[str, Any], reply: RawResponse) -> None:
+        nonlocal replied
+        replied = True
+        if not ns.json:  # at once: while --wait waits, the control_id is already known
+            output(_line(command, wire, reply))
+
     try:
-        reply = asyncio.run(_send(ns, wire))
+        wire, reply, result = asyncio.run(_send(ns, command, on_reply))
+    except _Invalid as exc:
+        return _failed(ns, prog, str(exc), Exit.USAGE, None)
     except KeyboardInterrupt:
-        # The request may have been written: for a dial, the call may exist.
-        message = "interrupted before the reply; the command may or may not have been carried out"
+        message = (
+            "interrupted while waiting; the operation goes on"
+            if replied
+            # The request may have been written: for a dial, the call may exist.
+            else "interrupted before the reply; the command may or may not have been carried out"
+        )
         return _failed(ns, prog, message, Exit.INTERRUPTED, None)
     except Exception as exc:  # noqa: BLE001 - every failure is one line and an exit status
         code = exit_code_for(exc)
@@ -235,9 +287,37 @@ def run_call(ns: argparse.Namespace) -> int:
                 " (check SIGNALWIRE_PROJECT_ID and SIGNALWIRE_API_TOKEN, or --project-id and "
                 "--token; the token needs the Voice scope)"
             )
+        elif code is Exit.WAIT_TIMEOUT:
+            message = (
+                f"{command.command_name} was carried out (control_id "
+                f"{getattr(command, 'control_id', None)}) but did not finish within "
+                f"{ns.wait_timeout:g} s; it goes on"
+            )
         return _failed(ns, prog, message, code, exc)
-    _report(ns, command, wire, reply)
+    summary = _summary(command, wire, reply.body)
+    if result is not None:
+        fields = attrs.asdict(result, filter=lambda a, _: a.name != "event", recurse=False)
+        if ns.json:
+            summary["result"] = fields
+        else:
+            shown = {k: v for k, v in fields.items() if k not in ("call_id", "control_id")}
+            words = [f"{k}={v}" for k, v in shown.items() if v is not None]
+            output(f"{command.command_name} result: " + " ".join(words))
+    if ns.json:
+        print_json(summary)
     return Exit.OK
+
+
+def _check_wait(ns: argparse.Namespace) -> None:
+    if not getattr(ns, "wait", False):
+        for flag in ("listen", "public_url", "wait_timeout"):
+            if getattr(ns, flag, None) is not None:
+                raise _Invalid(f"argument --{flag.replace('_', '-')}: only used with --wait")
+    elif ns.listen is None:
+        raise _Invalid(
+            "argument --wait: needs --listen [HOST:]PORT, a receiver for the operation's "
+            "callbacks (and --public-url when the platform reaches it through a proxy)"
+        )
 
 
 def _check_credentials(ns: argparse.Namespace) -> None:
@@ -259,16 +339,51 @@ def _check_credentials(ns: argparse.Namespace) -> None:
         raise _Invalid("missing credentials: " + "; ".join(missing))
 
 
-async def _send(ns: argparse.Namespace, wire: dict[str, Any]) -> RawResponse:
+async def _send(
+    ns: argparse.Namespace,
+    command: Command[Any],
+    on_reply: Callable[[dict[str, Any], RawResponse], None],
+) -> tuple[dict[str, Any], RawResponse, OperationResult | None]:
+    """Send *command*; with ``--wait``, also wait for its operation's result."""
     retry = RetryPolicy(max_attempts=ns.retries + 1) if ns.retries is not None else USE_DEFAULT
+    waiting = bool(getattr(ns, "wait", False))
+    receiver = (
+        EventReceiver(public_url=ns.public_url, signing_key=ns.signing_key) if waiting else None
+    )
     relay = AsyncRelay(
         ns.project_id, ns.token, ns.space, base_url=ns.base_url, timeout=ns.http_timeout,
-        # One command, then exit: nothing waits on a call, so nothing is probed.
-        probe_quiet_calls_after=None,
-        retry=retry,
+        retry=retry, events=receiver,
+        # Only a wait needs probing: a call whose callbacks stopped still ends it.
+        probe_quiet_calls_after=5.0 if waiting else None,
     )  # fmt: skip
     async with relay:
-        return await relay.execute(wire["command"], call_id=wire.get("id"), params=wire["params"])
+        if receiver is None:
+            wire = command.to_wire()
+            reply = await relay.execute(
+                wire["command"], call_id=wire.get("id"), params=wire["params"]
+            )
+            on_reply(wire, reply)
+            return wire, reply, None
+        host, port = ns.listen
+        try:
+            await receiver.start(host, port)
+        except OSError as exc:
+            raise _Invalid(f"argument --listen: {listen_error(host, port, exc)}") from None
+        try:
+            call_id: str = getattr(command, "call_id")  # noqa: B009 - every operation has one
+            if getattr(command, "status_url", None) is None:
+                # A token for the call: it reaches operations attached here (docs/security.md).
+                command = attrs.evolve(command, status_url=receiver.status_url(call_id))  # type: ignore[misc]
+            assert ns.spec.handle is not None
+            # Attached before the command goes out: no callback can arrive unheard.
+            handle = relay.call(call_id).attach(ns.spec.handle, getattr(command, "control_id"))  # noqa: B009
+            wire = command.to_wire()
+            reply = await relay.execute(wire["command"], call_id=call_id, params=wire["params"])
+            on_reply(wire, reply)
+            result: OperationResult = await handle.wait(timeout=ns.wait_timeout)
+            return wire, reply, result
+        finally:
+            await receiver.stop()
 
 
 def _summary(command: Command[Any], wire: dict[str, Any], body: Any) -> dict[str, Any]:
@@ -282,20 +397,16 @@ def _summary(command: Command[Any], wire: dict[str, Any], body: Any) -> dict[str
     return out
 
 
-def _report(
-    ns: argparse.Namespace, command: Command[Any], wire: dict[str, Any], reply: RawResponse
-) -> None:
+def _line(command: Command[Any], wire: dict[str, Any], reply: RawResponse) -> str:
+    """The reply as one line: ``COMMAND: call_id=... status=... [control_id=...]``."""
     summary = _summary(command, wire, reply.body)
-    if ns.json:
-        print_json(summary)
-        return
     words = [f"call_id={summary['call_id']}"]
     body = reply.body if isinstance(reply.body, dict) else {}
     if body.get("status") is not None:
         words.append(f"status={body['status']}")
     if "control_id" in summary:
         words.append(f"control_id={summary['control_id']}")
-    output(f"{command.command_name}: " + " ".join(words))
+    return f"{command.command_name}: " + " ".join(words)
 
 
 def _failed(
@@ -360,7 +471,8 @@ def add_call_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "Credentials come from SIGNALWIRE_PROJECT_ID, SIGNALWIRE_API_TOKEN and "
         "SIGNALWIRE_SPACE (or SIGNALWIRE_BASE_URL), as for the library. Exit status: 0 "
         "ok, 2 bad usage or params (nothing sent), 3 refused by the API, 4 bad "
-        "credentials, 5 API unreachable or failing, 6 outcome unknown (docs/cli.md).",
+        "credentials, 5 API unreachable or failing, 6 outcome unknown, 7 --wait timed out "
+        "(docs/cli.md).",
     )
     call.set_defaults(subparser=call)
     calls = call.add_subparsers(dest="call_command", required=True, metavar="SUBCOMMAND")
@@ -469,6 +581,7 @@ def _play(sub: Subs, parents: Parents) -> None:
     s.flag("--voice", "voice", "TTS voice")
     s.flag("--gender", "gender", "TTS gender", choices=_media.GENDERS)
     s.status_url()
+    s.waits(Playback)
     s.control_id()
     # The four flags build one list: errors about its items name them together.
     s.paths["media"] = "play"
@@ -489,6 +602,7 @@ def _record(sub: Subs, parents: Parents) -> None:
     s.flag("--terminators", audio + "terminators", "DTMF digits that end it, e.g. #")
     s.flag("--input-sensitivity", audio + "input_sensitivity", "0-100", type=number)
     s.status_url()
+    s.waits(Recording)
     s.control_id()
 
     def record(ns: argparse.Namespace, params: dict[str, Any]) -> None:
@@ -526,6 +640,7 @@ def _collect(sub: Subs, parents: Parents) -> None:
     s.flag("--start-input-timers", "start_input_timers", "start the timers at once",
            boolean=True)  # fmt: skip
     s.status_url()
+    s.waits(Collector)
     s.control_id()
 
     def speech(ns: argparse.Namespace, params: dict[str, Any]) -> None:
@@ -556,6 +671,7 @@ def _detect(sub: Subs, parents: Parents) -> None:
     s.flag("--tone", d + "tone", "fax: CNG or CED (default: either)", choices=("CNG", "CED"))
     s.flag("--digits", d + "digits", "digit: the digits to match")
     s.status_url()
+    s.waits(Detector)
     s.control_id()
 
     def kind(ns: argparse.Namespace, params: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ from relaycall.errors import (
     ServerError,
     TransportError,
     UsageError,
+    WaitTimeoutError,
 )
 
 T = TypeVar("T")
@@ -51,7 +52,9 @@ class Exit(enum.IntEnum):
     UNAVAILABLE = 5
     #: A command that must not be sent twice (a dial...) may or may not have run.
     AMBIGUOUS = 6
-    #: Interrupted (Ctrl-C) before the reply.
+    #: ``--wait``: the command was carried out, but its operation did not finish in time.
+    WAIT_TIMEOUT = 7
+    #: Interrupted (Ctrl-C).
     INTERRUPTED = 130
 
 
@@ -59,6 +62,8 @@ def exit_code_for(exc: BaseException) -> Exit:
     """The exit status for an exception a command ended with."""
     if isinstance(exc, AmbiguousOutcomeError):
         return Exit.AMBIGUOUS
+    if isinstance(exc, WaitTimeoutError):
+        return Exit.WAIT_TIMEOUT
     if isinstance(exc, AuthenticationError | PermissionDeniedError):
         return Exit.AUTH
     if isinstance(exc, RateLimitError | ServerError | TransportError):
@@ -113,6 +118,18 @@ def seconds(text: str) -> int | float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text!r}")
     return value
+
+
+def address(text: str) -> tuple[str, int]:
+    """``[HOST:]PORT`` to listen on (the host defaults to 127.0.0.1; port 0 picks a free one)."""
+    host, _, port = text.rpartition(":")
+    try:
+        number_ = int(port)
+    except ValueError:
+        number_ = -1
+    if not 0 <= number_ <= 65535:
+        raise argparse.ArgumentTypeError(f"expected [HOST:]PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", number_
 
 
 def count(text: str) -> int:
