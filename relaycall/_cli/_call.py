@@ -452,7 +452,8 @@ def _connection_options() -> argparse.ArgumentParser:
     o = p.add_argument_group("output and params")
     o.add_argument(
         "--json", action="store_true",
-        help="print the reply as one JSON object: {command, call_id, control_id, reply}",
+        help="print the reply as one JSON object: {command, call_id, control_id, reply} (and "
+        "result, with --wait)",
     )  # fmt: skip
     o.add_argument(
         "--params", type=params_source, metavar="JSON",
