@@ -72,6 +72,7 @@ from relaycall._results import (
     TranscriptionResult,
 )
 from relaycall._session import AsyncRelay
+from relaycall._signature import verify_signature
 from relaycall._states import CallState, OperationState, ResultReason
 from relaycall._version import __version__
 from relaycall.errors import (
@@ -94,6 +95,7 @@ from relaycall.errors import (
     PermissionDeniedError,
     RateLimitError,
     ReadTimeout,
+    RecordingTooLargeError,
     RelayError,
     ResponseValidationError,
     ServerError,
@@ -165,6 +167,7 @@ __all__ = [
     "RecordEvent",
     "Recording",
     "RecordingResult",
+    "RecordingTooLargeError",
     "RedisCoordinator",
     "ReferEvent",
     "RelayError",
@@ -204,10 +207,20 @@ __all__ = [
     "silence",
     "swml",
     "tts",
+    "verify_aiohttp_request",
+    "verify_signature",
+    "verify_starlette_request",
 ]
 
 if _typing.TYPE_CHECKING:
     from relaycall import swml
+    from relaycall._webhooks import verify_aiohttp_request, verify_starlette_request
+
+#: Names loaded on first use: their module is not imported by `import relaycall`.
+_LAZY = {
+    "verify_aiohttp_request": "relaycall._webhooks",
+    "verify_starlette_request": "relaycall._webhooks",
+}
 
 
 def __getattr__(name: str) -> _typing.Any:
@@ -215,4 +228,6 @@ def __getattr__(name: str) -> _typing.Any:
     # does not pay for it.
     if name == "swml":
         return _importlib.import_module("relaycall.swml")
+    if name in _LAZY:
+        return getattr(_importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'relaycall' has no attribute {name!r}")
