@@ -96,3 +96,13 @@ def test_a_missing_entry_is_reported(tmp_path: Path) -> None:
     found = directives([page])
     assert found == {"relaycall.Limits", "relaycall.Timeout"}
     assert "relaycall.AsyncRelay" in undocumented(relaycall, found)
+
+
+def test_every_page_is_in_the_nav_and_every_nav_entry_exists() -> None:
+    """mkdocs.yml's nav lists each page under docs/ once, and no page that is not there."""
+    config = (REPO / "mkdocs.yml").read_text("utf-8")
+    nav = config[config.index("\nnav:") :]
+    # Commented-out entries (a page still to come) are not in the nav.
+    listed = re.findall(r"^\s*-\s+(?:[^:#\n]+:\s+)?([\w/.-]+\.md)\s*$", nav, re.MULTILINE)
+    pages = sorted(str(p.relative_to(REPO / "docs")) for p in (REPO / "docs").rglob("*.md"))
+    assert sorted(listed) == pages
