@@ -4,8 +4,9 @@ The documentation site's API reference (docs/reference/*.md) covers every public
 The reference pages are mkdocstrings ``::: dotted.path`` directives, rendered from the
 docstrings by ``mkdocs build --strict`` (``nox -s docs``, and ``.ci/run``). The build
 fails on a directive naming nothing; these tests fail on the opposite, a public name
-with no directive, so a name added to an ``__all__`` cannot go undocumented. They read
-the pages as text and need none of the ``docs`` extra.
+with no directive, so a name added to an ``__all__`` cannot go undocumented, and on a
+page under docs/ that mkdocs.yml's nav leaves out. They read the pages as text and need
+none of the ``docs`` extra.
 """
 
 from __future__ import annotations
