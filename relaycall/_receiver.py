@@ -265,7 +265,7 @@ class EventReceiver:
         self._public_url = url.split("?")[0] if url else None
         # What every status_url starts with (and the URL checked against the
         # signature): the path ending in "/", the only form a Starlette
-        # app.mount(path, ...) matches, so the README's recipe never meets the
+        # app.mount(path, ...) matches, so the documented recipe never meets the
         # 307 redirect Starlette answers for the other form (a redirected POST
         # is not something the platform can be relied on to follow).
         self._callback_url = _with_slash(self._public_url) if self._public_url else None

@@ -1,5 +1,5 @@
 """
-Every ```python block of README.md and docs/*.md runs here, as printed.
+Every ```python block of README.md and docs/**/*.md runs here, as printed.
 
 How a block runs is said by an HTML comment on the line before its fence (blank lines
 between are allowed), invisible once rendered::
@@ -80,7 +80,7 @@ from tests._programs import (
     run_program,
 )
 
-DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 RUN_LANGUAGES = {"python", "py", "pycon"}
 #: mode -> (options it requires, options it may take)
 MODES: dict[str, tuple[set[str], set[str]]] = {

@@ -896,7 +896,8 @@ async def test_inbound_example_answers_transfers_records_and_hangs_up(tmp_path):
         # the app's last request for that call either way.
         left = [(r.command, r.status) for r in emu.requests if r.call_id == ids["leaves"]]
         gone = [i for i, (_, status) in enumerate(left) if status == 404]
-        assert gone and gone[0] == len(left) - 1, left
+        assert gone, left
+        assert gone[0] == len(left) - 1, left
         assert left[-1][0] in ("calling.play", "calling.collect", "calling.user_event"), left
 
 
