@@ -49,6 +49,7 @@ from relaycall._results import (
     TranscriptionResult,
 )
 from relaycall._session import AsyncRelay
+from relaycall._signature import verify_signature
 from relaycall._states import CallState, OperationState, ResultReason
 from relaycall._version import __version__
 from relaycall.errors import (
@@ -71,6 +72,7 @@ from relaycall.errors import (
     PermissionDeniedError,
     RateLimitError,
     ReadTimeout,
+    RecordingTooLargeError,
     RelayError,
     ResponseValidationError,
     ServerError,
@@ -142,6 +144,7 @@ __all__ = [
     "RecordEvent",
     "Recording",
     "RecordingResult",
+    "RecordingTooLargeError",
     "RedisCoordinator",
     "ReferEvent",
     "RelayError",
@@ -181,13 +184,17 @@ __all__ = [
     "silence",
     "swml",
     "tts",
+    "verify_aiohttp_request",
+    "verify_signature",
+    "verify_starlette_request",
 ]
 
 # Imported on first use, by the module that needs them (or by the first
 # `relaycall.NAME` / `from relaycall import NAME`): a script that only sends commands
 # does not pay for the receiver (and aiohttp.web), the events, inbound calls, the
-# coordinator or the SWML builder. The imports below are what type checkers and IDEs see;
-# tests/test_exports.py checks that _LAZY names each of them once.
+# coordinator, the SWML builder or the aiohttp/Starlette signature helpers. The imports
+# below are what type checkers and IDEs see; tests/test_exports.py checks that each name
+# in _LAZY is exported and comes from its module.
 if _typing.TYPE_CHECKING:
     from relaycall import commands, swml
     from relaycall._coordinator import RedisCoordinator
@@ -212,6 +219,7 @@ if _typing.TYPE_CHECKING:
     )
     from relaycall._incoming import CallParent, CallPeer, IncomingCall, SipData
     from relaycall._receiver import EventReceiver, ReceiverStats
+    from relaycall._webhooks import verify_aiohttp_request, verify_starlette_request
 
 _LAZY: dict[str, str] = {
     "commands": "relaycall.commands",
@@ -240,6 +248,8 @@ _LAZY: dict[str, str] = {
     "CallPeer": "relaycall._incoming",
     "IncomingCall": "relaycall._incoming",
     "SipData": "relaycall._incoming",
+    "verify_aiohttp_request": "relaycall._webhooks",
+    "verify_starlette_request": "relaycall._webhooks",
 }
 
 

@@ -20,7 +20,8 @@ from relaycall import commands
 
 # Names that are public on purpose though the generic rule below would skip them.
 INTENDED_EXTRAS = {
-    relaycall: {"__version__", "commands", "swml"},  # a dunder, and submodules
+    # A dunder and submodules (names loaded on first use are in dir(), see public_names).
+    relaycall: {"__version__", "commands", "swml"},
     commands: set(),
 }
 
