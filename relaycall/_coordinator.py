@@ -37,6 +37,10 @@ logger = logging.getLogger("relaycall.coordinator")
 
 #: Redis errors and timeouts answer a forward within this many seconds (then 503).
 FORWARD_TIMEOUT = 2.0
+#: How long a live worker may take to read what was forwarded to its inbox (its
+#: event loop busy, the read loop backing off): what was forwarded this long
+#: before Redis went down may have gone unread with it, and is sent again.
+UNREAD_WINDOW = 2.0
 #: Longest wait between two attempts to reach Redis again.
 MAX_BACKOFF = 5.0
 
@@ -189,6 +193,8 @@ class RedisCoordinator:
         self._running = False
         #: Since when Redis has been failing (None while it answers).
         self._down_since: float | None = None
+        #: When the last outage this worker saw began (the restart it noticed, if any).
+        self._outage_began: float | None = None
         self._down_errors = 0
         self._last_id = b"0-0"
         self._rewrite = False
@@ -455,15 +461,18 @@ class RedisCoordinator:
 
     def _replay_soon(self, seen_at: float) -> None:
         """
-        Redis restarted: what this worker forwarded to a dead worker may be lost with it.
+        Redis restarted: what this worker forwarded may be lost with it.
 
-        A live owner read its inbox as it came; a dead one's inbox would have
-        been claimed by a survivor, but went with Redis. Once every live worker
-        has written its heartbeat again (one renewal period), each callback this
-        worker forwarded to a worker that has none, within the time a claim
-        takes before the restart (*seen_at*: Redis last seen up), is forwarded
-        again: to the call's owner if it has one now, else to the orphan hook
-        here. At least once: a callback the dead worker had read comes again.
+        A dead worker's inbox would have been claimed by a survivor, but went
+        with Redis; a live owner reads its inbox as it comes, but what reached
+        it just before the restart may not have been read yet. Once every live
+        worker has written its heartbeat again (one renewal period), each
+        callback this worker forwarded to a worker that has none, within the
+        time a claim takes before the restart (*seen_at*: Redis last seen up),
+        and each it forwarded to a live worker within :data:`UNREAD_WINDOW` of
+        the outage, is forwarded again: to the call's owner if it has one now,
+        else to the orphan hook here. At least once: a callback its reader had
+        read comes again (the owner's handle takes it as a duplicate).
         """
         if self._replay_task is None or self._replay_task.done():
             task = asyncio.get_running_loop().create_task(self._replay(seen_at))
@@ -473,19 +482,21 @@ class RedisCoordinator:
     async def _replay(self, seen_at: float) -> None:
         await asyncio.sleep(self.ownership_ttl / 3 + 0.5)
         cutoff = seen_at - 2 * self.ownership_ttl
+        # Redis went down after seen_at, and no later than this worker noticed.
+        unread_since = max(seen_at, self._outage_began or 0.0) - UNREAD_WINDOW
         entries = [e for e in self._recent if e[0] >= cutoff]
         self._recent.clear()
         alive: dict[str, bool] = {}
         again = 0
-        for _when, owner, body, token, keys in entries:
+        for when, owner, body, token, keys in entries:
             if owner not in alive:
                 try:
                     alive[owner] = bool(await self.redis.exists(f"{self.key_prefix}worker:{owner}"))
                 except self._errors as exc:
                     self._failed("checking a worker after a Redis restart", exc)
                     alive[owner] = False
-            if alive[owner]:
-                continue
+            if alive[owner] and when < unread_since:
+                continue  # read long before the restart
             again += 1
             args = [self.key_prefix, self.stream_maxlen, body, token, self.worker_id]
             try:
@@ -501,7 +512,8 @@ class RedisCoordinator:
                 self._deliver({b"b": body, b"t": token.encode()}, orphan=verdict != "self")
         if again:
             logger.warning(
-                "Redis restarted: %d callbacks forwarded to workers gone since were sent again",
+                "Redis restarted: %d callbacks it may have lost (forwarded to workers gone since, "
+                "or just before) were sent again",
                 again,
             )
 
@@ -672,6 +684,7 @@ class RedisCoordinator:
                 time.monotonic() - self._down_since,
                 self._down_errors,
             )
+            self._outage_began = self._down_since
             self._down_since, self._down_errors = None, 0
             self._rewrite = True
             self._wake.set()

@@ -371,6 +371,43 @@ async def test_callbacks_in_an_inbox_lost_with_a_redis_restart_are_sent_again(
         await client.aclose()
 
 
+async def test_a_callback_forwarded_to_a_live_worker_just_before_a_restart_is_sent_again(
+    redis_server: RedisServer, emu: Emulator
+) -> None:
+    """
+    A callback forwarded to a live worker that had not read it yet when Redis restarted
+    without persistence (its inbox lost): the forwarding worker sends it again, once the
+    owner's heartbeat and ownership are back, into that owner's new inbox (at least once).
+    """
+    client = aioredis.from_url(redis_server.url)
+    try:
+        async with two_workers(redis_server.url, emu) as (a, b):
+            call = await a.relay.dial(**DIAL)
+            assert await call.wait_for("answered", timeout=5) == "answered"
+            await a.relay.close()
+            prefix = b.coordinator.key_prefix
+            # "sleepy": a live worker (its heartbeat is there) that reads nothing.
+            await client.set(f"{prefix}worker:sleepy", "1", px=60000)
+            await client.set(f"{prefix}owner:{call.id}", "sleepy", px=60000)
+            real = delivered_to(emu, call.id, "calling.call.state")
+            # Not a copy of what B forwarded to A before (A is gone: those are sent again).
+            body = {**real.body, "timestamp": real.body["timestamp"] + 0.001}
+            assert await post(real.url, body) == 200
+            assert await client.xlen(f"{prefix}inbox:sleepy") == 1
+            await client.aclose()
+            redis_server.stop()
+            redis_server.start()  # empty: the unread entry is gone
+            client = aioredis.from_url(redis_server.url)
+            # Still alive after the restart: it writes its heartbeat and ownership again.
+            await client.set(f"{prefix}worker:sleepy", "1", px=60000)
+            await client.set(f"{prefix}owner:{call.id}", "sleepy", px=60000)
+            await until(lambda: _exists(client, f"{prefix}inbox:sleepy"), timeout=10)
+            [(_, entries)] = await client.xread({f"{prefix}inbox:sleepy": "0-0"})
+            assert body in [json.loads(fields[b"b"]) for _, fields in entries]
+    finally:
+        await client.aclose()
+
+
 def test_a_client_decoding_responses_is_refused() -> None:
     """Callback bodies are bytes: a redis client with decode_responses=True is refused."""
     with pytest.raises(relaycall.UsageError, match="decode_responses"):
