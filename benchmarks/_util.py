@@ -32,6 +32,10 @@ class Sizes:
     flows: int
     #: Flows per measured run for the SDK (at least ``2 * concurrency``).
     sdk_flows: int
+    #: Short runs (throughput.run_short): flows per fresh process, their concurrency, rounds.
+    short_flows: tuple[int, ...]
+    short_concurrency: int
+    short_rounds: int
     #: Concurrent call flows of the scale benchmark.
     scale: tuple[int, ...]
     scale_rounds: int
@@ -55,6 +59,9 @@ FULL = Sizes(
     headline_concurrency=100,
     flows=1500,
     sdk_flows=120,
+    short_flows=(400, 2000),
+    short_concurrency=50,
+    short_rounds=9,
     scale=(1_000, 10_000),
     scale_rounds=3,
     memory_calls=10_000,
@@ -72,6 +79,9 @@ QUICK = Sizes(
     headline_concurrency=100,
     flows=120,
     sdk_flows=40,
+    short_flows=(100, 400),
+    short_concurrency=50,
+    short_rounds=2,
     scale=(100, 1_000),
     scale_rounds=1,
     memory_calls=1_000,
@@ -89,6 +99,9 @@ TINY = Sizes(
     headline_concurrency=4,
     flows=4,
     sdk_flows=2,
+    short_flows=(4,),
+    short_concurrency=2,
+    short_rounds=1,
     scale=(4, 8),
     scale_rounds=1,
     memory_calls=8,

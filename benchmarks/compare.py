@@ -1,5 +1,5 @@
 """
-Before and after: ``python -m benchmarks.compare REV [--rounds 9] [--concurrency 100]``.
+Before and after: ``python -m benchmarks.compare REV [--rounds 9] [--concurrency 100] [--short]``.
 
 Runs benchmark 1's flows at one concurrency for relaycall as of git revision
 *REV* (checked out in a temporary worktree), for relaycall in this tree, and
@@ -7,6 +7,11 @@ for the bare aiohttp client, against one server process, in fresh client
 processes every round (rotating the order), and prints medians, ranges and
 every draw. For judging a change to the hot path when the machine's noise is
 larger than the change: the sides share the same minutes of the same machine.
+
+Every side is driven by this tree's benchmark code (``benchmarks/throughput.py``);
+only ``relaycall`` comes from *REV*'s tree. ``--short`` times each run from
+before the session is built, with no warm-up (the short runs of
+``throughput.run_short``): ``--short --flows 400 --concurrency 50``.
 """
 
 from __future__ import annotations
@@ -26,30 +31,38 @@ from benchmarks._util import ratio, table
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Run in a fresh interpreter whose sys.path starts with *root*, so `relaycall`
-# (and the benchmark code driving it) come from that tree.
+# Run in a fresh interpreter: the benchmark code from this tree (imported first;
+# it imports relaycall only inside its functions), then `relaycall` from *root*
+# (put first on sys.path after that), so every revision is driven alike.
 _CHILD = """
 import json, sys
-sys.path.insert(0, {root!r})
-import relaycall
-assert relaycall.__file__.startswith({root!r}), relaycall.__file__
+sys.path.insert(0, {here!r})
 from benchmarks import throughput
-result = throughput.run_side({side!r}, {url!r}, {concurrency}, {flows}, {headers!r})
+assert throughput.__file__.startswith({here!r}), throughput.__file__
+if {side!r} == "relaycall":
+    sys.path.insert(0, {root!r})
+    import relaycall
+    assert relaycall.__file__.startswith({root!r}), relaycall.__file__
+result = throughput.run_side({side!r}, {url!r}, {concurrency}, {flows}, {headers!r}, {warm!r})
 print(json.dumps(result))
 """
 
 
-def _run(root: Path, side: str, url: str, concurrency: int, flows: int) -> dict[str, float]:
+def _run(
+    root: Path, side: str, url: str, concurrency: int, flows: int, warm: bool
+) -> dict[str, float]:
     code = _CHILD.format(
+        here=str(ROOT),
         root=str(root),
         side=side,
         url=url,
         concurrency=concurrency,
         flows=flows,
         headers=throughput.relaycall_headers(),
+        warm=warm,
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=False
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
     )
     if done.returncode != 0:
         raise RuntimeError(f"{side} in {root} failed:\n{done.stderr[-2000:]}")
@@ -57,7 +70,9 @@ def _run(root: Path, side: str, url: str, concurrency: int, flows: int) -> dict[
     return figures
 
 
-def compare(rev: str, rounds: int, concurrency: int, flows: int) -> dict[str, list[Any]]:
+def compare(
+    rev: str, rounds: int, concurrency: int, flows: int, *, short: bool = False
+) -> dict[str, list[Any]]:
     with tempfile.TemporaryDirectory(prefix="relaycall-compare-") as tmp:
         old = Path(tmp) / "tree"
         subprocess.run(
@@ -71,7 +86,9 @@ def compare(rev: str, rounds: int, concurrency: int, flows: int) -> dict[str, li
             with ServerProcess() as server:
                 for r in range(rounds):
                     for name, root, side in sides[r % 3 :] + sides[: r % 3]:
-                        runs[name].append(_run(root, side, server.base_url, concurrency, flows))
+                        runs[name].append(
+                            _run(root, side, server.base_url, concurrency, flows, not short)
+                        )
             return runs
         finally:
             subprocess.run(
@@ -79,7 +96,7 @@ def compare(rev: str, rounds: int, concurrency: int, flows: int) -> dict[str, li
             )
 
 
-def report(runs: dict[str, list[Any]], concurrency: int) -> str:
+def report(runs: dict[str, list[Any]], concurrency: int, *, short: bool = False) -> str:
     bare = runs["aiohttp"]
     bare_cpu = statistics.median(r["cpu_us_per_command"] for r in bare)
     bare_tput = statistics.median(r["commands_per_s"] for r in bare)
@@ -105,7 +122,10 @@ def report(runs: dict[str, list[Any]], concurrency: int) -> str:
         "vs aiohttp",
         "every draw, µs/command",
     ]
-    return f"## Concurrency {concurrency}, {len(bare)} rounds\n\n" + table(head, rows)
+    flows = bare[0]["commands"] // throughput.COMMANDS_PER_FLOW
+    kind = "short runs (no warm-up, timed from the session's creation)" if short else "warm"
+    title = f"## Concurrency {concurrency}, {flows} flows, {kind}, {len(bare)} rounds"
+    return f"{title}\n\n" + table(head, rows)
 
 
 def main() -> None:
@@ -114,9 +134,14 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--concurrency", type=int, default=100)
     p.add_argument("--flows", type=int, default=1500)
+    p.add_argument(
+        "--short",
+        action="store_true",
+        help="no warm-up: time each fresh process from the session's creation",
+    )
     args = p.parse_args()
-    runs = compare(args.rev, args.rounds, args.concurrency, args.flows)
-    print(report(runs, args.concurrency))
+    runs = compare(args.rev, args.rounds, args.concurrency, args.flows, short=args.short)
+    print(report(runs, args.concurrency, short=args.short))
 
 
 if __name__ == "__main__":
