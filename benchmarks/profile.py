@@ -47,7 +47,7 @@ from typing import Any
 
 from benchmarks import ingest, throughput
 from benchmarks._server import PROJECT, TOKEN, ServerProcess, call_leg
-from benchmarks._util import Worker
+from benchmarks._util import Worker, run_flows
 
 _PREFIX, _SUFFIX = (p.encode() for p in json.dumps(call_leg("X-ID")).split("X-ID"))
 
@@ -169,16 +169,38 @@ def stub(side: str, flows: int) -> None:
     """
     Run *flows* stub flows of *side*: what ``instructions`` counts.
 
+    ``relaycall-http`` and ``aiohttp-http``: benchmark 1's flows at concurrency
+    50 against the benchmark server (in another process), after 200 uncounted.
     ``ingest``: that many ``receiver.ingest()`` calls; ``receiver`` and
     ``receiver-bare``: that many callbacks over HTTP into an EventReceiver
     (100 live calls) or a bare aiohttp handler, posted from another process.
     """
     if side == "ingest":
         asyncio.run(_ingest_stub(flows))
+    elif side.endswith("-http"):
+        with ServerProcess() as server:
+            _http_flows(side.removesuffix("-http"), server.base_url, flows)
     elif side.startswith("receiver"):
         asyncio.run(_receiver_stub(side == "receiver", flows))
     else:
         asyncio.run(_STUB_SIDES[side](flows))
+
+
+def _http_flows(side: str, base_url: str, flows: int) -> None:
+    async def drive(
+        flow: Callable[[], Any], concurrency: int, n: int, _: tuple[float, float] | None
+    ) -> None:
+        await run_flows(flow, concurrency, 200)
+        gc.collect()
+        _counting("start")
+        await run_flows(flow, concurrency, n)
+        _counting("stop")
+
+    if side == "relaycall":
+        asyncio.run(throughput._relaycall_flows(base_url, 50, flows, drive=drive))
+    else:
+        headers = throughput.relaycall_headers()
+        asyncio.run(throughput._aiohttp_flows(base_url, 50, flows, headers, drive=drive))
 
 
 async def _receiver_stub(relaycall_side: bool, count: int) -> None:
@@ -326,7 +348,7 @@ def instructions(flows: int = 300, calls: int = 5000, callbacks: int = 2000) -> 
         src.write_text(_COUNTER_C)
         subprocess.run(["cc", "-O1", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
         out = {}
-        for side in _STUB_SIDES:
+        for side in (*_STUB_SIDES, "relaycall-http", "aiohttp-http"):
             out[side] = _callgrind(side, flows, lib) / (flows * throughput.COMMANDS_PER_FLOW)
         out["ingest"] = _callgrind("ingest", calls, lib) / calls
         for side in ("receiver", "receiver-bare"):
@@ -386,6 +408,8 @@ def main() -> None:
         print(
             f"instructions per command, stub session: relaycall {i['relaycall']:,.0f}, "
             f"bare {i['aiohttp']:,.0f} (relaycall's own {i['relaycall'] - i['aiohttp']:,.0f}); "
+            f"per command over HTTP (concurrency 50): relaycall {i['relaycall-http']:,.0f}, "
+            f"bare {i['aiohttp-http']:,.0f} ({i['relaycall-http'] / i['aiohttp-http']:.2f}x); "
             f"per receiver.ingest() call: {i['ingest']:,.0f}; per callback over HTTP: "
             f"EventReceiver {i['receiver']:,.0f}, bare handler {i['receiver-bare']:,.0f} "
             f"({i['receiver'] / i['receiver-bare']:.2f}x)"

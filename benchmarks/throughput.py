@@ -29,7 +29,7 @@ import gc
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from benchmarks._server import PROJECT, TOKEN
@@ -138,21 +138,31 @@ async def relaycall_flow(relay: Any) -> tuple[Any, Any, Any]:
     return call, pb, rec
 
 
+Drive = Callable[[Callable[[], Any], int, int, "tuple[float, float] | None"], Awaitable[Any]]
+
+
 async def _relaycall_flows(
-    base_url: str, concurrency: int, flows: int, *, warm: bool = True
-) -> dict[str, float]:
+    base_url: str, concurrency: int, flows: int, *, warm: bool = True, drive: Drive | None = None
+) -> Any:
     import relaycall  # noqa: PLC0415
 
     clock = None if warm else _clock()
     async with relaycall.AsyncRelay(
         PROJECT, TOKEN, base_url=base_url, limits=relaycall.Limits(max_connections=CONNECTION_LIMIT)
     ) as relay:
-        return await _drive(functools.partial(relaycall_flow, relay), concurrency, flows, clock)
+        flow = functools.partial(relaycall_flow, relay)
+        return await (drive or _drive)(flow, concurrency, flows, clock)
 
 
 async def _aiohttp_flows(
-    base_url: str, concurrency: int, flows: int, headers: dict[str, str], *, warm: bool = True
-) -> dict[str, float]:
+    base_url: str,
+    concurrency: int,
+    flows: int,
+    headers: dict[str, str],
+    *,
+    warm: bool = True,
+    drive: Drive | None = None,
+) -> Any:
     import aiohttp  # noqa: PLC0415
 
     clock = None if warm else _clock()
@@ -182,7 +192,7 @@ async def _aiohttp_flows(
             await post(follow_up_body("calling.record.stop", call_id, rec))
             await post(end_body(call_id))
 
-        return await _drive(flow, concurrency, flows, clock)
+        return await (drive or _drive)(flow, concurrency, flows, clock)
 
 
 def _clock() -> tuple[float, float]:
