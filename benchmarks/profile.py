@@ -152,9 +152,9 @@ async def _count_collections(side: str, flows: int) -> float:
     gc.collect()
     gc.set_threshold(1, 1_000_000, 1_000_000)
     try:
-        before = gc.get_stats()[0]["collections"]
+        before: int = gc.get_stats()[0]["collections"]
         await driver(flows)
-        after = gc.get_stats()[0]["collections"]
+        after: int = gc.get_stats()[0]["collections"]
     finally:
         gc.set_threshold(*threshold)
     # _per_command runs 200 warm-up flows before the *flows* it times.

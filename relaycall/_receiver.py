@@ -50,13 +50,13 @@ from relaycall._routing import (
     UNKNOWN_OPERATION,
     Outcome,
     Route,
+    Router,
 )
 from relaycall._validate import fail, http_url_check, is_number
 from relaycall.errors import EventParseError, UsageError, ValidationError, show_value_masked
 
 if TYPE_CHECKING:
     from relaycall._handles._base import Handle
-    from relaycall._routing import Router
 
 __all__ = ["EventReceiver", "ReceiverStats"]
 
@@ -341,13 +341,13 @@ class EventReceiver:
         routed to that handle, so the answer is the same.
         """
         if handle is not None:
-            known = handle._token
+            known = Router.known_token(handle)
             if known is not None and _same(token, known):
                 return True
         if not _same(mac, self._mac(text)):
             return False
         if handle is not None:
-            handle._token = token
+            Router.keep_token(handle, token)
         return True
 
     def _need_url(self) -> str:
