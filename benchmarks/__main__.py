@@ -1,7 +1,7 @@
 """
 ``python -m benchmarks [--quick] [names...]``: run the benchmarks, print medians and ratios.
 
-Names: throughput, short, scale, memory, ingest, emulator (default: all). See
+Names: throughput, short, scale, memory, ingest, emulator, coldstart (default: all). See
 benchmarks/README.md.
 """
 
@@ -20,12 +20,12 @@ from typing import Any
 
 import attrs
 
-from benchmarks import emulator, ingest, scale, throughput
+from benchmarks import coldstart, emulator, ingest, scale, throughput
 from benchmarks._server import ServerProcess
 from benchmarks._util import SIZES, Summary
 from benchmarks.plot import matplotlib_available, plot
 
-NAMES = ("throughput", "short", "scale", "memory", "ingest", "emulator")
+NAMES = ("throughput", "short", "scale", "memory", "ingest", "emulator", "coldstart")
 HERE = Path(__file__).resolve().parent
 
 
@@ -77,6 +77,11 @@ def parser() -> argparse.ArgumentParser:
         "full run; none with --quick)",
     )
     p.add_argument("--no-plot", action="store_true", help="do not write the plot")
+    p.add_argument(
+        "--instructions",
+        action="store_true",
+        help="coldstart: also count each side's instructions under valgrind (about a minute)",
+    )
     p.add_argument("--json", type=Path, help="also write every raw figure to this file")
     return p
 
@@ -90,7 +95,11 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     sizes = SIZES["tiny" if args.tiny else "quick" if args.quick else "full"]
     if args.rounds:
         sizes = attrs.evolve(
-            sizes, rounds=args.rounds, scale_rounds=args.rounds, short_rounds=args.rounds
+            sizes,
+            rounds=args.rounds,
+            scale_rounds=args.rounds,
+            short_rounds=args.rounds,
+            coldstart_rounds=args.rounds,
         )
     m = machine()
     out: dict[str, Any] = {"machine": m, "sizes": attrs.asdict(sizes), "argv": sys.argv}
@@ -130,6 +139,15 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 assert server is not None
                 res = ingest.run(server.base_url, sizes)
                 text = ingest.report(res)
+            elif name == "coldstart":
+                assert server is not None
+                res = coldstart.run(
+                    server.base_url,
+                    sizes.coldstart_rounds,
+                    importtime_runs=min(sizes.coldstart_rounds, 5),
+                    count_instructions=args.instructions,
+                )
+                text = coldstart.report(res)
             else:
                 res = emulator.run(sizes)
                 text = emulator.report(res)

@@ -50,6 +50,8 @@ class Sizes:
     ingest_calls: int
     emulator_calls: int
     emulator_commands: int
+    #: Fresh-interpreter rounds of the cold-start benchmark (each side once per round).
+    coldstart_rounds: int
 
 
 FULL = Sizes(
@@ -71,6 +73,7 @@ FULL = Sizes(
     ingest_calls=50_000,
     emulator_calls=10_000,
     emulator_commands=20_000,
+    coldstart_rounds=11,
 )
 QUICK = Sizes(
     name="quick",
@@ -91,6 +94,7 @@ QUICK = Sizes(
     ingest_calls=5_000,
     emulator_calls=1_000,
     emulator_commands=2_000,
+    coldstart_rounds=3,
 )
 TINY = Sizes(
     name="tiny",
@@ -111,6 +115,7 @@ TINY = Sizes(
     ingest_calls=100,
     emulator_calls=4,
     emulator_commands=16,
+    coldstart_rounds=1,
 )
 SIZES = {s.name: s for s in (FULL, QUICK, TINY)}
 

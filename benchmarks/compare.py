@@ -1,6 +1,9 @@
 """
 Before and after: ``python -m benchmarks.compare REV [--rounds 9] [--concurrency 100] [--short]``.
 
+``--coldstart``: the cold-start benchmark (``benchmarks/coldstart.py``) instead, for
+relaycall at *REV*, in this tree, and bare aiohttp, alternating in fresh interpreters.
+
 Runs benchmark 1's flows at one concurrency for relaycall as of git revision
 *REV* (checked out in a temporary worktree), for relaycall in this tree, and
 for the bare aiohttp client, against one server process, in fresh client
@@ -17,15 +20,17 @@ before the session is built, with no warm-up (the short runs of
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks import throughput
+from benchmarks import coldstart, throughput
 from benchmarks._server import ServerProcess
 from benchmarks._util import ratio, table
 
@@ -70,9 +75,9 @@ def _run(
     return figures
 
 
-def compare(
-    rev: str, rounds: int, concurrency: int, flows: int, *, short: bool = False
-) -> dict[str, list[Any]]:
+@contextlib.contextmanager
+def checkout(rev: str) -> Iterator[Path]:
+    """*rev* checked out in a temporary git worktree, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="relaycall-compare-") as tmp:
         old = Path(tmp) / "tree"
         subprocess.run(
@@ -80,20 +85,40 @@ def compare(
             check=True,
         )
         try:
-            sides = [(f"relaycall {rev}", old, "relaycall"), ("relaycall (this tree)", ROOT,
-                     "relaycall"), ("aiohttp", ROOT, "aiohttp")]  # fmt: skip
-            runs: dict[str, list[Any]] = {name: [] for name, _, _ in sides}
-            with ServerProcess() as server:
-                for r in range(rounds):
-                    for name, root, side in sides[r % 3 :] + sides[: r % 3]:
-                        runs[name].append(
-                            _run(root, side, server.base_url, concurrency, flows, not short)
-                        )
-            return runs
+            yield old
         finally:
             subprocess.run(
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], check=False
             )
+
+
+def compare(
+    rev: str, rounds: int, concurrency: int, flows: int, *, short: bool = False
+) -> dict[str, list[Any]]:
+    with checkout(rev) as old:
+        sides = [(f"relaycall {rev}", old, "relaycall"), ("relaycall (this tree)", ROOT,
+                 "relaycall"), ("aiohttp", ROOT, "aiohttp")]  # fmt: skip
+        runs: dict[str, list[Any]] = {name: [] for name, _, _ in sides}
+        with ServerProcess() as server:
+            for r in range(rounds):
+                for name, root, side in sides[r % 3 :] + sides[: r % 3]:
+                    runs[name].append(
+                        _run(root, side, server.base_url, concurrency, flows, not short)
+                    )
+        return runs
+
+
+def compare_coldstart(rev: str, rounds: int, instructions: bool = False) -> dict[str, Any]:
+    """The cold-start benchmark for relaycall at *rev*, in this tree, and bare aiohttp."""
+    with checkout(rev) as old, ServerProcess() as server:
+        trees = [(f"relaycall {rev}", old), ("relaycall (this tree)", ROOT)]
+        return coldstart.run(
+            server.base_url,
+            rounds,
+            trees,
+            importtime_runs=min(rounds, 5),
+            count_instructions=instructions,
+        )
 
 
 def report(runs: dict[str, list[Any]], concurrency: int, *, short: bool = False) -> str:
@@ -139,7 +164,18 @@ def main() -> None:
         action="store_true",
         help="no warm-up: time each fresh process from the session's creation",
     )
+    p.add_argument(
+        "--coldstart", action="store_true", help="compare cold starts (benchmarks/coldstart.py)"
+    )
+    p.add_argument(
+        "--instructions",
+        action="store_true",
+        help="with --coldstart: also count each side's instructions under valgrind",
+    )
     args = p.parse_args()
+    if args.coldstart:
+        print(coldstart.report(compare_coldstart(args.rev, args.rounds, args.instructions)))
+        return
     runs = compare(args.rev, args.rounds, args.concurrency, args.flows, short=args.short)
     print(report(runs, args.concurrency, short=args.short))
 

@@ -12,29 +12,8 @@ from __future__ import annotations
 import importlib as _importlib
 import typing as _typing
 
-from relaycall import commands
 from relaycall._commands.media import audio, ringtone, silence, tts
 from relaycall._config import USE_DEFAULT, Limits, RetryPolicy, Timeout
-from relaycall._coordinator import RedisCoordinator
-from relaycall._events import (
-    CallStateEvent,
-    CollectEvent,
-    DenoiseEvent,
-    DetectEvent,
-    Event,
-    FaxEvent,
-    LiveEvent,
-    PlayEvent,
-    RecordEvent,
-    ReferEvent,
-    SidecarEvent,
-    StreamEvent,
-    TapEvent,
-    TranscribeEvent,
-    TranscriptEvent,
-    UnknownEvent,
-    parse_event,
-)
 from relaycall._handles._base import Operation, Starting
 from relaycall._handles.call import Call
 from relaycall._handles.operations import (
@@ -49,7 +28,6 @@ from relaycall._handles.operations import (
     Tapping,
     Transcription,
 )
-from relaycall._incoming import CallParent, CallPeer, IncomingCall, SipData
 from relaycall._models import (
     CallLeg,
     ChargeDetail,
@@ -58,7 +36,6 @@ from relaycall._models import (
     SidecarAskReply,
     SidecarStatus,
 )
-from relaycall._receiver import EventReceiver, ReceiverStats
 from relaycall._results import (
     CallResult,
     CollectResult,
@@ -72,6 +49,7 @@ from relaycall._results import (
     TranscriptionResult,
 )
 from relaycall._session import AsyncRelay
+from relaycall._signature import verify_signature
 from relaycall._states import CallState, OperationState, ResultReason
 from relaycall._version import __version__
 from relaycall.errors import (
@@ -94,6 +72,7 @@ from relaycall.errors import (
     PermissionDeniedError,
     RateLimitError,
     ReadTimeout,
+    RecordingTooLargeError,
     RelayError,
     ResponseValidationError,
     ServerError,
@@ -165,6 +144,7 @@ __all__ = [
     "RecordEvent",
     "Recording",
     "RecordingResult",
+    "RecordingTooLargeError",
     "RedisCoordinator",
     "ReferEvent",
     "RelayError",
@@ -204,15 +184,84 @@ __all__ = [
     "silence",
     "swml",
     "tts",
+    "verify_aiohttp_request",
+    "verify_signature",
+    "verify_starlette_request",
 ]
 
+# Imported on first use, by the module that needs them (or by the first
+# `relaycall.NAME` / `from relaycall import NAME`): a script that only sends commands
+# does not pay for the receiver (and aiohttp.web), the events, inbound calls, the
+# coordinator, the SWML builder or the aiohttp/Starlette signature helpers. The imports
+# below are what type checkers and IDEs see; tests/test_exports.py checks that each name
+# in _LAZY is exported and comes from its module.
 if _typing.TYPE_CHECKING:
-    from relaycall import swml
+    from relaycall import commands, swml
+    from relaycall._coordinator import RedisCoordinator
+    from relaycall._events import (
+        CallStateEvent,
+        CollectEvent,
+        DenoiseEvent,
+        DetectEvent,
+        Event,
+        FaxEvent,
+        LiveEvent,
+        PlayEvent,
+        RecordEvent,
+        ReferEvent,
+        SidecarEvent,
+        StreamEvent,
+        TapEvent,
+        TranscribeEvent,
+        TranscriptEvent,
+        UnknownEvent,
+        parse_event,
+    )
+    from relaycall._incoming import CallParent, CallPeer, IncomingCall, SipData
+    from relaycall._receiver import EventReceiver, ReceiverStats
+    from relaycall._webhooks import verify_aiohttp_request, verify_starlette_request
+
+_LAZY: dict[str, str] = {
+    "commands": "relaycall.commands",
+    "swml": "relaycall.swml",
+    "RedisCoordinator": "relaycall._coordinator",
+    "EventReceiver": "relaycall._receiver",
+    "ReceiverStats": "relaycall._receiver",
+    "CallStateEvent": "relaycall._events",
+    "CollectEvent": "relaycall._events",
+    "DenoiseEvent": "relaycall._events",
+    "DetectEvent": "relaycall._events",
+    "Event": "relaycall._events",
+    "FaxEvent": "relaycall._events",
+    "LiveEvent": "relaycall._events",
+    "PlayEvent": "relaycall._events",
+    "RecordEvent": "relaycall._events",
+    "ReferEvent": "relaycall._events",
+    "SidecarEvent": "relaycall._events",
+    "StreamEvent": "relaycall._events",
+    "TapEvent": "relaycall._events",
+    "TranscribeEvent": "relaycall._events",
+    "TranscriptEvent": "relaycall._events",
+    "UnknownEvent": "relaycall._events",
+    "parse_event": "relaycall._events",
+    "CallParent": "relaycall._incoming",
+    "CallPeer": "relaycall._incoming",
+    "IncomingCall": "relaycall._incoming",
+    "SipData": "relaycall._incoming",
+    "verify_aiohttp_request": "relaycall._webhooks",
+    "verify_starlette_request": "relaycall._webhooks",
+}
 
 
 def __getattr__(name: str) -> _typing.Any:
-    # relaycall.swml (the SWML builder) is imported on first use: `import relaycall`
-    # does not pay for it.
-    if name == "swml":
-        return _importlib.import_module("relaycall.swml")
-    raise AttributeError(f"module 'relaycall' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'relaycall' has no attribute {name!r}")
+    imported = _importlib.import_module(module)
+    value = imported if module == f"relaycall.{name}" else getattr(imported, name)
+    globals()[name] = value  # from now on a plain attribute: __getattr__ is not asked again
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -244,7 +244,7 @@ class RetryPolicy:
             call was placed, and the dial returns its Call instead of raising
             AmbiguousOutcomeError. 0 disables the wait.
 
-    Which failures are retried depends on the command (see the README):
+    Which failures are retried depends on the command (docs/retries.md):
     follow-ups and start commands retry transport failures, 429 and 5xx;
     ``dial`` and other non-idempotent commands only retry what provably was
     not processed (connect failures, 429, 503).

@@ -4,22 +4,38 @@ relaycall's one private cattrs converter.
 Python names live on the attrs classes; wire names live here, read from each
 field's ``metadata["wire"]`` (``from_`` -> ``from``, ``swaig`` -> ``SWAIG``).
 Unset optional fields (None) are omitted, never sent as null. Hooks are
-generated once per class when the class is registered, so per-command cost is
-one generated function call per nested object.
+generated once per class, the first time one of its objects is unstructured (not
+when the class is registered: generating them for every class cost most of
+``import relaycall``), so per-command cost is one generated function call per
+nested object.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
-import cattrs
-from cattrs.gen import make_dict_unstructure_fn, override
+
+if TYPE_CHECKING:
+    import cattrs
 
 T = TypeVar("T")
 
-converter = cattrs.Converter(omit_if_default=True)
+
+@functools.cache
+def converter() -> cattrs.Converter:
+    """
+    The converter, made on first use: cattrs is imported when a command is first sent
+    (or a model first unstructured), not by ``import relaycall``.
+    """
+    import cattrs  # noqa: PLC0415 - see above
+
+    made = cattrs.Converter(omit_if_default=True)
+    # cattrs calls the factory once per class, when a hook is first asked for, and caches it.
+    made.register_unstructure_hook_factory(_is_model, model_hook)
+    return made
 
 
 def _plain_json(value: Any) -> Any:
@@ -38,14 +54,32 @@ def _plain_json(value: Any) -> Any:
     return value
 
 
+#: The classes :func:`register_model` declared; their hooks are made on first use.
+_MODELS: set[type] = set()
+
+
 def register_model(cls: type[T]) -> type[T]:
     """
-    Generate and register the unstructure hook for an attrs model class.
+    Declare an attrs model class: its unstructure hook is made on first use (:func:`model_hook`).
+    """
+    _MODELS.add(cls)
+    return cls
+
+
+def _is_model(t: Any) -> bool:
+    return isinstance(t, type) and t in _MODELS
+
+
+def model_hook(cls: type[Any]) -> Callable[[Any], Any]:
+    """
+    Generate the unstructure hook of a model class.
 
     A class may define ``_shape(cls, params: dict) -> Any`` to wrap its dict into
     the wire shape (``{"type": "tts", "params": {...}}``); fields marked
     ``metadata={"omit": True}`` stay off the wire (the call id of a command).
     """
+    from cattrs.gen import make_dict_unstructure_fn, override  # noqa: PLC0415 - see converter()
+
     overrides: dict[str, Any] = {}
     for a in attrs.fields(cast("Any", cls)):
         if a.metadata.get("omit"):
@@ -63,19 +97,17 @@ def register_model(cls: type[T]) -> type[T]:
                 omit_if_default=False if factory else None,
             )
     fn: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(
-        cls, converter, _cattrs_omit_if_default=True, **overrides
+        cls, converter(), _cattrs_omit_if_default=True, **overrides
     )
     shape = getattr(cls, "_shape", None)
     if shape is None:
-        converter.register_unstructure_hook(cls, fn)
-    else:
+        return fn
 
-        def shaped(obj: Any) -> Any:
-            return shape(fn(obj))
+    def shaped(obj: Any) -> Any:
+        return shape(fn(obj))
 
-        converter.register_unstructure_hook(cls, shaped)
-    return cls
+    return shaped
 
 
 def unstructure(obj: Any) -> Any:
-    return converter.unstructure(obj)
+    return converter().unstructure(obj)

@@ -76,6 +76,10 @@ def _whole(value: Any) -> int | None:
 _INT64 = 2**63
 
 
+# The subclasses add meaning, not fields: each is a plain subclass with ``__slots__ = ()``,
+# not an attrs class of its own. attrs would generate the same __init__, __repr__ and
+# __eq__ again for each (they read the instance's class, so they behave the same), and
+# generating them was most of what importing this module cost.
 @attrs.frozen(kw_only=True)
 class Event:
     """
@@ -162,9 +166,10 @@ class Event:
 
 
 @_event_type("calling.call.state")
-@attrs.frozen(kw_only=True)
 class CallStateEvent(Event):
     """``calling.call.state``: the call moved to *state*; *end_reason* when it ended."""
+
+    __slots__ = ()
 
     @property
     def call_state(self) -> str | None:
@@ -177,18 +182,20 @@ class CallStateEvent(Event):
 
 
 @_event_type("calling.call.play")
-@attrs.frozen(kw_only=True)
 class PlayEvent(Event):
     """``calling.call.play``: ``playing``, ``paused``, ``finished`` or ``error``."""
+
+    __slots__ = ()
 
     FINAL = frozenset({"finished", "error"})
     _OPERATION_KIND = "play"
 
 
 @_event_type("calling.call.record")
-@attrs.frozen(kw_only=True)
 class RecordEvent(Event):
     """``calling.call.record``; a ``finished`` one carries *url*, *duration* and *size*."""
+
+    __slots__ = ()
 
     FINAL = frozenset({"finished", "no_input", "error"})
     _OPERATION_KIND = "record"
@@ -222,13 +229,14 @@ _COLLECT_FINAL = {"digit": "finished", "speech": "finished", "no_input": "no_inp
 
 
 @_event_type("calling.call.collect")
-@attrs.frozen(kw_only=True)
 class CollectEvent(Event):
     """
     ``calling.call.collect``: a *result* (``digit``, ``speech``, ``no_input``...).
 
     ``final`` is False on partial results; *state* is set in continuous mode.
     """
+
+    __slots__ = ()
 
     FINAL = frozenset(_COLLECT_FINAL.values())
     _EARLY_OUTCOME = True
@@ -277,9 +285,10 @@ class CollectEvent(Event):
 
 
 @_event_type("calling.call.detect")
-@attrs.frozen(kw_only=True)
 class DetectEvent(Event):
     """``calling.call.detect``: *detect_event* is ``MACHINE``, ``HUMAN``, ``CNG``, ``finished``."""
+
+    __slots__ = ()
 
     FINAL = frozenset({"finished", "error"})
     _EARLY_OUTCOME = True
@@ -320,18 +329,20 @@ class DetectEvent(Event):
 
 
 @_event_type("calling.call.tap")
-@attrs.frozen(kw_only=True)
 class TapEvent(Event):
     """``calling.call.tap``: ``tapping`` or ``finished``."""
+
+    __slots__ = ()
 
     FINAL = frozenset({"finished"})
     _OPERATION_KIND = "tap"
 
 
 @_event_type("calling.call.stream")
-@attrs.frozen(kw_only=True)
 class StreamEvent(Event):
     """``calling.call.stream`` (typed by the reference): ``streaming`` or ``finished``."""
+
+    __slots__ = ()
 
     FINAL = frozenset({"finished"})
     _OPERATION_KIND = "stream"
@@ -349,13 +360,14 @@ class StreamEvent(Event):
 
 
 @_event_type("calling.call.transcribe")
-@attrs.frozen(kw_only=True)
 class TranscribeEvent(Event):
     """
     ``calling.call.transcribe``: ``transcribing`` / ``finished``.
 
     It only reports progress: the transcript event that follows ends the transcription.
     """
+
+    __slots__ = ()
 
     _OPERATION_KIND = "transcribe"
 
@@ -366,13 +378,14 @@ _TRANSCRIPT_FINAL = {"calling.transcript.completed": "finished",
 
 
 @_event_type(*_TRANSCRIPT_FINAL)
-@attrs.frozen(kw_only=True)
 class TranscriptEvent(Event):
     """
     ``calling.transcript.completed`` or ``.failed`` (typed by the reference).
 
     It names no control id: it goes to the call's running transcription.
     """
+
+    __slots__ = ()
 
     FINAL = frozenset(_TRANSCRIPT_FINAL.values())
     _OPERATION_KIND = "transcribe"
@@ -394,15 +407,17 @@ class TranscriptEvent(Event):
 
 
 @_event_type("calling.call.refer")
-@attrs.frozen(kw_only=True)
 class ReferEvent(Event):
     """``calling.call.refer``: the REFER's progress."""
 
+    __slots__ = ()
+
 
 @_event_type("calling.call.denoise")
-@attrs.frozen(kw_only=True)
 class DenoiseEvent(Event):
     """``calling.call.denoise``: *denoised* tells whether the filter is on."""
+
+    __slots__ = ()
 
     @property
     def denoised(self) -> bool | None:
@@ -411,9 +426,10 @@ class DenoiseEvent(Event):
 
 
 @_event_type("calling.call.fax")
-@attrs.frozen(kw_only=True)
 class FaxEvent(Event):
     """``calling.call.fax``."""
+
+    __slots__ = ()
 
 
 # The live event types, each named after the kind of operation it is about.
@@ -422,13 +438,14 @@ _LIVE_KINDS = {"calling.call.live_transcribe": "live_transcribe",
 
 
 @_event_type(*_LIVE_KINDS)
-@attrs.frozen(kw_only=True)
 class LiveEvent(Event):
     """
     ``calling.call.live_transcribe`` / ``calling.call.live_translate``.
 
     The reference documents no payload; these are the emulator's, see docs/callbacks.md.
     """
+
+    __slots__ = ()
 
     FINAL = frozenset({"stopped"})
 
@@ -438,13 +455,14 @@ class LiveEvent(Event):
 
 
 @_event_type("calling.ai.sidecar")
-@attrs.frozen(kw_only=True)
 class SidecarEvent(Event):
     """
     An AI sidecar callback; *sidecar_type* is ``start``, ``insight``, ``final``...
 
     *params* holds the ``sidecar_event`` object.
     """
+
+    __slots__ = ()
 
     FINAL = frozenset({"stopped"})
     _OPERATION_KIND = "ai_sidecar"
@@ -458,9 +476,10 @@ class SidecarEvent(Event):
         return "stopped" if self.sidecar_type in ("stop", "final") else None
 
 
-@attrs.frozen(kw_only=True)
 class UnknownEvent(Event):
     """An event type relaycall does not know (or a flat callback); *raw* keeps the whole payload."""
+
+    __slots__ = ()
 
 
 def parse_event(payload: Any) -> Event:

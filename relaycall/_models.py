@@ -9,17 +9,19 @@ ResponseValidationError.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import cattrs
-from cattrs.gen import make_dict_structure_fn, override
 
 from relaycall.errors import ResponseValidationError
+
+if TYPE_CHECKING:
+    import cattrs
 
 __all__ = [
     "CallLeg",
@@ -31,10 +33,6 @@ __all__ = [
     "check_leg",
     "parse_leg",
 ]
-
-# A separate converter for reading: lenient, detailed errors. The writing
-# converter in _converter is strict about what it emits.
-reader = cattrs.Converter(forbid_extra_keys=False, detailed_validation=True)
 
 
 def _strict_str(value: Any, _: Any) -> str:
@@ -53,11 +51,6 @@ def _integer(value: Any, _: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
         raise TypeError(f"expected an integer, got {value!r}")
     return int(value)
-
-
-reader.register_structure_hook(str, _strict_str)
-reader.register_structure_hook(float, _number)
-reader.register_structure_hook(int, _integer)
 
 
 @attrs.frozen
@@ -143,24 +136,48 @@ def _null_tuple(value: Any, _: Any) -> tuple[ChargeDetail, ...]:
         return ()
     if not isinstance(value, list):
         raise TypeError("expected a list")
-    return tuple(reader.structure(v, ChargeDetail) for v in value)
+    return tuple(_reader().structure(v, ChargeDetail) for v in value)
 
 
-for _cls in (CallLeg, FabricDeviceLeg):
-    reader.register_structure_hook(
-        _cls,
-        make_dict_structure_fn(
-            _cls,
-            reader,
-            from_=override(rename="from"),
-            raw=override(omit=True),
-            charge_details=override(struct_hook=_null_tuple),
-            status=override(struct_hook=(lambda v, _: None) if _cls is FabricDeviceLeg else None),
-        ),
+@functools.cache
+def _reader() -> cattrs.Converter:
+    """
+    A separate converter for reading: lenient, detailed errors (the writing converter in
+    _converter is strict about what it emits). Made, and cattrs imported, when a reply
+    first takes the cattrs path: most never do (see _fast_call_leg).
+    """
+    import cattrs  # noqa: PLC0415 - see above
+
+    reader = cattrs.Converter(forbid_extra_keys=False, detailed_validation=True)
+    reader.register_structure_hook(str, _strict_str)
+    reader.register_structure_hook(float, _number)
+    reader.register_structure_hook(int, _integer)
+    reader.register_structure_hook_factory(lambda t: t in (CallLeg, FabricDeviceLeg), _leg_hook)
+    return reader
+
+
+def __getattr__(name: str) -> Any:
+    if name == "reader":  # tests compare the fast path with it
+        return _reader()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _leg_hook(cls: Any) -> Any:
+    from cattrs.gen import make_dict_structure_fn, override  # noqa: PLC0415 - see _reader
+
+    return make_dict_structure_fn(
+        cls,
+        _reader(),
+        from_=override(rename="from"),
+        raw=override(omit=True),
+        charge_details=override(struct_hook=_null_tuple),
+        status=override(struct_hook=(lambda v, _: None) if cls is FabricDeviceLeg else None),
     )
 
 
 def _errors_of(exc: Exception) -> list[str]:
+    import cattrs  # noqa: PLC0415 - imported by _reader() already
+
     try:
         return cattrs.transform_error(exc)
     except Exception:  # noqa: BLE001 - the error text is best-effort
@@ -204,6 +221,9 @@ def parse_leg(body: Any) -> CallLeg | FabricDeviceLeg:
     cls: type[CallLeg | FabricDeviceLeg] = (
         FabricDeviceLeg if body.get("type") == "fabric_subscriber_device_leg" else CallLeg
     )
+    reader = _reader()
+    import cattrs  # noqa: PLC0415 - imported by _reader() already
+
     try:
         leg = reader.structure(body, cls)
     except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:

@@ -38,15 +38,17 @@ script that builds only typed objects never pays for it.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import cattrs
-from cattrs.gen import make_dict_structure_fn, override
 
 from relaycall.errors import ValidationError, show_value_masked
+
+if TYPE_CHECKING:
+    import cattrs
 
 __all__ = [
     "CALL_ID_KEY",
@@ -175,19 +177,30 @@ def show(value: Any) -> str:
 
 # --- readers a field declares ------------------------------------------------------------
 
-_conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=False)
+
+@functools.cache
+def _conv() -> cattrs.Converter:
+    """
+    The reading converter, made on first read: ``import relaycall`` does not import
+    cattrs for it (a script that builds only typed objects never reads).
+    """
+    import cattrs  # noqa: PLC0415 - see above
+
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=False)
+    conv.register_structure_hook_factory(_is_model, _reader)
+    return conv
 
 
 def read(cls: type[Any], value: Any) -> Any:
     """Read *value* (a dict in the wire shape) into *cls*; raises :class:`WireError`."""
-    return _conv.structure(value, cls)
+    return _conv().structure(value, cls)
 
 
 def model(cls: type[Any]) -> Hook:
     """A plain object of *cls*'s fields."""
 
     def hook(value: Any, _: Any) -> Any:
-        return _conv.structure(value, cls)
+        return _conv().structure(value, cls)
 
     return hook
 
@@ -303,6 +316,8 @@ def _is_model(t: Any) -> bool:
 
 
 def _reader(cls: type[Any]) -> Hook:
+    from cattrs.gen import make_dict_structure_fn, override  # noqa: PLC0415 - see _conv
+
     keys: dict[str, str] = {}
     required: list[str] = []
     paths: dict[str, str] = {}
@@ -319,7 +334,7 @@ def _reader(cls: type[Any]) -> Hook:
         paths[a.name] = special.path if special is not None and special.path else shown
         hook = special.hook if special is not None else a.metadata.get("read", _passthrough)
         overrides[a.name] = override(rename=key, struct_hook=at(shown, hook))
-    generated = make_dict_structure_fn(cls, _conv, _cattrs_forbid_extra_keys=True, **overrides)
+    generated = make_dict_structure_fn(cls, _conv(), _cattrs_forbid_extra_keys=True, **overrides)
     spec = _Spec(keys=keys, required=tuple(required), paths=paths)
 
     def structure(value: Any, _: Any) -> Any:
@@ -339,9 +354,6 @@ def _reader(cls: type[Any]) -> Hook:
             raise _from_validation(cls, spec, exc) from None
 
     return structure
-
-
-_conv.register_structure_hook_factory(_is_model, _reader)
 
 
 def _from_validation(cls: type[Any], spec: _Spec, exc: ValidationError) -> WireError:

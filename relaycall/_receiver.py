@@ -52,6 +52,13 @@ from relaycall._routing import (
     Route,
     Router,
 )
+from relaycall._signature import (
+    aiohttp_url,
+    asgi_url,
+    length_over,
+    signature_matches,
+    signing_key_bytes,
+)
 from relaycall._validate import fail, http_url_check, is_number
 from relaycall.errors import EventParseError, UsageError, ValidationError, show_value_masked
 
@@ -216,7 +223,7 @@ class EventReceiver:
         self.path = _with_slash(
             path or (urlsplit(public_url).path if public_url else "") or "/relaycall/events"
         )
-        self._signing_key = signing_key.encode() if signing_key else None
+        self._signing_key = signing_key_bytes(signing_key) if signing_key else None
         self.require_token = require_token
         self.max_body_size = max_body_size
         self._signature_url = signature_url
@@ -261,7 +268,7 @@ class EventReceiver:
         self._public_url = url.split("?")[0] if url else None
         # What every status_url starts with (and the URL checked against the
         # signature): the path ending in "/", the only form a Starlette
-        # app.mount(path, ...) matches, so the README's recipe never meets the
+        # app.mount(path, ...) matches, so the documented recipe never meets the
         # 307 redirect Starlette answers for the other form (a redirected POST
         # is not something the platform can be relied on to follow).
         self._callback_url = _with_slash(self._public_url) if self._public_url else None
@@ -435,24 +442,14 @@ class EventReceiver:
 
     # --- the pipeline ------------------------------------------------------------------------
 
-    def _signature_ok(self, url: str, body: bytes, headers: Mapping[str, str]) -> bool:
+    def _signed(
+        self, body: bytes, url: str, query: str, headers: Mapping[str, str], sub: str = ""
+    ) -> bool:
+        """Whether the request is signed with the signing key (the check verify_signature runs)."""
         assert self._signing_key is not None
-        sha1 = _header(headers, "x-signalwire-signature")
-        sha256 = _header(headers, "x-signalwire-sha256-signature")
-        if sha1 is None and sha256 is None:
-            return False
-        signed = _utf8(url) + body
-        # Compared as bytes: compare_digest raises TypeError for a str that is
-        # not ASCII, and header values are whatever the client sent.
-        if sha1 is not None:
-            want = hmac.new(self._signing_key, signed, hashlib.sha1).hexdigest()
-            if not hmac.compare_digest(want.encode(), _utf8(sha1.strip().lower())):
-                return False
-        if sha256 is not None:
-            want = hmac.new(self._signing_key, signed, hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(want.encode(), _utf8(sha256.strip().lower())):
-                return False
-        return True
+        return signature_matches(
+            self._signing_key, self._urls_to_sign(url, query, sub), body, headers
+        )
 
     def _urls_to_sign(self, request_url: str, query: str, sub: str = "") -> tuple[str, ...]:
         """The URLs a valid signature may be over, the likeliest first (*sub*: ``swml/``)."""
@@ -543,9 +540,7 @@ class EventReceiver:
             return self._reject_body(
                 f"body of {len(body)} bytes is over the {self.max_body_size} limit"
             )
-        if self._signing_key is not None and not any(
-            self._signature_ok(signed, body, headers) for signed in self._urls_to_sign(url, query)
-        ):
+        if self._signing_key is not None and not self._signed(body, url, query, headers):
             return self._reject_auth("missing or wrong X-SignalWire-Signature")
         try:
             payload = _decode_json(body)
@@ -755,10 +750,7 @@ class EventReceiver:
                     f"body of {len(body)} bytes is over the {self.max_body_size} limit"
                 )
             )
-        if self._signing_key is not None and not any(
-            self._signature_ok(signed, body, headers)
-            for signed in self._urls_to_sign(url, query, "swml/")
-        ):
+        if self._signing_key is not None and not self._signed(body, url, query, headers, "swml/"):
             return _plain(self._reject_auth("missing or wrong X-SignalWire-Signature (SWML fetch)"))
         token = _token_of(query) if _token_is_text(query) else "\x00"
         missing = token is None and self.require_token
@@ -919,15 +911,18 @@ class EventReceiver:
             # The full URL is only read to check a signature against it (see
             # _urls_to_sign); building it from the request costs more than the rest
             # of this handler, so it is built only when it will be read.
-            url = _request_url(request) if self._reads_request_url() else ""
+            url = aiohttp_url(request) if self._reads_request_url() else ""
+            # The query as the client sent it (escapes kept), as the platform signed it and
+            # as the ASGI adapter has it: aiohttp's query_string is decoded ("%20" -> " ").
+            query = request.raw_path.partition("?")[2]
             if self._is_fetch(request.path):
                 status, kind, answer = await self.fetch(
-                    body, url=url, query=request.query_string, headers=request.headers
+                    body, url=url, query=query, headers=request.headers
                 )
                 if kind != _JSON_TYPE:  # a refusal, in the same form as a callback's
                     return web.Response(status=status, text=answer.decode())
                 return web.Response(status=status, body=answer, content_type=kind)
-            checked = self._checked(body, url, request.query_string, request.headers)
+            checked = self._checked(body, url, query, request.headers)
             if isinstance(checked, _Forward):
                 checked = await self._forward(checked)
             return web.Response(status=checked[0], text=checked[1])
@@ -1098,7 +1093,7 @@ class EventReceiver:
         query = scope.get("query_string", b"").decode("latin-1")
         # Decided before the first receive(): that is when an ASGI server
         # answers "Expect: 100-continue", inviting the body.
-        if _over(headers.get("content-length"), self.max_body_size):
+        if length_over(headers.get("content-length"), self.max_body_size):
             self.stats.received += 1
             await _asgi_reply(send, *self._reject_body("body too large"), close=True)
             return
@@ -1117,7 +1112,7 @@ class EventReceiver:
             await _asgi_reply(send, *self._reject_body("body too large"), close=True)
             return
         assert isinstance(body, bytes)
-        url = _asgi_url(scope, headers, query)
+        url = asgi_url(scope, headers, query)
         raw = scope.get("raw_path")
         path = raw.decode("latin-1").partition("?")[0] if raw else scope.get("path", "")
         if self._is_fetch(path):
@@ -1444,24 +1439,6 @@ async def _asgi_body(receive: Any, limit: int) -> bytes | object | None:
     return bytes(chunks)
 
 
-def _over(length: str | None, limit: int) -> bool:
-    """Whether a Content-Length header announces more than *limit* bytes."""
-    if length is None:
-        return False
-    length = length.strip()
-    if not (length.isascii() and length.isdigit()):
-        return False  # not a length: the server refuses it, or reading finds out
-    return len(length) > 18 or int(length) > limit
-
-
-def _request_url(request: web.Request) -> str:
-    """The URL an aiohttp request was made to; "" when its Host header makes none."""
-    try:
-        return str(request.url)
-    except ValueError:  # a Host header yarl cannot build a URL with: no signature matches
-        return ""
-
-
 #: How deep a callback's JSON may nest. The platform's deepest is a handful of
 #: levels; Python's parser would go on to ~1,000 and then raise RecursionError,
 #: and every later walk over a deep value (a repr, a log line) pays for it.
@@ -1517,14 +1494,6 @@ def _too_deep(value: Any) -> bool:
     return False
 
 
-def _utf8(text: str) -> bytes:
-    """*text* as UTF-8, whatever it holds: a lone surrogate cannot make it raise."""
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass")
-
-
 def _token_is_text(query: str) -> bool:
     """Whether the query's token, if any, is ASCII, as every token relaycall writes is."""
     if query.isascii() and "%" not in query:  # then the token, decoded, is ASCII too
@@ -1554,16 +1523,6 @@ def _token_of(query: str) -> str | None:
     return parse_qs(query).get("t", [None])[0]
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    for k, v in headers.items():
-        if k.lower() == name:
-            return v
-    return None
-
-
 def _check_arguments(args: Mapping[str, Any]) -> None:
     """EventReceiver's arguments (public_url is checked by its setter)."""
     path = args.get("path")
@@ -1589,27 +1548,6 @@ def _check_arguments(args: Mapping[str, Any]) -> None:
 
 def _with_slash(url: str) -> str:
     return url if url.endswith("/") else url + "/"
-
-
-def _asgi_url(scope: Mapping[str, Any], headers: Mapping[str, str], query: str) -> str:
-    """The URL an ASGI request was made to (for checking a signature over it)."""
-    host = headers.get("host") or "{}:{}".format(*scope.get("server") or ("localhost", 80))
-    raw = scope.get("raw_path")
-    if raw:
-        # The request target as the server took it (escapes kept, as signed),
-        # which neither a mount nor a root_path changes; some servers leave
-        # the query in it.
-        path = raw.decode("latin-1").partition("?")[0]
-    else:
-        # The whole path, root_path included, as the ASGI spec has it (and
-        # Starlette >= 0.33 keeps it under a mount); older servers and
-        # frameworks left root_path out of it.
-        path = scope.get("path", "")
-        root = scope.get("root_path", "")
-        if root and not (path == root or path.startswith(root.rstrip("/") + "/")):
-            path = root + path
-    url = f"{scope.get('scheme', 'http')}://{host}{path}"
-    return f"{url}?{query}" if query else url
 
 
 async def _asgi_reply(

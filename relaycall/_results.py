@@ -25,6 +25,8 @@ import attrs
 from relaycall._states import CallState, OperationState, ResultReason
 
 
+# A result that adds no field (PlaybackResult, TapResult, LiveResult) is a plain subclass
+# with ``__slots__ = ()``: see FollowUp in relaycall/_commands/_base.py for why.
 @attrs.frozen(kw_only=True)
 class OperationResult:
     """
@@ -45,9 +47,10 @@ class OperationResult:
         return self.reason in ("finished", "stopped") and self.state in ("finished", "stopped")
 
 
-@attrs.frozen(kw_only=True)
 class PlaybackResult(OperationResult):
     """How a playback ended."""
+
+    __slots__ = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -90,9 +93,10 @@ class DetectResult(OperationResult):
     result: str | None = None
 
 
-@attrs.frozen(kw_only=True)
 class TapResult(OperationResult):
     """How a tap ended."""
+
+    __slots__ = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -111,9 +115,10 @@ class TranscriptionResult(OperationResult):
     transcript_id: str | None = None
 
 
-@attrs.frozen(kw_only=True)
 class LiveResult(OperationResult):
     """How a live transcription, live translation or sidecar ended."""
+
+    __slots__ = ()
 
 
 @attrs.frozen(kw_only=True)

@@ -14,17 +14,7 @@ import enum
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
-
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_always,
-    stop_after_attempt,
-    stop_before_delay,
-    wait_exponential,
-)
-from tenacity.stop import stop_base
+from typing import TYPE_CHECKING, Any
 
 from relaycall._config import RetryPolicy
 from relaycall._idempotency import Idempotency
@@ -40,6 +30,12 @@ from relaycall.errors import (
     TLSError,
     TransportError,
 )
+
+if TYPE_CHECKING:
+    # Imported where a failure first engages them: a process whose commands all
+    # succeed (nearly every one) never imports tenacity.
+    from tenacity import AsyncRetrying, RetryCallState
+    from tenacity.stop import stop_base
 
 __all__ = ["AlreadyProcessed", "Decision", "Retries", "classify"]
 
@@ -130,6 +126,14 @@ class Retries:
         self._state: RetryCallState | None = None
 
     def _engage(self) -> RetryCallState:
+        from tenacity import (  # noqa: PLC0415 - see TYPE_CHECKING above
+            AsyncRetrying,
+            RetryCallState,
+            retry_always,
+            stop_after_attempt,
+            stop_before_delay,
+        )
+
         policy, command = self._policy, self._command
         stop: stop_base = stop_after_attempt(policy.max_attempts)
         if policy.deadline is not None:
@@ -186,6 +190,8 @@ class Retries:
 
 def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
     """The wait before a retry: the server's Retry-After (capped), else exponential backoff."""
+    from tenacity import wait_exponential  # noqa: PLC0415 - see TYPE_CHECKING above
+
     exponential = wait_exponential(multiplier=policy.initial_backoff, max=policy.max_backoff)
 
     def wait(state: RetryCallState) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import json
 import logging
 import os
@@ -14,25 +15,24 @@ import re
 import secrets
 import typing
 import warnings
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
 
-from relaycall import _transport
-from relaycall._commands._base import Command
+from relaycall import _download, _transport
+from relaycall._commands._base import REGISTRY, Command
 from relaycall._commands.call import Dial
 from relaycall._config import USE_DEFAULT, Limits, RetryPolicy, Timeout, _Default, _seconds
-from relaycall._coordinator import RedisCoordinator
 from relaycall._handles._base import Starting
 from relaycall._handles.call import Call
 from relaycall._idempotency import Idempotency
 from relaycall._models import RawResponse, check_leg
 from relaycall._probe import QuietCalls
-from relaycall._receiver import EventReceiver
+from relaycall._results import RecordingResult
 from relaycall._retry import AlreadyProcessed as _AlreadyProcessed
 from relaycall._routing import PendingDial, Router
 from relaycall._validate import is_text, text_check, uuid_check
@@ -48,6 +48,11 @@ from relaycall.errors import (
     mask_secrets,
     show_value_masked,
 )
+
+if TYPE_CHECKING:
+    # Types only: see _check_arguments.
+    from relaycall._coordinator import RedisCoordinator
+    from relaycall._receiver import EventReceiver
 
 R = TypeVar("R")
 logger = logging.getLogger("relaycall")
@@ -158,11 +163,23 @@ def _secret_params(name: str) -> frozenset[str]:
 def _field_may_hold_secret(cls: type, field: attrs.Attribute[Any], seen: set[type]) -> bool:
     if callable(field.repr) or field.metadata.get("raw"):
         return True  # a secret field (masked repr), or free-form JSON
-    try:
-        hint = typing.get_type_hints(cls).get(field.name)
-    except (NameError, TypeError):
+    hints = _type_hints(cls)
+    if hints is None:
         return True  # cannot tell: walk its bodies
-    return any(_may_hold_secret(model, seen) for model in _attrs_classes(hint))
+    return any(_may_hold_secret(model, seen) for model in _attrs_classes(hints.get(field.name)))
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any] | None:
+    # Once per class, not per field (each evaluation reads every annotation of the class
+    # again: the first send of a dial paid for that tens of times over), and through
+    # attrs.resolve_types, which the converter's hook generation has already run for the
+    # classes of the command just sent: the field types are then read, not evaluated.
+    try:
+        attrs.resolve_types(cls)
+    except (NameError, TypeError):
+        return None
+    return {f.name: f.type for f in attrs.fields(cls)}
 
 
 def _may_hold_secret(cls: type, seen: set[type]) -> bool:
@@ -195,15 +212,23 @@ def _check_arguments(args: Mapping[str, Any]) -> None:
         raise UsageError(
             f"session must be an aiohttp.ClientSession or None, not {type(session).__name__}"
         )
-    for name, kinds, what in (
-        ("retry", (RetryPolicy, _Default), "a RetryPolicy"),
-        ("limits", Limits, "a Limits"),
-        ("events", EventReceiver, "an EventReceiver"),
-        ("coordinator", RedisCoordinator, "a RedisCoordinator"),
-    ):
-        value = args[name]
-        if value is not None and not isinstance(value, kinds):
-            raise UsageError(f"{name} must be {what} or None, not {type(value).__name__}")
+    _check_kind("retry", args["retry"], (RetryPolicy, _Default), "a RetryPolicy")
+    _check_kind("limits", args["limits"], Limits, "a Limits")
+    # Imported only when one is given (and then already imported by the caller): a
+    # session without them never loads the receiver (nor aiohttp.web) or the coordinator.
+    if args["events"] is not None:
+        from relaycall._receiver import EventReceiver  # noqa: PLC0415
+
+        _check_kind("events", args["events"], EventReceiver, "an EventReceiver")
+    if args["coordinator"] is not None:
+        from relaycall._coordinator import RedisCoordinator  # noqa: PLC0415
+
+        _check_kind("coordinator", args["coordinator"], RedisCoordinator, "a RedisCoordinator")
+
+
+def _check_kind(name: str, value: Any, kinds: type | tuple[type, ...], what: str) -> None:
+    if value is not None and not isinstance(value, kinds):
+        raise UsageError(f"{name} must be {what} or None, not {type(value).__name__}")
 
 
 # Control characters would end the header line (aiohttp refuses them at send time).
@@ -746,6 +771,112 @@ class AsyncRelay:
         updated: Command[R] = attrs.evolve(command, status_url=url)  # type: ignore[misc]
         return updated
 
+    # --- recordings -------------------------------------------------------------------
+
+    async def download_recording(
+        self,
+        recording: RecordingResult | str,
+        path: str | os.PathLike[str],
+        *,
+        max_bytes: int | None = _download.DEFAULT_MAX_BYTES,
+        timeout: Timeout | float | timedelta | _Default | None = USE_DEFAULT,
+        retry: RetryPolicy | _Default | None = USE_DEFAULT,
+    ) -> int:
+        """
+        Download a recording's audio to the file *path*; return its size in bytes.
+
+        Example::
+
+            result = await rec.wait()
+            size = await relay.download_recording(result, "voicemail.wav")
+
+        The file appears only complete: the audio goes to a temporary file
+        beside *path* (``.NAME.*.part``, readable by its owner only), which
+        replaces *path* once the whole body is in, and is deleted on any
+        failure. Failures the retry policy calls transient (connect errors,
+        5xx, 429/503 after their ``Retry-After``, a connection dropped
+        mid-body) are retried from the start, through the session's
+        :class:`RetryPolicy` (or *retry*).
+
+        The session's credentials are sent only to the API's own origin
+        (the scheme, host and port of ``base_url``, or the space's); a URL
+        or a redirect elsewhere is fetched without them. Only http(s) URLs
+        are fetched.
+
+        Args:
+            recording: A :class:`RecordingResult` (its ``url``) or a URL.
+            path: The file to write (its directory must exist); replaced if
+                it exists.
+            max_bytes: Refuse a recording larger than this (None: no limit),
+                by its ``Content-Length`` before reading, else while reading.
+            timeout: Per attempt, as for commands; the *total* bound covers
+                the whole body, so give a longer one for long recordings.
+            retry: The retry policy for this download.
+
+        Raises:
+            RecordingTooLargeError: Over *max_bytes*.
+            APIStatusError: An error status (NotFoundError for 404...), once
+                retries are over for those that are retried.
+            TransportError: The network failed, once retries are over.
+            UsageError: A result without a URL, a URL that is not http(s),
+                a *path* whose directory does not exist.
+        """
+        fetch = self._fetch(recording, max_bytes, timeout, retry)
+        return await fetch.download(_download.check_path(path))
+
+    def stream_recording(
+        self,
+        recording: RecordingResult | str,
+        *,
+        max_bytes: int | None = _download.DEFAULT_MAX_BYTES,
+        timeout: Timeout | float | timedelta | _Default | None = USE_DEFAULT,
+        retry: RetryPolicy | _Default | None = USE_DEFAULT,
+    ) -> AsyncIterator[bytes]:
+        """
+        The recording's audio as it arrives: ``async for chunk in relay.stream_recording(...)``.
+
+        As :meth:`download_recording` (credentials, redirects, *max_bytes*,
+        *timeout*, *retry*), except that only the request is retried: once
+        the body has begun, a failure is raised. Chunks are at most 64 KiB;
+        no more than *max_bytes* is ever handed out (the chunk that would
+        cross it raises :class:`RecordingTooLargeError` instead).
+        Arguments are checked at the call, before iterating. To stop early,
+        close the iterator (``contextlib.aclosing``) so that the connection
+        is released at once.
+        """
+        return self._fetch(recording, max_bytes, timeout, retry).stream()
+
+    def _fetch(
+        self,
+        recording: object,
+        max_bytes: object,
+        timeout: Timeout | float | timedelta | _Default | None,
+        retry: object,
+    ) -> _download.Fetch:
+        url = _download.recording_url(recording)
+        _download.check_max_bytes(max_bytes)
+        assert max_bytes is None or isinstance(max_bytes, int)
+        if retry is not None and not isinstance(retry, RetryPolicy | _Default):
+            raise UsageError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
+        transport = self._transport
+        client = (
+            transport._client_timeout
+            if isinstance(timeout, _Default)
+            else _transport.client_timeout(Timeout.of(timeout))
+        )
+        self._ensure_open()
+        assert transport.session is not None  # opened by _ensure_open
+        return _download.Fetch(
+            url,
+            transport.session,
+            self._url,
+            transport.headers,
+            client,
+            self._retry if isinstance(retry, _Default) else (retry or RetryPolicy.disabled()),
+            max_bytes,
+            lambda: transport.closed,
+        )
+
     async def execute(
         self,
         command: str,
@@ -863,6 +994,11 @@ def _leg_from_callbacks(events: Sequence[Any], cmd: Dial) -> dict[str, Any]:
 
 def command_class(name: str) -> type[Command[Any]] | None:
     """The typed command class for a wire command name, if relaycall has one."""
-    from relaycall.commands import BY_NAME  # noqa: PLC0415 - the registry imports every command
+    # The class of a command built here is registered already (its module is imported):
+    # the complete registry, which imports the AI commands, is asked only for other names.
+    cls = REGISTRY.get(name)
+    if cls is None:
+        from relaycall.commands import BY_NAME  # noqa: PLC0415 - imports every command
 
-    return BY_NAME.get(name)
+        cls = BY_NAME.get(name)
+    return cls

@@ -629,6 +629,32 @@ class AmbiguousOutcomeError(RelayError):
         )
 
 
+class RecordingTooLargeError(RelayError):
+    """
+    A recording is larger than the ``max_bytes`` given to ``download_recording`` or
+    ``stream_recording``: announced so by its ``Content-Length`` (nothing was read), or
+    found so while reading (nothing was kept). Not retried.
+
+    Attributes:
+        url: The recording's URL, without its query string (which may be a credential).
+        max_bytes: The limit.
+        content_length: The size the server announced, or None when the body
+            ran over the limit without announcing one (or announcing less).
+    """
+
+    def __init__(self, url: str, max_bytes: int, content_length: int | None) -> None:
+        self.url = url.partition("?")[0].partition("#")[0]
+        self.max_bytes = max_bytes
+        self.content_length = content_length
+        if content_length is not None:
+            what = f"is {content_length} bytes (Content-Length)"
+        else:
+            what = "sent more bytes than that"
+        super().__init__(
+            f"download_recording: {mask_userinfo(self.url)} {what}, over max_bytes={max_bytes}"
+        )
+
+
 class UsageError(RelayError):
     """The program asked relaycall for something that cannot work."""
 

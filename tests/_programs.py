@@ -14,24 +14,27 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from examples._local_services import free_port
 from relaycall.testing import Emulator
+
+__all__ = [
+    "PYTHON",
+    "REPO",
+    "SIGNING_KEY",
+    "Program",
+    "assert_callbacks_received",
+    "free_port",
+    "program_env",
+    "run_program",
+]
 
 PYTHON = sys.executable
 REPO = Path(__file__).resolve().parent.parent
 SIGNING_KEY = "docs-and-examples-signing-key"
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago (for servers that need one given)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 def program_env(emu: Emulator | None, **extra: str) -> dict[str, str]:

@@ -105,6 +105,40 @@ def test_emulator_runs_or_says_why_not(results: dict[str, Any]) -> None:
         assert res["why"]
 
 
+def test_coldstart_runs_both_sides(results: dict[str, Any]) -> None:
+    """
+    The cold-start run times relaycall and the bare aiohttp script in fresh interpreters (each
+    completing its four commands), their imports alone, and names relaycall's import offenders.
+    """
+    from benchmarks import coldstart  # noqa: PLC0415
+
+    res = results["coldstart"]
+    assert res["sides"] == ["relaycall", "aiohttp"]
+    for side in res["sides"]:
+        (fig,) = res["runs"][side]
+        assert fig["wall_ms"] > fig["work_ms"] > 0
+        assert fig["cpu_ms"] > 0
+        assert res["imports"][side][0] > 0
+    # The bare script never imports relaycall, so it loads fewer modules.
+    assert res["runs"]["aiohttp"][0]["modules"] < res["runs"]["relaycall"][0]["modules"]
+    assert "relaycall" in res["importtime"]["relaycall"]
+    text = coldstart.report(res)
+    assert "Goals (relaycall)" in text
+    assert "-X importtime" in text
+
+
+def test_coldstart_counts_instructions_under_valgrind() -> None:
+    """The instruction count of a fresh interpreter is read off valgrind's summary."""
+    from benchmarks import coldstart  # noqa: PLC0415
+
+    if not coldstart.valgrind_available():
+        pytest.skip("valgrind is not installed")
+    root = Path(__file__).resolve().parent.parent
+    empty = coldstart.instructions("pass", root)
+    assert empty > 1_000_000
+    assert coldstart.instructions("import json; json.dumps(list(range(100000)))", root) > empty
+
+
 def test_plot(results: dict[str, Any], tmp_path: Path) -> None:
     """Plotting the throughput results writes a PNG."""
     pytest.importorskip("matplotlib")
@@ -158,3 +192,17 @@ def test_compare_short_runs() -> None:
     runs = compare.compare("HEAD", rounds=1, concurrency=2, flows=3, short=True)
     assert all(r[0]["commands"] == 24 for r in runs.values())
     assert "3 flows, short runs" in compare.report(runs, 2, short=True)
+
+
+def test_compare_coldstart_runs_against_a_revision() -> None:
+    """benchmarks.compare --coldstart times relaycall at a revision, in this tree, bare aiohttp."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    from benchmarks import coldstart, compare  # noqa: PLC0415
+
+    res = compare.compare_coldstart("HEAD", rounds=1)
+    assert res["sides"] == ["relaycall HEAD", "relaycall (this tree)", "aiohttp"]
+    assert all(r[0]["wall_ms"] > 0 for r in res["runs"].values())
+    assert list(res["importtime"]) == ["relaycall HEAD", "relaycall (this tree)"]
+    assert "Goals (relaycall HEAD)" in coldstart.report(res)

@@ -1,5 +1,5 @@
 """
-Every ```python block of README.md and docs/*.md runs here, as printed.
+Every ```python block of README.md and docs/**/*.md runs here, as printed.
 
 How a block runs is said by an HTML comment on the line before its fence (blank lines
 between are allowed), invisible once rendered::
@@ -29,9 +29,16 @@ between are allowed), invisible once rendered::
   ``POST PATH`` must answer 2xx with TEXT in the body, the emulator's callbacks must all have
   been accepted, and the server must stop cleanly on SIGTERM.
 - ``command ready=TEXT`` (before a ``sh`` block): each command line (a ``# comment`` is
-  dropped) starts a server as a user would type it, ``relaycall`` being the console script
-  installed next to this Python, and with the port after ``--port`` replaced by a free one.
-  It must print TEXT, then stop cleanly on SIGINT (Ctrl-C).
+  dropped) starts a server as a user would type it in the repository's root, ``relaycall``
+  being the console script installed next to this Python and ``python`` this Python, and
+  with the port after ``--port`` replaced by a free one. It must print TEXT, then stop
+  cleanly on SIGINT (Ctrl-C). With ``exits=0``, a program that ends by itself: it must
+  print TEXT and exit with status 0, within a minute.
+- ``example test=FILE::NAME`` (before a ``sh`` block): how to run an example that needs
+  more than this file can give it (credentials, an emulator, Redis, a second terminal),
+  not run here: the test NAME in FILE (tests/test_examples.py...) runs it. Checked here:
+  that test exists, and it (or a helper of its module it calls) names each example the
+  block runs (``examples/NAME.py``, ``examples.NAME:app``).
 - ``skip reason="..."``: not run, and reported as skipped with the reason. Keep these rare:
   ``test_few_blocks_are_skipped`` counts them.
 
@@ -73,7 +80,7 @@ from tests._programs import (
     run_program,
 )
 
-DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 RUN_LANGUAGES = {"python", "py", "pycon"}
 #: mode -> (options it requires, options it may take)
 MODES: dict[str, tuple[set[str], set[str]]] = {
@@ -82,9 +89,12 @@ MODES: dict[str, tuple[set[str], set[str]]] = {
     "pytest": (set(), set()),
     "app": ({"server", "post", "expect"}, set()),
     "skip": ({"reason"}, set()),
-    "command": ({"ready"}, set()),
+    "command": ({"ready"}, {"exits"}),
+    "example": ({"test"}, set()),
 }
 SHELL_LANGUAGES = {"sh", "shell", "bash"}
+#: The modes of ``sh`` blocks.
+SHELL_MODES = {"command", "example"}
 MAX_SKIPPED = 2
 
 CALLER = "+15551230000"
@@ -151,9 +161,9 @@ def parse_blocks(path: Path, text: str) -> list[Block]:
                     j += 1
                 following = _FENCE.match(lines[j]) if j < len(lines) else None
                 language = following["info"].split()[0] if following and following["info"] else ""
-                command = marker["spec"].split()[:1] == ["command"]
-                if language not in (SHELL_LANGUAGES if command else RUN_LANGUAGES):
-                    kind = "an sh" if command else "a python"
+                shell = marker["spec"].split()[:1] in (["command"], ["example"])
+                if language not in (SHELL_LANGUAGES if shell else RUN_LANGUAGES):
+                    kind = "an sh" if shell else "a python"
                     raise ValueError(
                         f"{path.name}:{i + 1}: a doctest marker not before {kind} block"
                     )
@@ -184,7 +194,7 @@ def runnable_blocks() -> list[Block]:
         block
         for path in DOCUMENTS
         for block in parse_blocks(path, path.read_text(encoding="utf-8"))
-        if block.language in RUN_LANGUAGES or block.mode == "command"
+        if block.language in RUN_LANGUAGES or block.mode in SHELL_MODES
     ]
 
 
@@ -311,17 +321,46 @@ async def run_command_block(block: Block, folder: Path) -> None:
             continue
         if argv[0] == "relaycall":
             argv[0] = str(Path(PYTHON).parent / "relaycall")
+        elif argv[0] in ("python", "python3"):
+            argv[0] = PYTHON
         if "--port" in argv:
             argv[argv.index("--port") + 1] = str(free_port())
-        server = await Program(argv, env=program_env(None), cwd=folder).start()
+        server = await Program(argv, env=program_env(None), cwd=REPO).start()
+        ends = "exits" in block.options
         try:
-            await server.wait_for_output(re.escape(block.options["ready"]))
+            await server.wait_for_output(re.escape(block.options["ready"]), timeout=60)
         finally:
-            if server.returncode is None:
+            if server.returncode is None and not ends:
                 server.interrupt()
-            code = await server.wait(20)
-        assert code == 0, server.output
+            code = await server.wait(60 if ends else 20)
+        assert code == int(block.options.get("exits", "0")), server.output
         assert "Traceback" not in server.output, server.output
+
+
+def check_example_block(block: Block) -> None:
+    """The test an ``example`` marker names exists and runs each example the block runs."""
+    file, sep, name = block.options["test"].partition("::")
+    path = REPO / file
+    assert sep, f"{block.where}: test= takes FILE::NAME, not {block.options['test']!r}"
+    assert path.is_file(), f"{block.where}: no test file {file}"
+    source = path.read_text(encoding="utf-8")
+    functions = {
+        node.name: node
+        for node in ast.parse(source).body
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    }
+    test = functions.get(name)
+    assert test is not None, f"{block.where}: no test {name} in {file}"
+    called = {n.func.id for n in ast.walk(test) if isinstance(n, ast.Call)
+              and isinstance(n.func, ast.Name)}  # fmt: skip
+    runs = "".join(
+        ast.get_source_segment(source, functions[f]) or ""
+        for f in {name} | called & functions.keys()
+    )
+    examples = set(re.findall(r"\bexamples[/.](\w+)", block.code))
+    assert examples, f"{block.where}: the block runs no examples/NAME.py"
+    missing = sorted(e for e in examples if not re.search(rf"\b{e}\b", runs))
+    assert not missing, f"{block.where}: {file}::{name} does not run {missing}"
 
 
 # --- the tests ----------------------------------------------------------------------------------
@@ -341,6 +380,8 @@ async def test_block_runs(block: Block, tmp_path: Path, monkeypatch: pytest.Monk
         await run_pytest_block(block, tmp_path)
     elif block.mode == "command":
         await run_command_block(block, tmp_path)
+    elif block.mode == "example":
+        check_example_block(block)
     else:
         await run_app_block(block, tmp_path)
 
@@ -354,7 +395,7 @@ def test_few_blocks_are_skipped() -> None:
 def test_the_documents_have_blocks_of_every_mode() -> None:
     """The parser finds the README's blocks (a parser that finds nothing would pass)."""
     modes = {b.mode for b in BLOCKS}
-    assert {"program", "emulator", "pytest", "app", "command"} <= modes
+    assert {"program", "emulator", "pytest", "app", "command", "example"} <= modes
     assert {b.options["server"] for b in BLOCKS if b.mode == "app"} == {"uvicorn", "python"}
 
 
@@ -368,6 +409,8 @@ def test_the_documents_have_blocks_of_every_mode() -> None:
         ("<!-- doctest: pytest -->\n```sh\nls\n```\n", "not before a python block"),
         ("<!-- doctest: command ready=x -->\n```python\npass\n```\n", "not before an sh block"),
         ("<!-- doctest: emulator timeout=3 -->\n```python\npass\n```\n", "takes []"),
+        ("<!-- doctest: example -->\n```sh\nls\n```\n", "needs ['test']"),
+        ("<!-- doctest: example test=x -->\n```python\npass\n```\n", "not before an sh block"),
     ],
     ids=[
         "unknown-mode",
@@ -377,6 +420,8 @@ def test_the_documents_have_blocks_of_every_mode() -> None:
         "not-python",
         "command-not-sh",
         "unknown-option",
+        "example-without-test",
+        "example-not-sh",
     ],
 )
 def test_bad_markers_are_errors(markdown: str, error: str) -> None:
@@ -391,3 +436,50 @@ async def test_a_failing_unmarked_block_fails(tmp_path: Path) -> None:
     assert block.mode == "program"
     with pytest.raises(AssertionError, match=r"README\.md:2 failed"):
         await run_program_block(block, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("test", "code", "error"),
+    [
+        ("tests/test_examples.py::test_nope", "python examples/quickstart.py", "no test test_nope"),
+        ("tests/nope.py::test_x", "python examples/quickstart.py", "no test file tests/nope.py"),
+        (
+            "tests/test_examples.py::test_quickstart_runs_on_the_built_in_emulator",
+            "python examples/bulk_dialer.py",
+            "does not run ['bulk_dialer']",
+        ),
+        (
+            "tests/test_examples.py::test_quickstart_runs_on_the_built_in_emulator",
+            "curl localhost:8000",
+            "runs no examples/NAME.py",
+        ),
+    ],
+    ids=["no-such-test", "no-such-file", "another-example", "no-example"],
+)
+def test_an_example_marker_must_name_the_test_that_runs_it(
+    test: str, code: str, error: str
+) -> None:
+    """An ``example`` block is not run here: its marker must name a test that exists and
+    runs the examples the block shows, or the block fails."""
+    markdown = f"<!-- doctest: example test={test} -->\n```sh\n{code}\n```\n"
+    (block,) = parse_blocks(REPO / "README.md", markdown)
+    with pytest.raises(AssertionError, match=re.escape(error)):
+        check_example_block(block)
+    good = "tests/test_examples.py::test_quickstart_runs_on_the_built_in_emulator"
+    markdown = f"<!-- doctest: example test={good} -->\n```sh\npython examples/quickstart.py\n```\n"
+    (block,) = parse_blocks(REPO / "README.md", markdown)
+    check_example_block(block)
+
+
+async def test_a_command_block_that_ends_must_end_well(tmp_path: Path) -> None:
+    """A ``command exits=0`` block runs to its end: printing the text is not enough, the
+    program must also exit with status 0."""
+    markdown = (
+        '<!-- doctest: command exits=0 ready="done" -->\n```sh\n'
+        "python -c \"print('done'); raise SystemExit(3)\"\n```\n"
+    )
+    (block,) = parse_blocks(REPO / "README.md", markdown)
+    with pytest.raises(AssertionError, match="done"):
+        await run_command_block(block, tmp_path)
+    (block,) = parse_blocks(REPO / "README.md", markdown.replace("SystemExit(3)", "SystemExit(0)"))
+    await run_command_block(block, tmp_path)

@@ -20,7 +20,8 @@ from relaycall import commands
 
 # Names that are public on purpose though the generic rule below would skip them.
 INTENDED_EXTRAS = {
-    relaycall: {"__version__", "commands", "swml"},  # a dunder, and submodules
+    # A dunder and submodules (names loaded on first use are in dir(), see public_names).
+    relaycall: {"__version__", "commands", "swml"},
     commands: set(),
 }
 
@@ -38,12 +39,15 @@ def isort_key(name: str) -> tuple[int, list[Any]]:
 
 
 def public_names(module: types.ModuleType) -> set[str]:
-    """Names a reader sees on the module: no _private, no submodule, no __future__ flag."""
+    """
+    Names a reader sees on the module (``dir()``, which includes the names its
+    ``__getattr__`` imports on first use): no _private, no submodule, no __future__ flag.
+    """
     return {
         name
-        for name, value in vars(module).items()
+        for name in dir(module)
         if not name.startswith("_")
-        and not isinstance(value, types.ModuleType)
+        and not isinstance(getattr(module, name), types.ModuleType)
         and name != "annotations"
     }
 
@@ -115,6 +119,24 @@ def test_every_command_class_and_model_is_exported() -> None:
     """What BY_NAME maps to, and the models commands hold, are all importable by name."""
     for name, cls in commands.BY_NAME.items():
         assert getattr(commands, cls.__name__) is cls, name
-    for obj in vars(commands).values():
+    for obj in (getattr(commands, name) for name in dir(commands)):
         if isinstance(obj, type) and issubclass(obj, commands.Model):
             assert obj.__name__ in commands.__all__
+
+
+def test_lazy_ai_names_are_the_ai_modules_all() -> None:
+    """
+    relaycall.commands lists the AI commands itself (it imports their module on first use):
+    the list is exactly relaycall._commands.ai's ``__all__``.
+    """
+    from relaycall._commands import ai  # noqa: PLC0415
+
+    assert set(ai.__all__) == commands._AI_NAMES
+
+
+def test_lazy_names_are_exported_and_resolve_to_their_modules() -> None:
+    """Every name relaycall imports on first use is in ``__all__`` and comes from its module."""
+    assert set(relaycall._LAZY) <= set(relaycall.__all__)
+    for name, module in relaycall._LAZY.items():
+        value = getattr(relaycall, name)
+        assert getattr(value, "__name__", None) == module or value.__module__ == module, name

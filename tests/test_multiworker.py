@@ -16,7 +16,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,6 +25,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from examples._local_services import accepts
 from relaycall.testing import Emulator, Scenario
 from tests import _services
 from tests._programs import PYTHON, REPO, SIGNING_KEY, Program, free_port, program_env
@@ -225,14 +225,6 @@ async def start_worker(port: int, env: dict[str, str]) -> Worker:
     return Worker(program, port)
 
 
-def _refused(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return False
-    except OSError:
-        return True
-
-
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("persistence", ["aof", "none"])
 async def test_three_workers_lose_no_callback_through_a_kill_and_a_redis_restart(
@@ -288,7 +280,7 @@ async def test_three_workers_lose_no_callback_through_a_kill_and_a_redis_restart
             assert victim.program._proc is not None
             os.kill(victim.program._proc.pid, signal.SIGKILL)
             await victim.program.wait(10)
-            assert _refused(victim.port)
+            assert not accepts(victim.port)  # its port refuses connections
             # Redis goes away for half a second and comes back (empty, or from its AOF).
             await redis_server.arestart(down_for=0.5)
             # The killed worker is started again on its port (HAProxy's checks take it back),

@@ -603,7 +603,7 @@ async def test_aiohttp_app_mount(server, sleeps, poster):
 
 async def test_fastapi_adapter_through_uvicorn(server, poster):
     """
-    The ASGI adapter mounted in FastAPI as README shows, served by uvicorn,
+    The ASGI adapter mounted in FastAPI as docs/receiver.md shows, served by uvicorn,
     routes a signed callback posted to the status_url with no redirect.
     """
     fastapi = pytest.importorskip("fastapi")

@@ -190,7 +190,7 @@ def fastapi_app(root_path: str) -> Any:
 
 
 def wire(form: str, app: Any, receiver: relaycall.EventReceiver) -> None:
-    """Wire *receiver* into the FastAPI *app* the way README documents for *form*."""
+    """Wire *receiver* into the FastAPI *app* the way docs/receiver.md documents for *form*."""
     if form == "mount":
         app.mount("/relaycall/events", receiver.asgi_app())
     elif form == "add_route":
@@ -209,7 +209,7 @@ async def test_fastapi_recipes_take_every_callback(
     emulator, uvicorn_server, form, slash, root_path
 ):
     """
-    README's FastAPI recipes work as written under uvicorn, whichever form of
+    docs/receiver.md's FastAPI recipes work as written under uvicorn, whichever form of
     public_url is given and under a FastAPI root_path: the status_url relaycall
     writes ends its path in "/", which a Starlette mount, a route at the slash
     form and add_to_app all take without a redirect, and the emulator posts it

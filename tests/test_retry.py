@@ -270,7 +270,7 @@ def test_classification_table(exc, safe, unsafe):
 
 
 def test_idempotency_of_every_command_is_deliberate():
-    """Each command's retry class matches the policy table in the README."""
+    """Each command's retry class matches the policy table in docs/retries.md."""
     unsafe = {
         "dial", "update", "calling.transfer", "calling.refer", "calling.user_event",
         "calling.ai_message", "calling.ai_sidecar", "calling.ai_sidecar.poke",

@@ -214,7 +214,10 @@ async def test_four_worker_processes_share_calls_and_commands_per_second(platfor
     assert min(gaps) >= 0.9, gaps  # calls_per_second=1 across the project
     assert dials[-1] - dials[0] < 3.6  # and not slower than asked
     assert len(platform.times()) == 84
-    assert worst_excess(platform.times(), 50) <= 1
+    # Burst 1, but arrivals at the server carry the scheduling delay of four processes on a
+    # loaded machine (seen: 1.32 with 50 ms of jitter allowed). Unshared, the four workers
+    # would send at 200/s: an excess of about 60, so 3 still tells the two apart.
+    assert worst_excess(platform.times(), 50) <= 3
 
 
 # --- concurrency -------------------------------------------------------------------------------

@@ -87,8 +87,8 @@ def model(label: str) -> Callable[[type[M]], type[M]]:
 
 
 #: Every command class by its wire name, filled as each class is defined (see
-#: :func:`command`). ``relaycall.commands.BY_NAME`` is this dict, complete once
-#: that module has imported every command module.
+#: :func:`command`). ``relaycall.commands.BY_NAME`` is this dict, handed out only
+#: once every command module is imported (the AI commands are imported on first use).
 REGISTRY: dict[str, type[Command[Any]]] = {}
 
 
@@ -141,22 +141,52 @@ def command(
             receiver_status_url and "status_url" in names
         )
         register_model(cls)
-        params_hook = converter.get_unstructure_hook(cls)
-        if top_level_id:
 
-            def body(obj: Any) -> dict[str, Any]:
-                return {"command": name, "id": obj.call_id, "params": params_hook(obj)}
+        def first_body(obj: Any) -> dict[str, Any]:
+            # The params hook is generated on the class's first use, not at import;
+            # then this replaces itself with the body function to_wire calls directly.
+            body = _body_function(name, top_level_id, converter().get_unstructure_hook(cls))
+            cls._wire_body = staticmethod(body)  # type: ignore[attr-defined]
+            return body(obj)
 
+        # Both ids required (a follow-up's): their body needs no generated hook.
+        required_ids = names == ("call_id", "control_id") and all(
+            a.default is attrs.NOTHING
+            for a in attrs.fields(cls)  # type: ignore[arg-type]
+        )
+        if required_ids and top_level_id:
+
+            def ids_body(obj: Any) -> dict[str, Any]:
+                # What the generated hook would make of the two ids, without generating it.
+                return {
+                    "command": name,
+                    "id": obj.call_id,
+                    "params": {"control_id": obj.control_id},
+                }
+
+            cls._wire_body = staticmethod(ids_body)  # type: ignore[attr-defined]
         else:
-
-            def body(obj: Any) -> dict[str, Any]:
-                return {"command": name, "params": params_hook(obj)}
-
-        converter.register_unstructure_hook(cls, body)
-        cls._wire_body = staticmethod(body)  # type: ignore[attr-defined]
+            cls._wire_body = staticmethod(first_body)  # type: ignore[attr-defined]
         return cls
 
     return deco
+
+
+def _body_function(
+    name: str, top_level_id: bool, params_hook: Callable[[Any], Any]
+) -> Callable[[Any], dict[str, Any]]:
+    """The function producing a command's ``{"command", "id", "params"}`` body."""
+    if top_level_id:
+
+        def body(obj: Any) -> dict[str, Any]:
+            return {"command": name, "id": obj.call_id, "params": params_hook(obj)}
+
+    else:
+
+        def body(obj: Any) -> dict[str, Any]:
+            return {"command": name, "params": params_hook(obj)}
+
+    return body
 
 
 # --- field helpers -------------------------------------------------------------------
@@ -304,6 +334,10 @@ def typed_params(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": kind, "params": params}
 
 
+# A follow-up that adds no field (the stops, pauses, resumes) is a plain subclass with
+# ``__slots__ = ()``, not an attrs class of its own: attrs would generate the same
+# __init__, __repr__ and __eq__ again for each (they read the instance's class, so they
+# behave the same), and generating them was most of what importing a command cost.
 @attrs.frozen(kw_only=True)
 class FollowUp(Command[R]):
     """

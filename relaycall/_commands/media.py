@@ -203,21 +203,24 @@ class Play(Command[Leg]):
 
 
 @command("calling.play.pause", label="play.pause", idempotency=Idempotency.SAFE)
-@attrs.frozen(kw_only=True)
 class PlayPause(FollowUp[Leg]):
     """Pause a playback."""
 
+    __slots__ = ()
+
 
 @command("calling.play.resume", label="play.resume", idempotency=Idempotency.SAFE)
-@attrs.frozen(kw_only=True)
 class PlayResume(FollowUp[Leg]):
     """Resume a paused playback."""
 
+    __slots__ = ()
+
 
 @command("calling.play.stop", label="play.stop", idempotency=Idempotency.SAFE)
-@attrs.frozen(kw_only=True)
 class PlayStop(FollowUp[Leg]):
     """Stop a playback."""
+
+    __slots__ = ()
 
 
 @command("calling.play.volume", label="play.volume", idempotency=Idempotency.SAFE)
@@ -297,12 +300,14 @@ class RecordPause(FollowUp[Leg]):
 
 
 @command("calling.record.resume", label="record.resume", idempotency=Idempotency.SAFE)
-@attrs.frozen(kw_only=True)
 class RecordResume(FollowUp[Leg]):
     """Resume a paused recording."""
 
+    __slots__ = ()
+
 
 @command("calling.record.stop", label="record.stop", idempotency=Idempotency.SAFE)
-@attrs.frozen(kw_only=True)
 class RecordStop(FollowUp[Leg]):
     """Stop a recording; the final URL arrives in the ``finished`` callback."""
+
+    __slots__ = ()

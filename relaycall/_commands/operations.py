@@ -201,9 +201,10 @@ class Collect(Command[Leg]):
 
 
 @command("calling.collect.stop", label="collect.stop", idempotency=Idempotency.SAFE)
-@attrs.frozen(kw_only=True)
 class CollectStop(FollowUp[Leg]):
     """Stop the collect named by *control_id* (``calling.collect.stop``)."""
+
+    __slots__ = ()
 
 
 @command(
@@ -211,9 +212,10 @@ class CollectStop(FollowUp[Leg]):
     label="collect.start_input_timers",
     idempotency=Idempotency.SAFE,
 )
-@attrs.frozen(kw_only=True)
 class CollectStartInputTimers(FollowUp[Leg]):
     """Start the input timers of a collect begun with ``start_input_timers`` false."""
+
+    __slots__ = ()
 
 
 # --- detect ---------------------------------------------------------------------------
@@ -297,9 +299,10 @@ class Detect(Command[Leg]):
 
 
 @command("calling.detect.stop", label="detect.stop", idempotency=Idempotency.SAFE)
-@attrs.frozen(kw_only=True)
 class DetectStop(FollowUp[Leg]):
     """Stop the detection named by *control_id* (``calling.detect.stop``)."""
+
+    __slots__ = ()
 
 
 # --- tap ------------------------------------------------------------------------------
@@ -384,9 +387,10 @@ class Tap(Command[Leg]):
 
 
 @command("calling.tap.stop", label="tap.stop", idempotency=Idempotency.SAFE)
-@attrs.frozen(kw_only=True)
 class TapStop(FollowUp[Leg]):
     """Stop the tap named by *control_id* (``calling.tap.stop``)."""
+
+    __slots__ = ()
 
 
 # --- transcribe -----------------------------------------------------------------------
@@ -408,9 +412,10 @@ class Transcribe(Command[Leg]):
 
 
 @command("calling.transcribe.stop", label="transcribe.stop", idempotency=Idempotency.SAFE)
-@attrs.frozen(kw_only=True)
 class TranscribeStop(FollowUp[Leg]):
     """Stop the transcription named by *control_id* (``calling.transcribe.stop``)."""
+
+    __slots__ = ()
 
 
 # --- stream ---------------------------------------------------------------------------
@@ -445,9 +450,10 @@ class Stream(Command[Leg]):
 
 
 @command("calling.stream.stop", label="stream.stop", idempotency=Idempotency.SAFE)
-@attrs.frozen(kw_only=True)
 class StreamStop(FollowUp[Leg]):
     """Stop the stream named by *control_id* (``calling.stream.stop``)."""
+
+    __slots__ = ()
 
 
 # --- denoise and fax ------------------------------------------------------------------
@@ -470,12 +476,14 @@ class DenoiseStop(Command[Leg]):
 
 
 @command("calling.send_fax.stop", label="send_fax.stop", idempotency=Idempotency.SAFE)
-@attrs.frozen(kw_only=True)
 class SendFaxStop(FollowUp[Leg]):
     """Stop sending a fax; *control_id* names a send started by SWML ``send_fax``."""
 
+    __slots__ = ()
+
 
 @command("calling.receive_fax.stop", label="receive_fax.stop", idempotency=Idempotency.SAFE)
-@attrs.frozen(kw_only=True)
 class ReceiveFaxStop(FollowUp[Leg]):
     """Stop receiving a fax; *control_id* names a receive started by SWML ``receive_fax``."""
+
+    __slots__ = ()

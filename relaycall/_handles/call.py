@@ -10,10 +10,8 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
 
-from relaycall._commands import ai as ai_cmd
 from relaycall._commands import call as call_cmd
 from relaycall._commands import media as media_cmd
-from relaycall._commands import operations as ops_cmd
 from relaycall._commands._base import Command, _control_id_check, new_control_id
 from relaycall._events import CallStateEvent, Event
 from relaycall._handles._base import Handle, Operation, Starting, wait_timeout_check
@@ -29,6 +27,7 @@ from relaycall._handles.operations import (
     Tapping,
     Transcription,
 )
+from relaycall._lazy import LazyModule
 from relaycall._models import CallLeg, FabricDeviceLeg, parse_leg
 from relaycall._results import CallResult
 from relaycall._retry import AlreadyProcessed as _AlreadyProcessed
@@ -44,7 +43,15 @@ from relaycall.errors import (
 )
 
 if TYPE_CHECKING:
+    from relaycall._commands import ai as ai_cmd
+    from relaycall._commands import operations as ops_cmd
     from relaycall._session import AsyncRelay
+else:
+    # The AI commands and those of collect, detect, tap, stream, transcribe, denoise and
+    # fax are imported on first use: a script that only dials and plays does not pay for
+    # their classes (see relaycall/_lazy.py).
+    ai_cmd = LazyModule("relaycall._commands.ai", globals(), "ai_cmd")
+    ops_cmd = LazyModule("relaycall._commands.operations", globals(), "ops_cmd")
 
 OpT = TypeVar("OpT", bound=Operation[Any])
 Leg = CallLeg | FabricDeviceLeg
@@ -501,11 +508,12 @@ class Call(Handle[CallResult]):
         """
         config: Any = detect
         if isinstance(detect, str):
-            config = _DETECT_DEFAULTS.get(detect)
-            if config is None:
+            default = _DETECT_DEFAULTS.get(detect)
+            if default is None:
                 fail(
                     "detect.detect", detect, "is not 'machine', 'fax', 'digit' or a Detect* object"
                 )
+            config = getattr(ops_cmd, default)()
         cmd = ops_cmd.Detect(
             call_id=self.id, control_id=control_id or new_control_id(), detect=config,
             timeout=timeout, status_url=status_url,
@@ -850,10 +858,11 @@ class Call(Handle[CallResult]):
 _CLOSE = object()
 _STATE = object()
 
-_DETECT_DEFAULTS: dict[str, Any] = {
-    "machine": ops_cmd.DetectMachine(),
-    "fax": ops_cmd.DetectFax(),
-    "digit": ops_cmd.DetectDigit(),
+#: detect("machine") etc.: the config class (its defaults) in relaycall._commands.operations.
+_DETECT_DEFAULTS: dict[str, str] = {
+    "machine": "DetectMachine",
+    "fax": "DetectFax",
+    "digit": "DetectDigit",
 }
 
 __all__ = ["Call"]

@@ -7,9 +7,7 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
-from relaycall._commands import ai as ai_cmd
 from relaycall._commands import media as media_cmd
-from relaycall._commands import operations as ops_cmd
 from relaycall._events import (
     CollectEvent,
     DetectEvent,
@@ -23,6 +21,7 @@ from relaycall._events import (
     TranscriptEvent,
 )
 from relaycall._handles._base import Operation, guarded
+from relaycall._lazy import FirstUse, LazyModule
 from relaycall._results import (
     CollectResult,
     DetectResult,
@@ -35,7 +34,15 @@ from relaycall._results import (
 )
 
 if TYPE_CHECKING:
+    from relaycall._commands import ai as ai_cmd
+    from relaycall._commands import operations as ops_cmd
     from relaycall._models import SidecarAskReply, SidecarStatus
+else:
+    # The AI commands and those of collect, detect, tap, stream, transcribe, denoise and
+    # fax are imported on first use: a script that only dials and plays does not pay for
+    # their classes (see relaycall/_lazy.py).
+    ai_cmd = LazyModule("relaycall._commands.ai", globals(), "ai_cmd")
+    ops_cmd = LazyModule("relaycall._commands.operations", globals(), "ops_cmd")
 
 
 class Playback(Operation[PlaybackResult]):
@@ -130,7 +137,7 @@ class Collector(Operation[CollectResult]):
     RUNNING = "collecting"
     LIVE = frozenset({"collecting"})
     EVENT = CollectEvent
-    _stop_command = ops_cmd.CollectStop
+    _stop_command = FirstUse(lambda: ops_cmd.CollectStop)
 
     def __init__(self, call: Any, control_id: str, state: str | None = None) -> None:
         super().__init__(call, control_id, state)
@@ -163,7 +170,7 @@ class Detector(Operation[DetectResult]):
     RUNNING = "detecting"
     LIVE = frozenset({"detecting"})
     EVENT = DetectEvent
-    _stop_command = ops_cmd.DetectStop
+    _stop_command = FirstUse(lambda: ops_cmd.DetectStop)
 
 
 class Tapping(Operation[TapResult]):
@@ -178,7 +185,7 @@ class Tapping(Operation[TapResult]):
     RUNNING = "tapping"
     LIVE = frozenset({"tapping"})
     EVENT = TapEvent
-    _stop_command = ops_cmd.TapStop
+    _stop_command = FirstUse(lambda: ops_cmd.TapStop)
 
 
 class AudioStream(Operation[StreamResult]):
@@ -193,7 +200,7 @@ class AudioStream(Operation[StreamResult]):
     RUNNING = "streaming"
     LIVE = frozenset({"streaming"})
     EVENT = StreamEvent
-    _stop_command = ops_cmd.StreamStop
+    _stop_command = FirstUse(lambda: ops_cmd.StreamStop)
 
 
 class Transcription(Operation[TranscriptionResult]):
@@ -210,7 +217,7 @@ class Transcription(Operation[TranscriptionResult]):
     LIVE = frozenset({"transcribing"})
     # The transcript callback ends it; calling.call.transcribe events only report progress.
     EVENT = TranscriptEvent
-    _stop_command = ops_cmd.TranscribeStop
+    _stop_command = FirstUse(lambda: ops_cmd.TranscribeStop)
 
 
 class _Singleton(Operation[LiveResult]):
@@ -239,11 +246,13 @@ class _LiveAI(_Singleton):
 
     __slots__ = ()
     EVENT = LiveEvent
-    #: The command that carries the action (LiveTranscribe or LiveTranslate).
-    _action_command: ClassVar[Any]
+    #: The command that carries the action (LiveTranscribe or LiveTranslate), by its
+    #: name in relaycall._commands.ai: that module is imported on first use.
+    _action_command: ClassVar[str]
 
     def _act(self, action: Any) -> Any:
-        return self._action_command(call_id=self.call.id, action=action)
+        command = getattr(ai_cmd, self._action_command)
+        return command(call_id=self.call.id, action=action)
 
     @guarded()
     def summarize(
@@ -265,7 +274,7 @@ class LiveTranscription(_LiveAI):
 
     __slots__ = ()
     kind = "live_transcribe"
-    _action_command = ai_cmd.LiveTranscribe
+    _action_command = "LiveTranscribe"
 
 
 class LiveTranslation(_LiveAI):
@@ -273,7 +282,7 @@ class LiveTranslation(_LiveAI):
 
     __slots__ = ()
     kind = "live_translate"
-    _action_command = ai_cmd.LiveTranslate
+    _action_command = "LiveTranslate"
 
     @guarded()
     def inject(

@@ -10,15 +10,14 @@ import contextlib
 import json
 import logging
 import math
-import os
 import shlex
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO, TypeVar
 
 from aiohttp import web
 
+from relaycall._serving import listen_error, stop_on_signals, url_host
 from relaycall.emulator._app import API_PATH, EMULATOR_KEY, create_app
 from relaycall.emulator._config import EmulatorConfig
 from relaycall.emulator._core import EmulatedPlatform, request_call_id
@@ -286,20 +285,6 @@ def _client_host(host: str) -> str:
     return host
 
 
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-def _listen_error(host: str, port: int, exc: OSError) -> str:
-    # asyncio words EADDRINUSE as "error while attempting to bind on address ...";
-    # the errno alone says it plainly. A resolver error (negative errno) has its own text.
-    number = exc.errno
-    why = os.strerror(number) if number is not None and number > 0 else exc.strerror
-    why = why or str(exc)
-    why = why[:1].lower() + why[1:]
-    return f"cannot listen on {_url_host(host)}:{port}: {why}"
-
-
 async def serve(
     config: EmulatorConfig,
     host: str,
@@ -321,17 +306,8 @@ async def serve(
     """
     out = out or sys.stdout
     err = err or sys.stderr
-    loop = asyncio.get_running_loop()
-    stop: asyncio.Future[str] = loop.create_future()
-
-    def on_signal(sig: signal.Signals) -> None:
-        if not stop.done():
-            stop.set_result(sig.name)
-
     # Before anything opens, so an early Ctrl-C still goes through the cleanup below.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
-            loop.add_signal_handler(sig, on_signal, sig)
+    stop = stop_on_signals()
     app = create_app(config)
     if verbose:
         app.middlewares.append(_log_requests)
@@ -341,12 +317,12 @@ async def serve(
         try:
             await web.TCPSite(runner, host, port).start()
         except OSError as exc:
-            err.write(f"{name}: {_listen_error(host, port, exc)}\n")
+            err.write(f"{name}: {listen_error(host, port, exc)}\n")
             return 2
         addresses = runner.addresses
         bound = addresses[0][1] if addresses else port
-        base = f"http://{_url_host(host)}:{bound}"
-        client_base = f"http://{_url_host(_client_host(host))}:{bound}"
+        base = f"http://{url_host(host)}:{bound}"
+        client_base = f"http://{url_host(_client_host(host))}:{bound}"
         limits = config.rate_limits
         enforced = "enforced" if limits.enforce_post_limit else "headers only"
         queue = f", {limits.calls_per_second:g} new calls/s" if limits.calls_per_second else ""

@@ -128,9 +128,10 @@ class EmulatorConfig:
             go in ``emu.audio_durations``).
         ringtone_seconds: How long a ringtone item without a ``duration`` plays;
             None (the default) plays it until stopped.
-        collect_initial_timeout, collect_digit_timeout, collect_end_silence_timeout,
-            collect_speech_timeout: The "server settings" a collect uses when
-            its request leaves them out.
+        collect_initial_timeout: The "server setting" a collect uses when its
+            request leaves ``initial_timeout`` out; ``collect_digit_timeout``,
+            ``collect_end_silence_timeout`` and ``collect_speech_timeout`` are the
+            same for the other timeouts.
         detect_timeout: ``calling.detect``'s default ``timeout`` (the reference says 30).
         setup_seconds: From dial to ``created`` (and from ``created`` to ``ringing``).
         allow_external_callbacks: Deliver callbacks to hosts that are not

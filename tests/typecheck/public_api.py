@@ -6,6 +6,7 @@ A change that breaks these annotations for users breaks ``mypy`` in CI.
 
 from __future__ import annotations
 
+from aiohttp import web
 from typing_extensions import assert_type
 
 import relaycall
@@ -43,3 +44,20 @@ async def flow(relay: relaycall.AsyncRelay, swml_url: str) -> None:
     assert_type(again, relaycall.Playback)
     tap = relay.call(call.id).attach(relaycall.Tapping, "t1")
     assert_type(tap, relaycall.Tapping)
+
+
+async def recordings(relay: relaycall.AsyncRelay, result: relaycall.RecordingResult) -> None:
+    assert_type(await relay.download_recording(result, "voicemail.wav"), int)
+    assert_type(await relay.download_recording(result.url or "", "v.wav", max_bytes=None), int)
+    async for chunk in relay.stream_recording(result, max_bytes=1_000_000, timeout=60):
+        assert_type(chunk, bytes)
+
+
+async def webhooks(request: web.Request, body: bytes) -> None:
+    assert_type(
+        relaycall.verify_signature("key", "https://a.example/x", body, request.headers), bool
+    )
+    assert_type(await relaycall.verify_aiohttp_request("key", request), bool)
+    assert_type(
+        await relaycall.verify_aiohttp_request(b"key", request, url=lambda seen: seen), bool
+    )
