@@ -5,12 +5,14 @@ Shared plumbing: sizes, worker processes, statistics and table printing.
 from __future__ import annotations
 
 import asyncio
+import compileall
 import concurrent.futures
 import multiprocessing
 import os
 import resource
 import statistics
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
@@ -160,6 +162,17 @@ async def run_flows(flow: Callable[[], Awaitable[Any]], tasks: int, flows: int) 
             await flow()
 
     await asyncio.gather(*(worker() for _ in range(tasks)))
+
+
+def compile_package(package_dir: Path) -> None:
+    """
+    Write *package_dir*'s bytecode, as an installed package has it.
+
+    A module imported on first use (relaycall imports several lazily) inside a
+    timed window would otherwise be compiled from source there, on every run,
+    wherever bytecode is not written (PYTHONDONTWRITEBYTECODE, a fresh checkout).
+    """
+    compileall.compile_dir(str(package_dir), quiet=1)
 
 
 def in_fresh_process(fn: Callable[..., T], *args: Any, timeout: float = 600) -> T:

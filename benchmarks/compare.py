@@ -32,7 +32,7 @@ from typing import Any
 
 from benchmarks import coldstart, throughput
 from benchmarks._server import ServerProcess
-from benchmarks._util import ratio, table
+from benchmarks._util import compile_package, ratio, table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,6 +99,8 @@ def compare(
         sides = [(f"relaycall {rev}", old, "relaycall"), ("relaycall (this tree)", ROOT,
                  "relaycall"), ("aiohttp", ROOT, "aiohttp")]  # fmt: skip
         runs: dict[str, list[Any]] = {name: [] for name, _, _ in sides}
+        for root in (old, ROOT):  # first-use imports must not compile inside a short run
+            compile_package(root / "relaycall")
         with ServerProcess() as server:
             for r in range(rounds):
                 for name, root, side in sides[r % 3 :] + sides[: r % 3]:

@@ -30,6 +30,7 @@ import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from benchmarks._server import PROJECT, TOKEN
@@ -38,6 +39,7 @@ from benchmarks._util import (
     Sizes,
     Summary,
     Worker,
+    compile_package,
     goal,
     in_fresh_process,
     ratio,
@@ -404,6 +406,10 @@ def run_short(base_url: str, sizes: Sizes) -> dict[str, Any]:
     No warm-up: timed from before the session is built (see the module
     docstring). The sides alternate, the first side changing every round.
     """
+    import relaycall  # noqa: PLC0415
+
+    # Modules relaycall imports on first use are then read, not compiled, inside the window.
+    compile_package(Path(relaycall.__file__).parent)
     headers = relaycall_headers()
     conc = sizes.short_concurrency
     short = functools.partial(run_side, warm=False)
