@@ -1,7 +1,7 @@
 """
 ``python -m benchmarks [--quick] [names...]``: run the benchmarks, print medians and ratios.
 
-Names: throughput, scale, memory, ingest, emulator, coldstart (default: all). See
+Names: throughput, short, scale, memory, ingest, emulator, coldstart (default: all). See
 benchmarks/README.md.
 """
 
@@ -25,7 +25,7 @@ from benchmarks._server import ServerProcess
 from benchmarks._util import SIZES, Summary
 from benchmarks.plot import matplotlib_available, plot
 
-NAMES = ("throughput", "scale", "memory", "ingest", "emulator", "coldstart")
+NAMES = ("throughput", "short", "scale", "memory", "ingest", "emulator", "coldstart")
 HERE = Path(__file__).resolve().parent
 
 
@@ -95,7 +95,11 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     sizes = SIZES["tiny" if args.tiny else "quick" if args.quick else "full"]
     if args.rounds:
         sizes = attrs.evolve(
-            sizes, rounds=args.rounds, scale_rounds=args.rounds, coldstart_rounds=args.rounds
+            sizes,
+            rounds=args.rounds,
+            scale_rounds=args.rounds,
+            short_rounds=args.rounds,
+            coldstart_rounds=args.rounds,
         )
     m = machine()
     out: dict[str, Any] = {"machine": m, "sizes": attrs.asdict(sizes), "argv": sys.argv}
@@ -119,6 +123,10 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         text += f"\n\nPlot: {plot(res, path)}"
                     else:
                         text += "\n\n(no plot: matplotlib is not installed)"
+            elif name == "short":
+                assert server is not None
+                res = throughput.run_short(server.base_url, sizes)
+                text = throughput.report_short(res)
             elif name == "scale":
                 assert server is not None
                 res = scale.run_scale(server.base_url, sizes)

@@ -5,12 +5,14 @@ Shared plumbing: sizes, worker processes, statistics and table printing.
 from __future__ import annotations
 
 import asyncio
+import compileall
 import concurrent.futures
 import multiprocessing
 import os
 import resource
 import statistics
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
@@ -32,6 +34,10 @@ class Sizes:
     flows: int
     #: Flows per measured run for the SDK (at least ``2 * concurrency``).
     sdk_flows: int
+    #: Short runs (throughput.run_short): flows per fresh process, their concurrency, rounds.
+    short_flows: tuple[int, ...]
+    short_concurrency: int
+    short_rounds: int
     #: Concurrent call flows of the scale benchmark.
     scale: tuple[int, ...]
     scale_rounds: int
@@ -57,6 +63,9 @@ FULL = Sizes(
     headline_concurrency=100,
     flows=1500,
     sdk_flows=120,
+    short_flows=(400, 2000),
+    short_concurrency=50,
+    short_rounds=9,
     scale=(1_000, 10_000),
     scale_rounds=3,
     memory_calls=10_000,
@@ -75,6 +84,9 @@ QUICK = Sizes(
     headline_concurrency=100,
     flows=120,
     sdk_flows=40,
+    short_flows=(100, 400),
+    short_concurrency=50,
+    short_rounds=2,
     scale=(100, 1_000),
     scale_rounds=1,
     memory_calls=1_000,
@@ -93,6 +105,9 @@ TINY = Sizes(
     headline_concurrency=4,
     flows=4,
     sdk_flows=2,
+    short_flows=(4,),
+    short_concurrency=2,
+    short_rounds=1,
     scale=(4, 8),
     scale_rounds=1,
     memory_calls=8,
@@ -147,6 +162,17 @@ async def run_flows(flow: Callable[[], Awaitable[Any]], tasks: int, flows: int) 
             await flow()
 
     await asyncio.gather(*(worker() for _ in range(tasks)))
+
+
+def compile_package(package_dir: Path) -> None:
+    """
+    Write *package_dir*'s bytecode, as an installed package has it.
+
+    A module imported on first use (relaycall imports several lazily) inside a
+    timed window would otherwise be compiled from source there, on every run,
+    wherever bytecode is not written (PYTHONDONTWRITEBYTECODE, a fresh checkout).
+    """
+    compileall.compile_dir(str(package_dir), quiet=1)
 
 
 def in_fresh_process(fn: Callable[..., T], *args: Any, timeout: float = 600) -> T:

@@ -1,5 +1,5 @@
 """
-Before and after: ``python -m benchmarks.compare REV [--rounds 9] [--concurrency 100]``.
+Before and after: ``python -m benchmarks.compare REV [--rounds 9] [--concurrency 100] [--short]``.
 
 ``--coldstart``: the cold-start benchmark (``benchmarks/coldstart.py``) instead, for
 relaycall at *REV*, in this tree, and bare aiohttp, alternating in fresh interpreters.
@@ -10,6 +10,11 @@ for the bare aiohttp client, against one server process, in fresh client
 processes every round (rotating the order), and prints medians, ranges and
 every draw. For judging a change to the hot path when the machine's noise is
 larger than the change: the sides share the same minutes of the same machine.
+
+Every side is driven by this tree's benchmark code (``benchmarks/throughput.py``);
+only ``relaycall`` comes from *REV*'s tree. ``--short`` times each run from
+before the session is built, with no warm-up (the short runs of
+``throughput.run_short``): ``--short --flows 400 --concurrency 50``.
 """
 
 from __future__ import annotations
@@ -27,34 +32,42 @@ from typing import Any
 
 from benchmarks import coldstart, throughput
 from benchmarks._server import ServerProcess
-from benchmarks._util import ratio, table
+from benchmarks._util import compile_package, ratio, table
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Run in a fresh interpreter whose sys.path starts with *root*, so `relaycall`
-# (and the benchmark code driving it) come from that tree.
+# Run in a fresh interpreter: the benchmark code from this tree (imported first;
+# it imports relaycall only inside its functions), then `relaycall` from *root*
+# (put first on sys.path after that), so every revision is driven alike.
 _CHILD = """
 import json, sys
-sys.path.insert(0, {root!r})
-import relaycall
-assert relaycall.__file__.startswith({root!r}), relaycall.__file__
+sys.path.insert(0, {here!r})
 from benchmarks import throughput
-result = throughput.run_side({side!r}, {url!r}, {concurrency}, {flows}, {headers!r})
+assert throughput.__file__.startswith({here!r}), throughput.__file__
+if {side!r} == "relaycall":
+    sys.path.insert(0, {root!r})
+    import relaycall
+    assert relaycall.__file__.startswith({root!r}), relaycall.__file__
+result = throughput.run_side({side!r}, {url!r}, {concurrency}, {flows}, {headers!r}, {warm!r})
 print(json.dumps(result))
 """
 
 
-def _run(root: Path, side: str, url: str, concurrency: int, flows: int) -> dict[str, float]:
+def _run(
+    root: Path, side: str, url: str, concurrency: int, flows: int, warm: bool
+) -> dict[str, float]:
     code = _CHILD.format(
+        here=str(ROOT),
         root=str(root),
         side=side,
         url=url,
         concurrency=concurrency,
         flows=flows,
         headers=throughput.relaycall_headers(),
+        warm=warm,
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=False
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
     )
     if done.returncode != 0:
         raise RuntimeError(f"{side} in {root} failed:\n{done.stderr[-2000:]}")
@@ -79,15 +92,21 @@ def checkout(rev: str) -> Iterator[Path]:
             )
 
 
-def compare(rev: str, rounds: int, concurrency: int, flows: int) -> dict[str, list[Any]]:
+def compare(
+    rev: str, rounds: int, concurrency: int, flows: int, *, short: bool = False
+) -> dict[str, list[Any]]:
     with checkout(rev) as old:
         sides = [(f"relaycall {rev}", old, "relaycall"), ("relaycall (this tree)", ROOT,
                  "relaycall"), ("aiohttp", ROOT, "aiohttp")]  # fmt: skip
         runs: dict[str, list[Any]] = {name: [] for name, _, _ in sides}
+        for root in (old, ROOT):  # first-use imports must not compile inside a short run
+            compile_package(root / "relaycall")
         with ServerProcess() as server:
             for r in range(rounds):
                 for name, root, side in sides[r % 3 :] + sides[: r % 3]:
-                    runs[name].append(_run(root, side, server.base_url, concurrency, flows))
+                    runs[name].append(
+                        _run(root, side, server.base_url, concurrency, flows, not short)
+                    )
         return runs
 
 
@@ -104,7 +123,7 @@ def compare_coldstart(rev: str, rounds: int, instructions: bool = False) -> dict
         )
 
 
-def report(runs: dict[str, list[Any]], concurrency: int) -> str:
+def report(runs: dict[str, list[Any]], concurrency: int, *, short: bool = False) -> str:
     bare = runs["aiohttp"]
     bare_cpu = statistics.median(r["cpu_us_per_command"] for r in bare)
     bare_tput = statistics.median(r["commands_per_s"] for r in bare)
@@ -130,7 +149,10 @@ def report(runs: dict[str, list[Any]], concurrency: int) -> str:
         "vs aiohttp",
         "every draw, µs/command",
     ]
-    return f"## Concurrency {concurrency}, {len(bare)} rounds\n\n" + table(head, rows)
+    flows = bare[0]["commands"] // throughput.COMMANDS_PER_FLOW
+    kind = "short runs (no warm-up, timed from the session's creation)" if short else "warm"
+    title = f"## Concurrency {concurrency}, {flows} flows, {kind}, {len(bare)} rounds"
+    return f"{title}\n\n" + table(head, rows)
 
 
 def main() -> None:
@@ -139,6 +161,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--concurrency", type=int, default=100)
     p.add_argument("--flows", type=int, default=1500)
+    p.add_argument(
+        "--short",
+        action="store_true",
+        help="no warm-up: time each fresh process from the session's creation",
+    )
     p.add_argument(
         "--coldstart", action="store_true", help="compare cold starts (benchmarks/coldstart.py)"
     )
@@ -151,8 +178,8 @@ def main() -> None:
     if args.coldstart:
         print(coldstart.report(compare_coldstart(args.rev, args.rounds, args.instructions)))
         return
-    runs = compare(args.rev, args.rounds, args.concurrency, args.flows)
-    print(report(runs, args.concurrency))
+    runs = compare(args.rev, args.rounds, args.concurrency, args.flows, short=args.short)
+    print(report(runs, args.concurrency, short=args.short))
 
 
 if __name__ == "__main__":

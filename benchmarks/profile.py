@@ -1,10 +1,19 @@
 """
-Profile relaycall's own client path: ``python -m benchmarks.profile {overhead,throughput,ingest}``.
+Profile relaycall's own client path: ``python -m benchmarks.profile WHAT``.
 
 - ``overhead``: relaycall's CPU per command over a bare client when neither
   touches the network: both post to a stub session that answers a CallLeg at
   once, so what remains is relaycall's own work (commands, validation,
-  encoding, the session, handles, reply parsing). Stable to a tenth of a µs.
+  encoding, the session, handles, reply parsing). Stable to a tenth of a µs
+  on an idle machine.
+- ``allocations``: GC-tracked allocations per command on the same stub
+  session, relaycall and bare: the gen-0 collections counted with the
+  threshold at 1 (each collection is about one net GC-tracked allocation).
+- ``instructions``: CPU instructions per command (stub session, both sides)
+  and per ``receiver.ingest()`` call, counted by ``valgrind --tool=callgrind``:
+  repeatable to well under 1% on a machine whose timings move by 10-30% with
+  its load. Only the measured loop is counted (after a warm-up); needs
+  valgrind's headers and a C compiler (see :func:`instructions`).
 - ``throughput``: benchmark 2's relaycall side (handles, concurrency 100)
   against the benchmark server, under pyinstrument (``--cprofile`` for cProfile).
 - ``ingest``: ``receiver.ingest()`` with 10,000 live calls, under the same.
@@ -18,19 +27,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import ctypes
 import functools
 import gc
 import json
+import os
 import pstats
+import re
 import secrets
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from benchmarks import ingest, throughput
 from benchmarks._server import PROJECT, TOKEN, ServerProcess, call_leg
+from benchmarks._util import Worker, run_flows
 
 _PREFIX, _SUFFIX = (p.encode() for p in json.dumps(call_leg("X-ID")).split("X-ID"))
 
@@ -71,10 +88,12 @@ async def _per_command(flow: Callable[[], Any], n: int) -> float:
     for _ in range(200):
         await flow()
     gc.collect()
+    _counting("start")
     cpu0 = time.process_time()
     for _ in range(n):
         await flow()
-    return (time.process_time() - cpu0) / (n * throughput.COMMANDS_PER_FLOW) * 1e6
+    _counting("stop")
+    return (time.process_time() - cpu0) / (max(n, 1) * throughput.COMMANDS_PER_FLOW) * 1e6
 
 
 async def _relaycall_stub(n: int) -> float:
@@ -119,6 +138,224 @@ def overhead(rounds: int = 5, flows: int = 3000) -> dict[str, float]:
     return {"relaycall": statistics.median(rc), "aiohttp": statistics.median(bare)}
 
 
+_STUB_SIDES: dict[str, Callable[[int], Any]] = {
+    "relaycall": _relaycall_stub,
+    "aiohttp": _bare_stub,
+}
+
+
+async def _count_collections(side: str, flows: int) -> float:
+    """Gen-0 collections per command with the gen-0 threshold at 1, after a warm-up."""
+    driver = _STUB_SIDES[side]
+    await driver(0)  # the imports and first-use setup, outside the count
+    threshold = gc.get_threshold()
+    gc.collect()
+    gc.set_threshold(1, 1_000_000, 1_000_000)
+    try:
+        before: int = gc.get_stats()[0]["collections"]
+        await driver(flows)
+        after: int = gc.get_stats()[0]["collections"]
+    finally:
+        gc.set_threshold(*threshold)
+    # _per_command runs 200 warm-up flows before the *flows* it times.
+    return (after - before) / ((flows + 200) * throughput.COMMANDS_PER_FLOW)
+
+
+def allocations(flows: int = 2000) -> dict[str, float]:
+    return {side: asyncio.run(_count_collections(side, flows)) for side in _STUB_SIDES}
+
+
+def stub(side: str, flows: int) -> None:
+    """
+    Run *flows* stub flows of *side*: what ``instructions`` counts.
+
+    ``relaycall-http`` and ``aiohttp-http``: benchmark 1's flows at concurrency
+    50 against the benchmark server (in another process), after 200 uncounted.
+    ``ingest``: that many ``receiver.ingest()`` calls; ``receiver`` and
+    ``receiver-bare``: that many callbacks over HTTP into an EventReceiver
+    (100 live calls) or a bare aiohttp handler, posted from another process.
+    """
+    if side == "ingest":
+        asyncio.run(_ingest_stub(flows))
+    elif side.endswith("-http"):
+        with ServerProcess() as server:
+            _http_flows(side.removesuffix("-http"), server.base_url, flows)
+    elif side.startswith("receiver"):
+        asyncio.run(_receiver_stub(side == "receiver", flows))
+    else:
+        asyncio.run(_STUB_SIDES[side](flows))
+
+
+def _http_flows(side: str, base_url: str, flows: int) -> None:
+    async def drive(
+        flow: Callable[[], Any], concurrency: int, n: int, _: tuple[float, float] | None
+    ) -> None:
+        await run_flows(flow, concurrency, 200)
+        gc.collect()
+        _counting("start")
+        await run_flows(flow, concurrency, n)
+        _counting("stop")
+
+    if side == "relaycall":
+        asyncio.run(throughput._relaycall_flows(base_url, 50, flows, drive=drive))
+    else:
+        headers = throughput.relaycall_headers()
+        asyncio.run(throughput._aiohttp_flows(base_url, 50, flows, headers, drive=drive))
+
+
+async def _receiver_stub(relaycall_side: bool, count: int) -> None:
+    """Serve callbacks (relaycall's receiver, or a bare handler); count *count* of them."""
+    from aiohttp import web  # noqa: PLC0415
+
+    import relaycall  # noqa: PLC0415
+
+    app = web.Application()
+    receiver = relaycall.EventReceiver(path=ingest.RECEIVER_PATH, max_clock_skew=None)
+    session: Any = StubSession()
+    relay = relaycall.AsyncRelay(
+        PROJECT, TOKEN, base_url="http://127.0.0.1:1", session=session, events=receiver
+    )
+    if relaycall_side:
+        receiver.add_to_app(app)
+    else:
+
+        async def bare(request: web.Request) -> web.Response:
+            json.loads(await request.read())
+            return web.Response(text="ok")
+
+        app.router.add_post(ingest.RECEIVER_PATH, bare)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    receiver.public_url = base + ingest.RECEIVER_PATH
+    targets = []
+    async with relay:
+        # The same callbacks for both sides: tokens the bare handler ignores.
+        _live, pairs = await ingest._live_handles(relay, 100)
+        for call_id, control_id, play_query in pairs:
+            call_query = receiver.status_url(call_id).split("?", 1)[1]
+            play, state = ingest.callback_bodies(call_id, control_id)
+            targets.append((f"{ingest.RECEIVER_PATH}?{play_query}", play))
+            targets.append((f"{ingest.RECEIVER_PATH}?{call_query}", state))
+        loop = asyncio.get_running_loop()
+        with Worker() as poster:
+            post = functools.partial(poster.call, _post_callbacks, base, targets)
+            await loop.run_in_executor(None, post, 500)  # not counted: warm-up
+            _counting("start")
+            await loop.run_in_executor(None, post, count)
+            _counting("stop")
+        if relaycall_side:
+            assert receiver.stats.routed == receiver.stats.received, receiver.stats
+    await runner.cleanup()
+
+
+def _post_callbacks(base: str, targets: list[tuple[str, bytes]], count: int) -> None:
+    """Post *count* callbacks (16 at a time, keep-alive) from this process."""
+
+    async def run() -> None:
+        import aiohttp  # noqa: PLC0415
+
+        headers = {"Content-Type": "application/json"}
+        remaining = count
+        async with aiohttp.ClientSession() as http:
+
+            async def poster() -> None:
+                nonlocal remaining
+                while remaining > 0:
+                    remaining -= 1
+                    path, body = targets[remaining % len(targets)]
+                    async with http.post(base + path, data=body, headers=headers) as r:
+                        await r.read()
+                        if r.status != 200:
+                            raise RuntimeError(f"callback refused: HTTP {r.status}")
+
+            await asyncio.gather(*(poster() for _ in range(16)))
+
+    asyncio.run(run())
+
+
+async def _ingest_stub(calls: int) -> None:
+    """*calls* ``receiver.ingest()`` calls over 100 live calls, each with a Playback."""
+    import relaycall  # noqa: PLC0415
+
+    receiver = relaycall.EventReceiver(
+        public_url="http://127.0.0.1:9" + ingest.RECEIVER_PATH, max_clock_skew=None
+    )
+    session: Any = StubSession()
+    async with relaycall.AsyncRelay(
+        PROJECT, TOKEN, base_url="http://127.0.0.1:1", session=session, events=receiver
+    ) as relay:
+        _live, pairs = await ingest._live_handles(relay, 100)
+        work = []
+        for call_id, control_id, play_query in pairs:
+            url = receiver.status_url(call_id)
+            play, state = ingest.callback_bodies(call_id, control_id)
+            work += [(play, url, play_query), (state, url, url.split("?", 1)[1])]
+        headers = {"Content-Type": "application/json"}
+        for i in range(-2000, calls):  # 2,000 first, not counted
+            if i == 0:
+                _counting("start")
+            body, url, query = work[i % len(work)]
+            if receiver.ingest(body, url=url, query=query, headers=headers)[0] != 200:
+                raise RuntimeError("ingest refused a callback")
+        _counting("stop")
+
+
+_COUNTER_C = """
+#include <valgrind/callgrind.h>
+void count_start(void) { CALLGRIND_START_INSTRUMENTATION; CALLGRIND_TOGGLE_COLLECT; }
+void count_stop(void) { CALLGRIND_TOGGLE_COLLECT; CALLGRIND_STOP_INSTRUMENTATION; }
+"""
+_COUNTER_ENV = "RELAYCALL_BENCH_COUNTER"
+
+
+def _counting(what: str) -> None:
+    """Under ``instructions``: ``start`` (or ``stop``) callgrind counting, through a C helper."""
+    path = os.environ.get(_COUNTER_ENV)
+    if path:
+        getattr(ctypes.CDLL(path), f"count_{what}")()
+
+
+def _callgrind(side: str, n: int, lib: Path) -> int:
+    """Instructions of the measured part of a ``stub`` run of *side* (nothing else is counted)."""
+    done = subprocess.run(
+        [
+            "valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no",
+            "--callgrind-out-file=/dev/null",
+            sys.executable, "-m", "benchmarks.profile", "stub", side, str(n),
+        ],
+        capture_output=True, text=True, check=True, env={**os.environ, _COUNTER_ENV: str(lib)},
+    )  # fmt: skip
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise RuntimeError(f"no instruction count from callgrind:\n{done.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def instructions(flows: int = 300, calls: int = 5000, callbacks: int = 2000) -> dict[str, float]:
+    """
+    Instructions per command (stub flows, after 200 uncounted) and per ingest() call.
+
+    Needs valgrind, its headers (``valgrind/callgrind.h``) and a C compiler: a
+    two-function helper turns counting on around the measured loop only, and
+    valgrind does not even instrument the imports and the warm-up, so a run
+    takes seconds, not minutes.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        src, lib = Path(tmp) / "counter.c", Path(tmp) / "counter.so"
+        src.write_text(_COUNTER_C)
+        subprocess.run(["cc", "-O1", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+        out = {}
+        for side in (*_STUB_SIDES, "relaycall-http", "aiohttp-http"):
+            out[side] = _callgrind(side, flows, lib) / (flows * throughput.COMMANDS_PER_FLOW)
+        out["ingest"] = _callgrind("ingest", calls, lib) / calls
+        for side in ("receiver", "receiver-bare"):
+            out[side] = _callgrind(side, callbacks, lib) / callbacks
+    return out
+
+
 def _profiled(fn: Callable[[], Any], mode: str) -> None:
     if mode == "none":
         fn()
@@ -141,7 +378,11 @@ def _profiled(fn: Callable[[], Any], mode: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__)
-    p.add_argument("what", choices=("overhead", "throughput", "ingest"))
+    p.add_argument(
+        "what",
+        choices=("overhead", "allocations", "instructions", "throughput", "ingest", "stub"),
+    )
+    p.add_argument("args", nargs="*", help=argparse.SUPPRESS)  # stub: SIDE FLOWS
     g = p.add_mutually_exclusive_group()
     g.add_argument("--cprofile", action="store_const", const="cprofile", dest="mode")
     g.add_argument("--no-profiler", action="store_const", const="none", dest="mode")
@@ -154,6 +395,28 @@ def main() -> None:
             f"client CPU per command, stub session (no network): relaycall {rc:.1f} µs, "
             f"bare {bare:.1f} µs; relaycall's own work {rc - bare:.1f} µs"
         )
+        return
+    if args.what == "allocations":
+        a = allocations()
+        print(
+            "GC-tracked allocations per command, stub session: "
+            f"relaycall {a['relaycall']:.1f}, bare {a['aiohttp']:.1f}"
+        )
+        return
+    if args.what == "instructions":
+        i = instructions()
+        print(
+            f"instructions per command, stub session: relaycall {i['relaycall']:,.0f}, "
+            f"bare {i['aiohttp']:,.0f} (relaycall's own {i['relaycall'] - i['aiohttp']:,.0f}); "
+            f"per command over HTTP (concurrency 50): relaycall {i['relaycall-http']:,.0f}, "
+            f"bare {i['aiohttp-http']:,.0f} ({i['relaycall-http'] / i['aiohttp-http']:.2f}x); "
+            f"per receiver.ingest() call: {i['ingest']:,.0f}; per callback over HTTP: "
+            f"EventReceiver {i['receiver']:,.0f}, bare handler {i['receiver-bare']:,.0f} "
+            f"({i['receiver'] / i['receiver-bare']:.2f}x)"
+        )
+        return
+    if args.what == "stub":
+        stub(args.args[0], int(args.args[1]))
         return
     with ServerProcess() as server:
         url = server.base_url

@@ -13,6 +13,12 @@ record stop, end`` (8 commands), against the same server process, through:
 
 Each side runs in a client process of its own (not the server's), so
 ``time.process_time()`` there is the client's CPU alone.
+
+Short runs (:func:`run_short`): 400 and 2,000 flows at concurrency 50, each in a
+fresh process, with no warm-up: the clock starts before the session is built,
+so first-use costs (lazy setup, the first connections, first-time allocations)
+count, as they do for a script or a short-lived worker. Imports do not count
+(the cold-start benchmark measures them).
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import gc
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from benchmarks._server import PROJECT, TOKEN
@@ -32,7 +39,9 @@ from benchmarks._util import (
     Sizes,
     Summary,
     Worker,
+    compile_package,
     goal,
+    in_fresh_process,
     ratio,
     run_flows,
     table,
@@ -131,20 +140,34 @@ async def relaycall_flow(relay: Any) -> tuple[Any, Any, Any]:
     return call, pb, rec
 
 
-async def _relaycall_flows(base_url: str, concurrency: int, flows: int) -> dict[str, float]:
+Drive = Callable[[Callable[[], Any], int, int, "tuple[float, float] | None"], Awaitable[Any]]
+
+
+async def _relaycall_flows(
+    base_url: str, concurrency: int, flows: int, *, warm: bool = True, drive: Drive | None = None
+) -> Any:
     import relaycall  # noqa: PLC0415
 
+    clock = None if warm else _clock()
     async with relaycall.AsyncRelay(
         PROJECT, TOKEN, base_url=base_url, limits=relaycall.Limits(max_connections=CONNECTION_LIMIT)
     ) as relay:
-        return await _drive(functools.partial(relaycall_flow, relay), concurrency, flows)
+        flow = functools.partial(relaycall_flow, relay)
+        return await (drive or _drive)(flow, concurrency, flows, clock)
 
 
 async def _aiohttp_flows(
-    base_url: str, concurrency: int, flows: int, headers: dict[str, str]
-) -> dict[str, float]:
+    base_url: str,
+    concurrency: int,
+    flows: int,
+    headers: dict[str, str],
+    *,
+    warm: bool = True,
+    drive: Drive | None = None,
+) -> Any:
     import aiohttp  # noqa: PLC0415
 
+    clock = None if warm else _clock()
     url = base_url + "/api/calling/calls"
     # Same pool and timeouts as relaycall's own session (relaycall._transport).
     connector = aiohttp.TCPConnector(limit=CONNECTION_LIMIT, limit_per_host=0, keepalive_timeout=15)
@@ -171,14 +194,27 @@ async def _aiohttp_flows(
             await post(follow_up_body("calling.record.stop", call_id, rec))
             await post(end_body(call_id))
 
-        return await _drive(flow, concurrency, flows)
+        return await (drive or _drive)(flow, concurrency, flows, clock)
 
 
-async def _drive(flow: Callable[[], Any], concurrency: int, flows: int) -> dict[str, float]:
-    """Warm the pool, then run *flows* flows on *concurrency* tasks; time only that."""
-    await asyncio.gather(*(flow() for _ in range(min(concurrency, CONNECTION_LIMIT))))
-    gc.collect()
-    wall0, cpu0 = time.perf_counter(), time.process_time()
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+async def _drive(
+    flow: Callable[[], Any], concurrency: int, flows: int, clock: tuple[float, float] | None
+) -> dict[str, float]:
+    """
+    Run *flows* flows on *concurrency* tasks, timed from *clock* (wall, CPU).
+
+    Without *clock*: warm the pool first (one flow per connection), collect,
+    and time only the flows.
+    """
+    if clock is None:
+        await asyncio.gather(*(flow() for _ in range(min(concurrency, CONNECTION_LIMIT))))
+        gc.collect()
+        clock = _clock()
+    wall0, cpu0 = clock
     await run_flows(flow, concurrency, flows)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     return _figures(flows, wall, cpu)
@@ -236,15 +272,25 @@ def _figures(flows: int, wall: float, cpu: float) -> dict[str, float]:
 
 
 def run_side(
-    side: str, base_url: str, concurrency: int, flows: int, headers: dict[str, str] | None = None
+    side: str,
+    base_url: str,
+    concurrency: int,
+    flows: int,
+    headers: dict[str, str] | None = None,
+    warm: bool = True,
 ) -> dict[str, float]:
-    """Run one measured batch of one side (in that side's own client process)."""
+    """
+    Run one measured batch of one side (in that side's own client process).
+
+    *warm* False: a short run, timed from before the session is built, with no
+    warm-up (see the module docstring); relaycall and aiohttp only.
+    """
     if side == "relaycall":
-        return asyncio.run(_relaycall_flows(base_url, concurrency, flows))
+        return asyncio.run(_relaycall_flows(base_url, concurrency, flows, warm=warm))
     if side == "aiohttp":
         # Headers come from the caller: the bare client's process never imports relaycall.
         return asyncio.run(
-            _aiohttp_flows(base_url, concurrency, flows, headers or relaycall_headers())
+            _aiohttp_flows(base_url, concurrency, flows, headers or relaycall_headers(), warm=warm)
         )
     if side == "sdk":
         return _sdk_flows(base_url.removeprefix("http://"), concurrency, flows)
@@ -346,3 +392,65 @@ def report(result: dict[str, Any]) -> str:
             k = ratio(rc["commands_per_s"].median, head["sdk"]["commands_per_s"].median)
             lines.append(f"relaycall vs SDK throughput: {k:.1f}x (>= 4x: {goal(k >= 4)})")
     return "\n".join(lines)
+
+
+# --- short runs in fresh processes -------------------------------------------------------------
+
+SHORT_SIDES = ("relaycall", "aiohttp")
+
+
+def run_short(base_url: str, sizes: Sizes) -> dict[str, Any]:
+    """
+    Short runs: each size's flows at ``sizes.short_concurrency``, every run in a fresh process.
+
+    No warm-up: timed from before the session is built (see the module
+    docstring). The sides alternate, the first side changing every round.
+    """
+    import relaycall  # noqa: PLC0415
+
+    # Modules relaycall imports on first use are then read, not compiled, inside the window.
+    compile_package(Path(relaycall.__file__).parent)
+    headers = relaycall_headers()
+    conc = sizes.short_concurrency
+    short = functools.partial(run_side, warm=False)
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {
+        str(n): {s: [] for s in SHORT_SIDES} for n in sizes.short_flows
+    }
+    for r in range(sizes.short_rounds):
+        for n in sizes.short_flows:
+            for side in SHORT_SIDES[r % 2 :] + SHORT_SIDES[: r % 2]:
+                runs[str(n)][side].append(in_fresh_process(short, side, base_url, conc, n, headers))
+    return {"sides": list(SHORT_SIDES), "runs": runs, "concurrency": conc}
+
+
+def report_short(result: dict[str, Any]) -> str:
+    conc = result["concurrency"]
+    lines = [
+        f"## Short runs: N flows at concurrency {conc}, each run in a fresh process, no warm-up",
+        "",
+    ]
+    rows = []
+    goals = []
+    for flows, per_side in result["runs"].items():
+        bare = per_side["aiohttp"]
+        bare_tput = Summary.of([r["commands_per_s"] for r in bare])
+        bare_cpu = Summary.of([r["cpu_us_per_command"] for r in bare])
+        for side in result["sides"]:
+            tput = Summary.of([r["commands_per_s"] for r in per_side[side]])
+            cpu = Summary.of([r["cpu_us_per_command"] for r in per_side[side]])
+            t, c = ratio(tput.median, bare_tput.median), ratio(cpu.median, bare_cpu.median)
+            rows.append([flows, side, tput.fmt(), f"{t:.2f}x", cpu.fmt(",.1f"), f"{c:.2f}x"])
+            if side == "relaycall":
+                goals.append(
+                    f"{flows} flows: throughput {t:.2f}x aiohttp (>= 0.90x: {goal(t >= 0.90)}); "
+                    f"CPU/command {c:.2f}x (<= 1.1x: {goal(c <= 1.1)})"
+                )
+    head = [
+        "flows",
+        "client",
+        "commands/s median (min-max)",
+        "vs aiohttp",
+        "client CPU µs/command",
+        "vs aiohttp",
+    ]
+    return "\n".join([*lines, table(head, rows), "", *goals])

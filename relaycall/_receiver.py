@@ -14,7 +14,7 @@ cannot delay the 200.
 from __future__ import annotations
 
 import asyncio
-import base64
+import binascii
 import enum
 import hashlib
 import hmac
@@ -50,6 +50,7 @@ from relaycall._routing import (
     UNKNOWN_OPERATION,
     Outcome,
     Route,
+    Router,
 )
 from relaycall._signature import (
     aiohttp_url,
@@ -62,7 +63,7 @@ from relaycall._validate import fail, http_url_check, is_number
 from relaycall.errors import EventParseError, UsageError, ValidationError, show_value_masked
 
 if TYPE_CHECKING:
-    from relaycall._routing import Router
+    from relaycall._handles._base import Handle
 
 __all__ = ["EventReceiver", "ReceiverStats"]
 
@@ -227,6 +228,8 @@ class EventReceiver:
         self.max_body_size = max_body_size
         self._signature_url = signature_url
         self._secret = secret or secrets.token_bytes(32)
+        # HMAC-SHA256 keyed once: copying it costs less than keying one per token.
+        self._keyed = _keyed_hmac(self._secret)
         self.stats = ReceiverStats()
         self._router: Router | None = None
         self._listeners: list[Callable[[Event], Any]] = []
@@ -328,8 +331,31 @@ class EventReceiver:
     # --- tokens --------------------------------------------------------------------------
 
     def _mac(self, text: str) -> str:
-        digest = hmac.new(self._secret, text.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest[:18]).decode()
+        # base64.urlsafe_b64encode, without its two Python-level calls.
+        mac = self._keyed.copy()
+        mac.update(text.encode())
+        return binascii.b2a_base64(mac.digest()[:18], newline=False).translate(_URLSAFE).decode()
+
+    def _verified(self, handle: Handle[Any] | None, token: str, mac: str, text: str) -> bool:
+        """
+        Whether *mac* (of *token*) is this receiver's MAC of *text*.
+
+        *handle* is the call or operation the callback routes to: a token found
+        good for it once is kept there, and the next callback carrying the same
+        token is checked against that (still in constant time) instead of
+        computing the MAC again. What a token's MAC covers (its call, its
+        operation's start, or its dial's nonce) is the same for every callback
+        routed to that handle, so the answer is the same.
+        """
+        if handle is not None:
+            known = Router.known_token(handle)
+            if known is not None and _same(token, known):
+                return True
+        if not _same(mac, self._mac(text)):
+            return False
+        if handle is not None:
+            Router.keep_token(handle, token)
+        return True
 
     def _need_url(self) -> str:
         if self._callback_url is None:
@@ -385,12 +411,12 @@ class EventReceiver:
         """
         if not token:
             return _FORBIDDEN
+        call, op, bound, issued = route
         kind, _, rest = token.partition(".")
         if kind == "d":
             nonce, _, mac = rest.partition(".")
-            if not _same(mac, self._mac("d:" + nonce)):
+            if not self._verified(call, token, mac, "d:" + nonce):
                 return _FORBIDDEN
-            call, _, bound, _ = route
             if call is not None:
                 # The call a dial created carries its nonce; any other call
                 # (attached by id, or dialed with the user's own status_url) does not.
@@ -405,13 +431,12 @@ class EventReceiver:
             return _FORBIDDEN
         if kind == "o":
             generation, _, mac = rest.partition(".")
-            if not _same(mac, self._mac(f"o:{event.call_id}:{generation}")):
+            if not self._verified(op, token, mac, f"o:{event.call_id}:{generation}"):
                 return _FORBIDDEN
-            _, op, _, issued = route
             if op is not None and issued != generation:
                 return _STALE  # issued for an earlier start of this operation
             return _OK
-        if _same(token, self._mac("c:" + event.call_id)):
+        if self._verified(call, token, token, "c:" + event.call_id):
             return _call_wide(route)
         return _FORBIDDEN
 
@@ -850,62 +875,65 @@ class EventReceiver:
         :meth:`add_to_app` routes the form without it too, and refuses an
         oversize body before the client sends it (no ``100 Continue``).
         """
+        # One coroutine per request (this one): the standalone server's
+        # connection guard is told around it, when there is one.
         connections, transport = self._connections, request.transport
         guard = connections.by_transport.get(transport) if connections and transport else None
-        if guard is None:
-            return await self._handle(request)
-        guard.busy()  # its head is in: no header deadline while it is served
+        if guard is not None:
+            guard.busy()  # its head is in: no header deadline while it is served
         try:
-            return await self._handle(request)
+            length = request.content_length
+            if length is not None and length > self.max_body_size:
+                return self._too_large()
+            content = request.content
+            try:
+                if content.is_eof():
+                    # The whole body came with the head (the usual case): it is all
+                    # buffered, so it is taken as it is, with no timer and no read coroutine.
+                    data = content.read_nowait()
+                    body = data if len(data) <= self.max_body_size else None
+                else:
+                    body = await asyncio.wait_for(
+                        _read_body(content, self.max_body_size), self.body_timeout
+                    )
+            except asyncio.TimeoutError:
+                self.stats.received += 1
+                status, text = self._reject_slow()
+                response = web.Response(status=status, text=text)
+                response.force_close()
+                return response
+            except Exception as exc:  # noqa: BLE001 - the client went away, or sent a broken chunk
+                self.stats.received += 1
+                status, text = self._reject_body(f"body could not be read: {exc!r}")
+                return web.Response(status=status, text=text)
+            if body is None:
+                return self._too_large()
+            # The full URL is only read to check a signature against it (see
+            # _urls_to_sign); building it from the request costs more than the rest
+            # of this handler, so it is built only when it will be read.
+            url = aiohttp_url(request) if self._reads_request_url() else ""
+            # The query as the client sent it (escapes kept), as the platform signed it and
+            # as the ASGI adapter has it: aiohttp's query_string is decoded ("%20" -> " ").
+            query = request.raw_path.partition("?")[2]
+            if self._is_fetch(request.path):
+                status, kind, answer = await self.fetch(
+                    body, url=url, query=query, headers=request.headers
+                )
+                if kind != _JSON_TYPE:  # a refusal, in the same form as a callback's
+                    return web.Response(status=status, text=answer.decode())
+                return web.Response(status=status, body=answer, content_type=kind)
+            checked = self._checked(body, url, query, request.headers)
+            if isinstance(checked, _Forward):
+                checked = await self._forward(checked)
+            return web.Response(status=checked[0], text=checked[1])
         finally:
-            guard.idle()  # the next request's head is due within header_timeout
+            if guard is not None:
+                guard.idle()  # the next request's head is due within header_timeout
 
     def _is_fetch(self, path: str) -> bool:
         """Whether a request to *path* (the whole path, or the part under a mount) is a fetch."""
         bare = path.rstrip("/")
         return bare.endswith("/swml") and bare != self.path.rstrip("/")
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > self.max_body_size:
-            return self._too_large()
-        content = request.content
-        try:
-            if content.is_eof():
-                # The whole body came with the head (the usual case): no timer needed.
-                body = await _read_body(content, self.max_body_size)
-            else:
-                body = await asyncio.wait_for(
-                    _read_body(content, self.max_body_size), self.body_timeout
-                )
-        except asyncio.TimeoutError:
-            self.stats.received += 1
-            status, text = self._reject_slow()
-            response = web.Response(status=status, text=text)
-            response.force_close()
-            return response
-        except Exception as exc:  # noqa: BLE001 - the client went away, or sent a broken chunk
-            self.stats.received += 1
-            status, text = self._reject_body(f"body could not be read: {exc!r}")
-            return web.Response(status=status, text=text)
-        if body is None:
-            return self._too_large()
-        # The full URL is only read to check a signature against it (see
-        # _urls_to_sign); building it from the request costs more than the rest
-        # of this handler, so it is built only when it will be read.
-        url = aiohttp_url(request) if self._reads_request_url() else ""
-        # The query as the client sent it (escapes kept), as the platform signed it and as
-        # the ASGI adapter has it: aiohttp's query_string is decoded ("%20" -> " ").
-        query = request.raw_path.partition("?")[2]
-        if self._is_fetch(request.path):
-            status, kind, answer = await self.fetch(
-                body, url=url, query=query, headers=request.headers
-            )
-            if kind != _JSON_TYPE:  # a refusal, in the same form as a callback's
-                return web.Response(status=status, text=answer.decode())
-            return web.Response(status=status, body=answer, content_type=kind)
-        checked = self._checked(body, url, query, request.headers)
-        status, text = await self._forward(checked) if isinstance(checked, _Forward) else checked
-        return web.Response(status=status, text=text)
 
     def _too_large(self) -> web.Response:
         self.stats.received += 1
@@ -1155,6 +1183,21 @@ def _call_wide(route: Route) -> _Verdict:
     """
     _, _, _, generation = route
     return _STALE if generation is not None else _OK
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def _keyed_hmac(secret: bytes) -> Any:
+    """HMAC-SHA256 keyed with *secret*, to ``copy()`` for each message."""
+    try:
+        # OpenSSL's own HMAC object: copy(), update() and digest() are C calls,
+        # where hmac.HMAC wraps each in Python.
+        from _hashlib import hmac_new  # noqa: PLC0415
+
+        return hmac_new(secret, digestmod="sha256")
+    except (ImportError, ValueError):  # a Python without OpenSSL's HMAC
+        return hmac.new(secret, digestmod=hashlib.sha256)
 
 
 def _same(given: str, expected: str) -> bool:
@@ -1422,7 +1465,10 @@ def _decode_json(body: bytes) -> Any:
     readers to judge.
     """
     try:
-        text = body.decode(json.detect_encoding(body), "surrogatepass")
+        # An object whose second byte is not NUL has no BOM and is not UTF-16 or
+        # UTF-32: json.detect_encoding would say UTF-8 (after five checks).
+        utf8 = body[:1] == b"{" and body[1:2] != b"\x00"
+        text = body.decode("utf-8" if utf8 else json.detect_encoding(body), "surrogatepass")
         payload = _DECODER.decode(text)
     except RecursionError:
         raise _JSONError(f"body is nested deeper than {MAX_JSON_DEPTH} levels") from None

@@ -39,7 +39,7 @@ from relaycall._events import CallStateEvent, Event
 
 if TYPE_CHECKING:
     from relaycall._coordinator import RedisCoordinator
-    from relaycall._handles._base import Operation
+    from relaycall._handles._base import Handle, Operation
     from relaycall._handles.call import Call
     from relaycall._incoming import Fetch, IncomingCall
     from relaycall._session import AsyncRelay
@@ -245,6 +245,16 @@ class Router:
             del nonces[next(iter(nonces))]
 
     # --- routing ---------------------------------------------------------------------------
+
+    @staticmethod
+    def known_token(handle: Handle[Any]) -> str | None:
+        """The status_url token last found good for a callback routed to *handle*, if any."""
+        return handle._token
+
+    @staticmethod
+    def keep_token(handle: Handle[Any], token: str) -> None:
+        """Keep *token*, found good for a callback routed to *handle* (see EventReceiver)."""
+        handle._token = token
 
     def find(self, event: Event) -> Route:
         """Where *event* goes: its call and operation, if held here, and their token bindings."""

@@ -50,6 +50,24 @@ def test_throughput_runs_every_side(results: dict[str, Any]) -> None:
     assert "Goals at concurrency" in throughput.report(res)
 
 
+def test_short_runs_measure_both_sides_in_fresh_processes(results: dict[str, Any]) -> None:
+    """
+    The tiny short run measures relaycall and the aiohttp baseline at each size, one fresh process
+    per run, and reports the short-run goals.
+    """
+    res = results["short"]
+    assert res["sides"] == ["relaycall", "aiohttp"]
+    assert list(res["runs"]) == ["4"]
+    for side in ("relaycall", "aiohttp"):
+        (fig,) = res["runs"]["4"][side]
+        assert fig["commands"] == 4 * throughput.COMMANDS_PER_FLOW
+        assert fig["commands_per_s"] > 0
+        assert fig["cpu_us_per_command"] > 0
+    text = throughput.report_short(res)
+    assert "4 flows: throughput" in text
+    assert "no warm-up" in text
+
+
 def test_scale_and_memory_run(results: dict[str, Any]) -> None:
     """
     The scale and memory runs complete flows and report peak RSS, calls held and bytes per call.
@@ -162,6 +180,18 @@ def test_compare_runs_against_a_revision() -> None:
     assert list(runs) == ["relaycall HEAD", "relaycall (this tree)", "aiohttp"]
     assert all(r[0]["commands"] == 16 for r in runs.values())
     assert "every draw" in compare.report(runs, 2)
+
+
+def test_compare_short_runs() -> None:
+    """benchmarks.compare --short runs every side without a warm-up, and says so."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    from benchmarks import compare  # noqa: PLC0415
+
+    runs = compare.compare("HEAD", rounds=1, concurrency=2, flows=3, short=True)
+    assert all(r[0]["commands"] == 24 for r in runs.values())
+    assert "3 flows, short runs" in compare.report(runs, 2, short=True)
 
 
 def test_compare_coldstart_runs_against_a_revision() -> None:

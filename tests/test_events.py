@@ -6,6 +6,9 @@ them over HTTP is tests/test_receiver.py.
 
 from __future__ import annotations
 
+import math
+
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -53,6 +56,45 @@ def test_parser_raises_only_its_own_error(payload):
         return
     assert isinstance(event, relaycall.Event)
     assert event.call_id is None or isinstance(event.call_id, str)
+
+
+@given(payload=callback_like)
+def test_a_parsed_event_has_every_field_and_a_float_time(payload):
+    """
+    Whatever the payload, a parsed event has every field set (it was built without attrs'
+    __init__), equals the event its class's constructor makes from those fields, keeps the
+    payload as raw, and its timestamp is a finite float or None.
+    """
+    try:
+        event = relaycall.parse_event(payload)
+    except relaycall.EventParseError:
+        return
+    fields = attrs.asdict(event, recurse=False)
+    assert event == type(event)(**fields)
+    assert event.raw is payload
+    stamp = event.timestamp
+    assert stamp is None or (type(stamp) is float and math.isfinite(stamp))
+
+
+@pytest.mark.parametrize(
+    ("given_time", "seconds"),
+    [(1700000000, 1700000000.0), (1700000000.25, 1700000000.25), ("1700000000", None),
+     (True, None), (None, None), ([], None)],
+)  # fmt: skip
+def test_timestamps_read_as_float_seconds(given_time, seconds):
+    """A callback's timestamp becomes float seconds; what is not a number counts as absent."""
+    payload = {"event_type": "calling.call.play", "timestamp": given_time, "params": {}}
+    stamp = relaycall.parse_event(payload).timestamp
+    assert stamp == seconds
+    assert stamp is None or type(stamp) is float
+
+
+@pytest.mark.parametrize("given_time", [float("inf"), float("-inf"), float("nan"), 10**400])
+def test_a_timestamp_that_is_no_time_is_refused(given_time):
+    """A timestamp that is not finite, or too large for a float, makes the callback unreadable."""
+    payload = {"event_type": "calling.call.play", "timestamp": given_time, "params": {}}
+    with pytest.raises(relaycall.EventParseError, match="timestamp"):
+        relaycall.parse_event(payload)
 
 
 @pytest.mark.parametrize(

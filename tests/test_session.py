@@ -173,6 +173,15 @@ async def test_execute_rejects_non_json_params(relay, server):
     assert server.seen == []
 
 
+async def test_execute_names_a_circular_params_as_such(relay, server):
+    """Params that contain themselves raise ValidationError saying so, and send nothing."""
+    looped: dict[str, object] = {"a": [1]}
+    looped["b"] = looped
+    with pytest.raises(relaycall.ValidationError, match="Circular reference detected"):
+        await relay.execute("calling.x", params=looped)
+    assert server.seen == []
+
+
 async def test_sidecar_status_text_reply(relay, server):
     """calling.ai_sidecar.status's '+OK key=value' text reply is parsed into counters."""
     server.reply(

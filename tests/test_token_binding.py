@@ -176,3 +176,32 @@ async def test_a_call_attached_again_by_id_takes_its_dial_callbacks(emu):
     assert emu.receiver.stats.rejected_auth == 0
     for c in (again, sent):
         await c.end()
+
+
+def _altered(url: str) -> str:
+    """*url* with the last character of its token's MAC changed (still URL-safe base64)."""
+    return url[:-1] + ("A" if url[-1] != "A" else "B")
+
+
+async def test_a_token_accepted_before_does_not_let_a_near_copy_through(emu):
+    """
+    The receiver keeps the last good token of each handle (to skip its MAC next time): a copy of
+    that token with one MAC character changed is still refused, for the call and the operation,
+    and the genuine one still passes.
+    """
+    call = await answered(emu)  # the dial's token has been found good for the call
+    pb = await call.play(tts("x " * 200), control_id="p1")
+    dial_url = status_url_of(emu, "dial", to=TO)
+    play_url = status_url_of(emu, "calling.play", control_id="p1")
+    playing = envelope("calling.call.play", call_id=call.id, control_id="p1", state="playing")
+    assert await post(play_url, playing) == 200  # and now for the playback
+    before = emu.receiver.stats.rejected_auth
+    finished = envelope("calling.call.play", call_id=call.id, control_id="p1", state="finished")
+    assert await post(_altered(play_url), finished) == 403
+    ended = envelope("calling.call.state", call_id=call.id, call_state="ended")
+    assert await post(_altered(dial_url), ended) == 403
+    assert emu.receiver.stats.rejected_auth == before + 2
+    assert (call.state, pb.state) == ("answered", "playing")
+    assert await post(play_url, finished) == 200
+    assert (await pb.wait(timeout=5)).state == "finished"
+    await call.end()

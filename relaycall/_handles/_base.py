@@ -114,7 +114,7 @@ class Handle(Generic[ResultT]):
     *ResultT* is what awaiting the end gives (a CallResult, a PlaybackResult...).
     """
 
-    __slots__ = ("__weakref__", "_result", "_state", "_waiters")
+    __slots__ = ("__weakref__", "_result", "_state", "_token", "_waiters")
 
     #: States after which nothing more happens.
     FINAL: ClassVar[frozenset[str]] = frozenset()
@@ -125,6 +125,9 @@ class Handle(Generic[ResultT]):
         self._result: Any = None
         # Futures of wait() calls and on_finished callbacks, made only when asked for.
         self._waiters: list[Any] | None = None
+        #: The last status_url token the receiver found good for a callback
+        #: routed here (EventReceiver._verified): the same one is not MACed again.
+        self._token: str | None = None
 
     @property
     def state(self) -> str:
