@@ -45,6 +45,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from benchmarks import ingest, throughput
 from benchmarks._server import PROJECT, TOKEN, ServerProcess, call_leg
 from benchmarks._util import Worker, run_flows
@@ -187,20 +189,55 @@ def stub(side: str, flows: int) -> None:
 
 
 def _http_flows(side: str, base_url: str, flows: int) -> None:
+    opened = 0
+
     async def drive(
         flow: Callable[[], Any], concurrency: int, n: int, _: tuple[float, float] | None
     ) -> None:
+        nonlocal opened
         await run_flows(flow, concurrency, 200)
         gc.collect()
+        # Connections opened inside the count: each costs about as many
+        # instructions as a command, and timings here are ~50x slower than
+        # natively, so a keep-alive measured in wall time expires where it would not.
+        loop = asyncio.get_running_loop()
+        create = loop.create_connection
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal opened
+            opened += 1
+            return await create(*args, **kwargs)
+
+        loop.create_connection = counted  # type: ignore[method-assign]
         _counting("start")
         await run_flows(flow, concurrency, n)
         _counting("stop")
+        loop.create_connection = create  # type: ignore[method-assign]
 
-    if side == "relaycall":
-        asyncio.run(throughput._relaycall_flows(base_url, 50, flows, drive=drive))
+    if side in {"relaycall", "relaycall-keep"}:
+        asyncio.run(_relaycall_http(base_url, flows, drive, keep=side == "relaycall-keep"))
     else:
         headers = throughput.relaycall_headers()
         asyncio.run(throughput._aiohttp_flows(base_url, 50, flows, headers, drive=drive))
+    print(f"connections opened: {opened}", file=sys.stderr)
+
+
+async def _relaycall_http(base_url: str, flows: int, drive: Any, *, keep: bool) -> None:
+    """
+    Benchmark 1's relaycall side; with *keep*, ``unsafe_keepalive`` long enough for valgrind.
+
+    The default (0.5 s) is a wall-clock limit: natively, flows at concurrency 50
+    reuse the dial pool's connections (none opened in 2,000 flows), but under
+    callgrind every dial finds its connection idle for longer and opens a new
+    one. *keep* gives the native connection pattern under the counter.
+    """
+    import relaycall  # noqa: PLC0415
+
+    limits = relaycall.Limits(max_connections=throughput.CONNECTION_LIMIT)
+    if keep:
+        limits = attrs.evolve(limits, unsafe_keepalive=600)
+    async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=base_url, limits=limits) as relay:
+        await drive(functools.partial(throughput.relaycall_flow, relay), 50, flows, None)
 
 
 async def _receiver_stub(relaycall_side: bool, count: int) -> None:
@@ -318,7 +355,7 @@ def _counting(what: str) -> None:
         getattr(ctypes.CDLL(path), f"count_{what}")()
 
 
-def _callgrind(side: str, n: int, lib: Path) -> int:
+def _callgrind(side: str, n: int, lib: Path, opened: dict[str, int] | None = None) -> int:
     """Instructions of the measured part of a ``stub`` run of *side* (nothing else is counted)."""
     done = subprocess.run(
         [
@@ -328,6 +365,9 @@ def _callgrind(side: str, n: int, lib: Path) -> int:
         ],
         capture_output=True, text=True, check=True, env={**os.environ, _COUNTER_ENV: str(lib)},
     )  # fmt: skip
+    conns = re.search(r"connections opened: (\d+)", done.stderr)
+    if conns is not None and opened is not None:
+        opened[side] = int(conns.group(1))
     found = re.search(r"Collected : (\d+)", done.stderr)
     if found is None:
         raise RuntimeError(f"no instruction count from callgrind:\n{done.stderr[-2000:]}")
@@ -347,9 +387,12 @@ def instructions(flows: int = 300, calls: int = 5000, callbacks: int = 2000) -> 
         src, lib = Path(tmp) / "counter.c", Path(tmp) / "counter.so"
         src.write_text(_COUNTER_C)
         subprocess.run(["cc", "-O1", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
-        out = {}
-        for side in (*_STUB_SIDES, "relaycall-http", "aiohttp-http"):
-            out[side] = _callgrind(side, flows, lib) / (flows * throughput.COMMANDS_PER_FLOW)
+        out: dict[str, float] = {}
+        opened: dict[str, int] = {}
+        for side in (*_STUB_SIDES, "relaycall-http", "relaycall-keep-http", "aiohttp-http"):
+            count = _callgrind(side, flows, lib, opened)
+            out[side] = count / (flows * throughput.COMMANDS_PER_FLOW)
+        out.update({f"{side} connections": float(n) for side, n in opened.items()})
         out["ingest"] = _callgrind("ingest", calls, lib) / calls
         for side in ("receiver", "receiver-bare"):
             out[side] = _callgrind(side, callbacks, lib) / callbacks
@@ -409,7 +452,12 @@ def main() -> None:
             f"instructions per command, stub session: relaycall {i['relaycall']:,.0f}, "
             f"bare {i['aiohttp']:,.0f} (relaycall's own {i['relaycall'] - i['aiohttp']:,.0f}); "
             f"per command over HTTP (concurrency 50): relaycall {i['relaycall-http']:,.0f}, "
-            f"bare {i['aiohttp-http']:,.0f} ({i['relaycall-http'] / i['aiohttp-http']:.2f}x); "
+            f"bare {i['aiohttp-http']:,.0f} ({i['relaycall-http'] / i['aiohttp-http']:.2f}x; "
+            f"connections opened while counting: relaycall "
+            f"{i['relaycall-http connections']:.0f}, bare {i['aiohttp-http connections']:.0f}); "
+            f"relaycall with unsafe_keepalive=600 {i['relaycall-keep-http']:,.0f} "
+            f"({i['relaycall-keep-http'] / i['aiohttp-http']:.2f}x, "
+            f"{i['relaycall-keep-http connections']:.0f} opened); "
             f"per receiver.ingest() call: {i['ingest']:,.0f}; per callback over HTTP: "
             f"EventReceiver {i['receiver']:,.0f}, bare handler {i['receiver-bare']:,.0f} "
             f"({i['receiver'] / i['receiver-bare']:.2f}x)"
