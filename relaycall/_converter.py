@@ -34,7 +34,12 @@ def converter() -> cattrs.Converter:
 
     made = cattrs.Converter(omit_if_default=True)
     # cattrs calls the factory once per class, when a hook is first asked for, and caches it.
-    made.register_unstructure_hook_factory(_is_model, model_hook)
+    # A subclass of a model (a user's PlayTTS with a default voice) goes out in its
+    # model's wire shape, with the model's fields: as when the hook was registered on
+    # the class itself, which cattrs applied to subclasses.
+    made.register_unstructure_hook_factory(
+        lambda t: _model_of(t) is not None, lambda t: model_hook(_model_of(t))
+    )
     return made
 
 
@@ -68,6 +73,13 @@ def register_model(cls: type[T]) -> type[T]:
 
 def _is_model(t: Any) -> bool:
     return isinstance(t, type) and t in _MODELS
+
+
+def _model_of(t: Any) -> Any:
+    """The model class *t* is or derives from (the nearest in its MRO), or None."""
+    if not isinstance(t, type):
+        return None
+    return next((c for c in t.__mro__ if c in _MODELS), None)
 
 
 def model_hook(cls: type[Any]) -> Callable[[Any], Any]:

@@ -124,7 +124,9 @@ class Fetch:
     def _headers_for(self, url: str) -> dict[str, str]:
         """What a GET of *url* carries: the Authorization header only on the API's own origin."""
         headers = {"User-Agent": self._headers["User-Agent"], "Accept": "*/*"}
-        if _origin(url) == self._api:
+        # Also the URL the caller gave: another host redirecting to the API's
+        # origin must not get an authenticated GET (its body written to the file).
+        if _origin(url) == self._api and _origin(self.url) == self._api:
             headers["Authorization"] = self._headers["Authorization"]
         return headers
 

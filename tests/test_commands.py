@@ -1316,3 +1316,21 @@ async def test_every_example_arrives_exactly_as_to_wire_says(
     for example in EXAMPLES:
         await relay.send(example.command)
     assert server.bodies == [e.wire for e in EXAMPLES]
+
+
+def test_a_subclass_of_a_model_goes_out_in_the_model_s_wire_shape() -> None:
+    """
+    A user's subclass of a play item (a tts() item with a default voice) is sent in the
+    item's wire shape, {"type": "tts", "params": {...}}, with its values: not as a plain
+    dict of its fields (which the API would refuse).
+    """
+    tts_item = type(relaycall.tts("x"))
+
+    @attrs.frozen(kw_only=True)
+    class Joanna(tts_item):  # type: ignore[misc, valid-type]
+        voice: str = "polly.Joanna"
+
+    play = c.Play(call_id=CALL_ID, play=[Joanna(text="hi")], control_id="c1")
+    assert play.to_wire()["params"]["play"] == [
+        {"type": "tts", "params": {"text": "hi", "voice": "polly.Joanna"}}
+    ]

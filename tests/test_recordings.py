@@ -169,6 +169,22 @@ async def test_a_redirect_elsewhere_carries_no_credentials(
     assert elsewhere.authorizations() == [None]
 
 
+async def test_a_redirect_from_elsewhere_to_the_api_carries_no_credentials(
+    relay: relaycall.AsyncRelay, audio: AudioServer, elsewhere: AudioServer, tmp_path: Path
+) -> None:
+    """A URL on another host redirecting to the API's origin: neither request has the
+    credentials (whoever runs that host must not get an authenticated GET of the API)."""
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPFound(audio.url("a.wav"))
+
+    elsewhere.routes["b.wav"] = moved
+    audio.routes["a.wav"] = serve_audio
+    assert await relay.download_recording(elsewhere.url("b.wav"), tmp_path / "b.wav") == len(AUDIO)
+    assert elsewhere.authorizations() == [None]
+    assert audio.authorizations() == [None]
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
