@@ -45,8 +45,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from benchmarks import ingest, throughput
 from benchmarks._server import PROJECT, TOKEN, ServerProcess, call_leg
 from benchmarks._util import Worker, run_flows
@@ -215,29 +213,26 @@ def _http_flows(side: str, base_url: str, flows: int) -> None:
         loop.create_connection = create  # type: ignore[method-assign]
 
     if side in {"relaycall", "relaycall-keep"}:
-        asyncio.run(_relaycall_http(base_url, flows, drive, keep=side == "relaycall-keep"))
+        limits = _kept_alive() if side == "relaycall-keep" else None
+        asyncio.run(throughput._relaycall_flows(base_url, 50, flows, drive=drive, limits=limits))
     else:
         headers = throughput.relaycall_headers()
         asyncio.run(throughput._aiohttp_flows(base_url, 50, flows, headers, drive=drive))
     print(f"connections opened: {opened}", file=sys.stderr)
 
 
-async def _relaycall_http(base_url: str, flows: int, drive: Any, *, keep: bool) -> None:
+def _kept_alive() -> Any:
     """
-    Benchmark 1's relaycall side; with *keep*, ``unsafe_keepalive`` long enough for valgrind.
+    Benchmark 1's limits with ``unsafe_keepalive`` long enough for valgrind.
 
     The default (0.5 s) is a wall-clock limit: natively, flows at concurrency 50
     reuse the dial pool's connections (none opened in 2,000 flows), but under
     callgrind every dial finds its connection idle for longer and opens a new
-    one. *keep* gives the native connection pattern under the counter.
+    one. These limits give the native connection pattern under the counter.
     """
     import relaycall  # noqa: PLC0415
 
-    limits = relaycall.Limits(max_connections=throughput.CONNECTION_LIMIT)
-    if keep:
-        limits = attrs.evolve(limits, unsafe_keepalive=600)
-    async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=base_url, limits=limits) as relay:
-        await drive(functools.partial(throughput.relaycall_flow, relay), 50, flows, None)
+    return relaycall.Limits(max_connections=throughput.CONNECTION_LIMIT, unsafe_keepalive=600)
 
 
 async def _receiver_stub(relaycall_side: bool, count: int) -> None:

@@ -144,14 +144,20 @@ Drive = Callable[[Callable[[], Any], int, int, "tuple[float, float] | None"], Aw
 
 
 async def _relaycall_flows(
-    base_url: str, concurrency: int, flows: int, *, warm: bool = True, drive: Drive | None = None
+    base_url: str,
+    concurrency: int,
+    flows: int,
+    *,
+    warm: bool = True,
+    drive: Drive | None = None,
+    limits: Any = None,
 ) -> Any:
+    """Benchmark 1's relaycall side; *limits* default to the connection limit alone."""
     import relaycall  # noqa: PLC0415
 
     clock = None if warm else _clock()
-    async with relaycall.AsyncRelay(
-        PROJECT, TOKEN, base_url=base_url, limits=relaycall.Limits(max_connections=CONNECTION_LIMIT)
-    ) as relay:
+    limits = limits or relaycall.Limits(max_connections=CONNECTION_LIMIT)
+    async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=base_url, limits=limits) as relay:
         flow = functools.partial(relaycall_flow, relay)
         return await (drive or _drive)(flow, concurrency, flows, clock)
 
