@@ -23,6 +23,7 @@ import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -576,6 +577,15 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- real services: redis-server and HAProxy on loopback (tests/_services.py) ---------------------
 
 
+def _running_redis(directory: Path, *, appendonly: bool = False) -> Iterator[RedisServer]:
+    server = RedisServer(need_binary("redis-server"), directory, appendonly=appendonly)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """
@@ -583,25 +593,14 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     directory (``.url``, ``.port``, ``.restart()`` keeping the port); stopped by its pid.
     Skips when the binary is missing, fails instead with RELAYCALL_REQUIRE_SERVICES=1.
     """
-    server = RedisServer(need_binary("redis-server"), tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running_redis(tmp_path_factory.mktemp("redis"))
 
 
 @pytest.fixture
 def redis_server_aof(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """:func:`redis_server` with every write in its append-only file before Redis answers:
     ``restart()`` keeps the keys and stream entries."""
-    directory = tmp_path_factory.mktemp("redis-aof")
-    server = RedisServer(need_binary("redis-server"), directory, appendonly=True)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running_redis(tmp_path_factory.mktemp("redis-aof"), appendonly=True)
 
 
 @pytest.fixture
