@@ -44,6 +44,24 @@ UNREAD_WINDOW = 2.0
 #: Longest wait between two attempts to reach Redis again.
 MAX_BACKOFF = 5.0
 
+
+class _Backoff:
+    """A loop's wait between attempts while Redis fails: jittered, doubling up to MAX_BACKOFF."""
+
+    __slots__ = ("delay",)
+    FIRST = 0.05
+
+    def __init__(self) -> None:
+        self.delay = self.FIRST
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.delay * (1 + random.random()))
+        self.delay = min(self.delay * 2, MAX_BACKOFF)
+
+    def reset(self) -> None:
+        self.delay = self.FIRST
+
+
 # Forward one callback, atomically: the owner (by call id, else by the dial's
 # nonce), whether it is alive (its heartbeat key), and the append to its inbox.
 # Atomic with CLAIM below: once a worker's heartbeat has expired nothing is
@@ -540,7 +558,7 @@ class RedisCoordinator:
 
     async def _write_loop(self) -> None:
         """Write new ownership and delete ended calls' as soon as they happen, in pipelines."""
-        backoff = 0.05
+        backoff = _Backoff()
         while self._running:
             await self._wake.wait()
             self._wake.clear()
@@ -575,11 +593,10 @@ class RedisCoordinator:
                     return  # stopped: a cancellation redis-py turned into an error
                 self._failed("recording ownership", exc)
                 self._rewrite = self._rewrite or rewrite
-                await asyncio.sleep(backoff * (1 + random.random()))
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                await backoff.wait()
                 self._wake.set()  # try again
                 continue
-            backoff = 0.05
+            backoff.reset()
             self._recovered()
             for call_id in own:
                 self._to_own.pop(call_id, None)
@@ -604,7 +621,7 @@ class RedisCoordinator:
 
     async def _read_loop(self) -> None:
         """Read this worker's inbox from the last id read: a reconnect misses nothing."""
-        backoff = 0.05
+        backoff = _Backoff()
         block = int(self._block * 1000)
         while self._running:
             try:
@@ -615,10 +632,9 @@ class RedisCoordinator:
                 if self._stopped():
                     return  # stopped: a cancellation redis-py turned into an error
                 self._failed("reading the inbox", exc)
-                await asyncio.sleep(backoff * (1 + random.random()))
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                await backoff.wait()
                 continue
-            backoff = 0.05
+            backoff.reset()
             self._recovered()
             for _stream, entries in answer or ():
                 done = []
