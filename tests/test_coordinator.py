@@ -86,6 +86,13 @@ async def two_workers(
             await rx_b.stop()
 
 
+async def answered_call(worker: Worker) -> relaycall.Call:
+    """A call *worker* dialed, once it is answered (within 5 s)."""
+    call = await worker.relay.dial(**DIAL)
+    assert await call.wait_for("answered", timeout=5) == "answered"
+    return call
+
+
 @pytest.fixture
 async def emu() -> AsyncIterator[Emulator]:
     async with Emulator(time_scale=20, signing_key=None) as e:
@@ -112,8 +119,7 @@ async def test_a_callback_posted_to_another_worker_reaches_the_owner_s_handle(
 ) -> None:
     """A's call and its playback get every callback through B's receiver and A's inbox."""
     async with two_workers(redis_server.url, emu) as (a, b):
-        call = await a.relay.dial(**DIAL)
-        assert await call.wait_for("answered", timeout=5) == "answered"
+        call = await answered_call(a)
         playback = await call.play(relaycall.tts("hello"))
         result = await playback.wait(timeout=10)
         assert result.state == "finished"
@@ -143,8 +149,7 @@ async def test_a_forged_token_at_the_non_owner_is_refused_and_not_forwarded(
 ) -> None:
     """403 at B for a callback whose token does not verify; A's inbox stays empty."""
     async with two_workers(redis_server.url, emu) as (a, b):
-        call = await a.relay.dial(**DIAL)
-        assert await call.wait_for("answered", timeout=5) == "answered"
+        call = await answered_call(a)
         real = delivered_to(emu, call.id, "calling.call.state")
         await until(lambda: a.receiver.stats.received_forwarded == b.receiver.stats.forwarded)
         forwarded = b.receiver.stats.forwarded
@@ -167,8 +172,7 @@ async def test_a_call_whose_owner_stopped_goes_to_the_orphan_hook(
     orphans: list[relaycall.Event] = []
     async with two_workers(redis_server.url, emu) as (a, b):
         b.receiver.on_orphan_event(orphans.append)
-        call = await a.relay.dial(**DIAL)
-        assert await call.wait_for("answered", timeout=5) == "answered"
+        call = await answered_call(a)
         await a.relay.close()
         emu.hangup(call.id)
         await until(lambda: any(e.params.get("call_state") == "ended" for e in orphans))
@@ -184,8 +188,7 @@ async def test_without_a_hook_an_orphan_is_counted_and_logged(
 ) -> None:
     """No on_orphan_event hook: stats.orphaned and a warning naming the call."""
     async with two_workers(redis_server.url, emu) as (a, b):
-        call = await a.relay.dial(**DIAL)
-        assert await call.wait_for("answered", timeout=5) == "answered"
+        call = await answered_call(a)
         await a.relay.close()
         with caplog.at_level(logging.WARNING, "relaycall.events"):
             emu.hangup(call.id)
@@ -205,8 +208,7 @@ async def test_a_dead_worker_s_inbox_is_claimed_and_handed_to_the_orphan_hook(
     try:
         async with two_workers(redis_server.url, emu) as (a, b):
             b.receiver.on_orphan_event(orphans.append)
-            call = await a.relay.dial(**DIAL)
-            assert await call.wait_for("answered", timeout=5) == "answered"
+            call = await answered_call(a)
             # A "dies": a ghost worker now owns the call, alive for 1 s, and never reads.
             prefix = b.coordinator.key_prefix
             await client.set(f"{prefix}worker:ghost", "1", px=1000)
@@ -284,8 +286,7 @@ async def test_ingest_and_ingest_async_forward_too(
 ) -> None:
     """Called directly: ingest_async answers once Redis has it; ingest() forwards in background."""
     async with two_workers(redis_server.url, emu) as (a, b):
-        call = await a.relay.dial(**DIAL)
-        assert await call.wait_for("answered", timeout=5) == "answered"
+        call = await answered_call(a)
         real = delivered_to(emu, call.id, "calling.call.state")
         body = json.dumps(real.body).encode()
         query = real.url.partition("?")[2]
@@ -313,8 +314,7 @@ async def test_redis_holds_ownership_while_a_call_lives_and_nothing_after(
     try:
         async with two_workers(redis_server.url, emu) as (a, b):
             assert a.coordinator.worker_id != b.coordinator.worker_id
-            call = await a.relay.dial(**DIAL)
-            assert await call.wait_for("answered", timeout=5) == "answered"
+            call = await answered_call(a)
             key = f"relaycall:owner:{call.id}"
             await until(lambda: _exists(client, key))
             assert await client.get(key) == a.coordinator.worker_id.encode()
@@ -326,6 +326,12 @@ async def test_redis_holds_ownership_while_a_call_lives_and_nothing_after(
         assert await client.keys("relaycall:*") == []
     finally:
         await client.aclose()
+
+
+async def _owned_by(client: Any, prefix: str, call_id: str, worker: str) -> None:
+    """Make *worker* (a name with no process behind it) alive and *call_id*'s owner for 60 s."""
+    await client.set(f"{prefix}worker:{worker}", "1", px=60000)
+    await client.set(f"{prefix}owner:{call_id}", worker, px=60000)
 
 
 async def _exists(client: Any, key: str) -> bool:
@@ -353,12 +359,10 @@ async def test_callbacks_in_an_inbox_lost_with_a_redis_restart_are_sent_again(
     try:
         async with two_workers(redis_server.url, emu) as (a, b):
             b.receiver.on_orphan_event(orphans.append)
-            call = await a.relay.dial(**DIAL)
-            assert await call.wait_for("answered", timeout=5) == "answered"
+            call = await answered_call(a)
             await a.relay.close()
             prefix = b.coordinator.key_prefix
-            await client.set(f"{prefix}worker:ghost", "1", px=60000)
-            await client.set(f"{prefix}owner:{call.id}", "ghost", px=60000)
+            await _owned_by(client, prefix, call.id, "ghost")
             real = delivered_to(emu, call.id, "calling.call.state")
             assert await post(real.url, real.body) == 200
             assert await client.xlen(f"{prefix}inbox:ghost") == 1
@@ -382,13 +386,11 @@ async def test_a_callback_forwarded_to_a_live_worker_just_before_a_restart_is_se
     client = aioredis.from_url(redis_server.url)
     try:
         async with two_workers(redis_server.url, emu) as (a, b):
-            call = await a.relay.dial(**DIAL)
-            assert await call.wait_for("answered", timeout=5) == "answered"
+            call = await answered_call(a)
             await a.relay.close()
             prefix = b.coordinator.key_prefix
             # "sleepy": a live worker (its heartbeat is there) that reads nothing.
-            await client.set(f"{prefix}worker:sleepy", "1", px=60000)
-            await client.set(f"{prefix}owner:{call.id}", "sleepy", px=60000)
+            await _owned_by(client, prefix, call.id, "sleepy")
             real = delivered_to(emu, call.id, "calling.call.state")
             # Not a copy of what B forwarded to A before (A is gone: those are sent again).
             body = {**real.body, "timestamp": real.body["timestamp"] + 0.001}
@@ -399,8 +401,7 @@ async def test_a_callback_forwarded_to_a_live_worker_just_before_a_restart_is_se
             redis_server.start()  # empty: the unread entry is gone
             client = aioredis.from_url(redis_server.url)
             # Still alive after the restart: it writes its heartbeat and ownership again.
-            await client.set(f"{prefix}worker:sleepy", "1", px=60000)
-            await client.set(f"{prefix}owner:{call.id}", "sleepy", px=60000)
+            await _owned_by(client, prefix, call.id, "sleepy")
             await until(lambda: _exists(client, f"{prefix}inbox:sleepy"), timeout=10)
             [(_, entries)] = await client.xread({f"{prefix}inbox:sleepy": "0-0"})
             assert body in [json.loads(fields[b"b"]) for _, fields in entries]
@@ -423,8 +424,7 @@ async def test_a_call_taken_over_accepts_its_dial_s_callbacks(
     nonce is in Redis.
     """
     async with two_workers(redis_server.url, emu) as (a, b):
-        call = await a.relay.dial(**DIAL)
-        assert await call.wait_for("answered", timeout=5) == "answered"
+        call = await answered_call(a)
         client = aioredis.from_url(redis_server.url)
         try:
             await until(lambda: _exists(client, f"relaycall:nonce:{call.id}"))
@@ -449,8 +449,7 @@ async def test_a_taken_over_call_whose_dial_nonce_was_lost_refuses_its_dial_s_ca
     orphans: list[relaycall.Event] = []
     async with two_workers(redis_server.url, emu) as (a, b):
         b.receiver.on_orphan_event(orphans.append)
-        call = await a.relay.dial(**DIAL)
-        assert await call.wait_for("answered", timeout=5) == "answered"
+        call = await answered_call(a)
         await a.relay.close()
         client = aioredis.from_url(redis_server.url)
         try:
@@ -476,8 +475,7 @@ async def test_a_leaked_dial_url_cannot_reach_the_orphan_hook_for_another_call(
     orphans: list[relaycall.Event] = []
     async with two_workers(redis_server.url, emu) as (a, b):
         b.receiver.on_orphan_event(orphans.append)
-        call = await a.relay.dial(**DIAL)
-        assert await call.wait_for("answered", timeout=5) == "answered"
+        call = await answered_call(a)
         real = delivered_to(emu, call.id, "calling.call.state")
         forged = json.loads(json.dumps(real.body))
         forged["params"]["call_id"] = "99999999-aaaa-4bbb-8ccc-000000000000"
@@ -508,8 +506,7 @@ async def test_a_swml_fetch_at_another_worker_leaves_the_call_with_its_owner(
         async def incoming(call: relaycall.IncomingCall) -> None:
             seen.append(call)
 
-        call = await a.relay.dial(**DIAL)
-        assert await call.wait_for("answered", timeout=5) == "answered"
+        call = await answered_call(a)
         client = aioredis.from_url(redis_server.url)
         try:
             owner_key = f"relaycall:owner:{call.id}"
