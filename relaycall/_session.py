@@ -851,13 +851,12 @@ class AsyncRelay:
         recording: object,
         max_bytes: object,
         timeout: Timeout | float | timedelta | _Default | None,
-        retry: object,
+        retry: RetryPolicy | _Default | None,
     ) -> _download.Fetch:
         url = _download.recording_url(recording)
         _download.check_max_bytes(max_bytes)
         assert max_bytes is None or isinstance(max_bytes, int)
-        if retry is not None and not isinstance(retry, RetryPolicy | _Default):
-            raise UsageError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
+        _check_kind("retry", retry, (RetryPolicy, _Default), "a RetryPolicy")
         transport = self._transport
         client = (
             transport._client_timeout
@@ -909,8 +908,7 @@ class AsyncRelay:
             )
         if idempotent is not None and not isinstance(idempotent, bool):
             raise ValidationError("execute.idempotent", idempotent, "must be True, False or None")
-        if retry is not None and not isinstance(retry, RetryPolicy | _Default):
-            raise UsageError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
+        _check_kind("retry", retry, (RetryPolicy, _Default), "a RetryPolicy")
         body: dict[str, Any] = _Untyped(command=command)
         if call_id is not None:
             body["id"] = call_id
