@@ -14,6 +14,9 @@ Profile relaycall's own client path: ``python -m benchmarks.profile WHAT``.
   repeatable to well under 1% on a machine whose timings move by 10-30% with
   its load. Only the measured loop is counted (after a warm-up); needs
   valgrind's headers and a C compiler (see :func:`instructions`).
+- ``instructions-short [FLOWS]``: the same count for a whole short run
+  (``benchmarks short``: 400 flows by default at concurrency 50 in a fresh
+  process, from the session's creation, first-use work included), both sides.
 - ``throughput``: benchmark 2's relaycall side (handles, concurrency 100)
   against the benchmark server, under pyinstrument (``--cprofile`` for cProfile).
 - ``ingest``: ``receiver.ingest()`` with 10,000 live calls, under the same.
@@ -177,6 +180,9 @@ def stub(side: str, flows: int) -> None:
     """
     if side == "ingest":
         asyncio.run(_ingest_stub(flows))
+    elif side.endswith("-short"):
+        with ServerProcess() as server:
+            _short_flows(side.removesuffix("-short"), server.base_url, flows)
     elif side.endswith("-http"):
         with ServerProcess() as server:
             _http_flows(side.removesuffix("-http"), server.base_url, flows)
@@ -219,6 +225,60 @@ def _http_flows(side: str, base_url: str, flows: int) -> None:
         headers = throughput.relaycall_headers()
         asyncio.run(throughput._aiohttp_flows(base_url, 50, flows, headers, drive=drive))
     print(f"connections opened: {opened}", file=sys.stderr)
+
+
+def _short_flows(side: str, base_url: str, flows: int) -> None:
+    """
+    A short run, counted whole: benchmark 1's *flows* at concurrency 50 in this
+    fresh process, from before the session (and its event loop) is made to its
+    close, no warm-up: what ``benchmarks short`` times, first-use work included.
+
+    relaycall is imported before counting, as the timed short runs import it
+    before their clock starts; what it imports on first use is counted.
+    """
+    import relaycall  # noqa: F401, PLC0415 - imported before counting, see above
+
+    opened = 0
+    create = asyncio.BaseEventLoop.create_connection
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal opened
+        opened += 1
+        return await create(self, *args, **kwargs)
+
+    asyncio.BaseEventLoop.create_connection = counted  # type: ignore[method-assign]
+    if side == "relaycall":
+        # The native connection pattern under the counter (see _kept_alive).
+        run = throughput._relaycall_flows(base_url, 50, flows, warm=False, limits=_kept_alive())
+    else:
+        headers = throughput.relaycall_headers()
+        run = throughput._aiohttp_flows(base_url, 50, flows, headers, warm=False)
+    _counting("start")
+    asyncio.run(run)
+    _counting("stop")
+    asyncio.BaseEventLoop.create_connection = create  # type: ignore[method-assign]
+    print(f"connections opened: {opened}", file=sys.stderr)
+
+
+def instructions_short(flows: int = 400) -> dict[str, float]:
+    """Instructions per command of a whole short run (:func:`_short_flows`), both sides."""
+    with tempfile.TemporaryDirectory() as tmp:
+        lib = _counter_library(Path(tmp))
+        out: dict[str, float] = {}
+        opened: dict[str, int] = {}
+        for side in ("relaycall-short", "aiohttp-short"):
+            count = _callgrind(side, flows, lib, opened)
+            out[side] = count / (flows * throughput.COMMANDS_PER_FLOW)
+        out.update({f"{side} connections": float(n) for side, n in opened.items()})
+    return out
+
+
+def _counter_library(tmp: Path) -> Path:
+    """The two-function C helper that switches callgrind's counting on and off, built in *tmp*."""
+    src, lib = tmp / "counter.c", tmp / "counter.so"
+    src.write_text(_COUNTER_C)
+    subprocess.run(["cc", "-O1", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+    return lib
 
 
 def _kept_alive() -> Any:
@@ -379,9 +439,7 @@ def instructions(flows: int = 300, calls: int = 5000, callbacks: int = 2000) -> 
     takes seconds, not minutes.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        src, lib = Path(tmp) / "counter.c", Path(tmp) / "counter.so"
-        src.write_text(_COUNTER_C)
-        subprocess.run(["cc", "-O1", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+        lib = _counter_library(Path(tmp))
         out: dict[str, float] = {}
         opened: dict[str, int] = {}
         for side in (*_STUB_SIDES, "relaycall-http", "relaycall-keep-http", "aiohttp-http"):
@@ -418,7 +476,15 @@ def main() -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__)
     p.add_argument(
         "what",
-        choices=("overhead", "allocations", "instructions", "throughput", "ingest", "stub"),
+        choices=(
+            "overhead",
+            "allocations",
+            "instructions",
+            "instructions-short",
+            "throughput",
+            "ingest",
+            "stub",
+        ),
     )
     p.add_argument("args", nargs="*", help=argparse.SUPPRESS)  # stub: SIDE FLOWS
     g = p.add_mutually_exclusive_group()
@@ -456,6 +522,17 @@ def main() -> None:
             f"per receiver.ingest() call: {i['ingest']:,.0f}; per callback over HTTP: "
             f"EventReceiver {i['receiver']:,.0f}, bare handler {i['receiver-bare']:,.0f} "
             f"({i['receiver'] / i['receiver-bare']:.2f}x)"
+        )
+        return
+    if args.what == "instructions-short":
+        flows = int(args.args[0]) if args.args else 400
+        i = instructions_short(flows)
+        rc, bare = i["relaycall-short"], i["aiohttp-short"]
+        print(
+            f"instructions per command, a whole short run of {flows} flows at concurrency 50 "
+            f"(session made, first use included): relaycall {rc:,.0f}, bare {bare:,.0f} "
+            f"({rc / bare:.3f}x); connections opened: relaycall "
+            f"{i['relaycall-short connections']:.0f}, bare {i['aiohttp-short connections']:.0f}"
         )
         return
     if args.what == "stub":

@@ -142,8 +142,8 @@ def _null_tuple(value: Any, _: Any) -> tuple[ChargeDetail, ...]:
 @functools.cache
 def _reader() -> cattrs.Converter:
     """
-    A separate converter for reading: lenient, detailed errors (the writing converter in
-    _converter is strict about what it emits). Made, and cattrs imported, when a reply
+    A converter for reading replies: lenient, detailed errors (what relaycall writes is
+    strict: _writing). Made, and cattrs imported, when a reply
     first takes the cattrs path: most never do (see _fast_call_leg).
     """
     import cattrs  # noqa: PLC0415 - see above

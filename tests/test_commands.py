@@ -1334,3 +1334,87 @@ def test_a_subclass_of_a_model_goes_out_in_the_model_s_wire_shape() -> None:
     assert play.to_wire()["params"]["play"] == [
         {"type": "tts", "params": {"text": "hi", "voice": "polly.Joanna"}}
     ]
+
+
+# --- the writer against cattrs ---------------------------------------------------------
+# Until issue 15, a cattrs converter wrote every body (a function generated per class).
+# relaycall now writes them with its own loop (relaycall._writing), which a short-lived
+# process pays far less for; this is the cattrs writer, kept as the reference it must match.
+
+
+def _cattrs_writer() -> Any:
+    import cattrs  # noqa: PLC0415
+    from cattrs.gen import make_dict_unstructure_fn, override  # noqa: PLC0415
+
+    from relaycall._writing import _MODELS, plain_json  # noqa: PLC0415
+
+    conv = cattrs.Converter(omit_if_default=True)
+
+    def model_of(t: Any) -> Any:
+        return next((k for k in t.__mro__ if k in _MODELS), None) if isinstance(t, type) else None
+
+    def hook(cls: Any) -> Any:
+        overrides: dict[str, Any] = {}
+        for a in attrs.fields(cls):
+            if a.metadata.get("omit"):
+                overrides[a.name] = override(omit=True)
+                continue
+            factory = isinstance(a.default, attrs.Factory)  # type: ignore[arg-type]
+            if a.metadata.get("wire") is not None or a.metadata.get("raw") or factory:
+                overrides[a.name] = override(
+                    rename=a.metadata.get("wire"),
+                    unstruct_hook=plain_json if a.metadata.get("raw") else None,
+                    omit_if_default=False if factory else None,
+                )
+        fn = make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **overrides)
+        shape = getattr(cls, "_shape", None)
+        return fn if shape is None else (lambda obj: shape(fn(obj)))
+
+    conv.register_unstructure_hook_factory(
+        lambda t: model_of(t) is not None, lambda t: hook(model_of(t))
+    )
+    return conv
+
+
+CATTRS = _cattrs_writer()
+
+
+def _cattrs_body(cmd: Command[Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {"command": cmd.command_name}
+    if type(cmd)._top_level_id:
+        body["id"] = cmd.call_id  # type: ignore[attr-defined]
+    body["params"] = CATTRS.unstructure(cmd)
+    return body
+
+
+@pytest.mark.parametrize("case", EXAMPLES, ids=lambda e: e.id)
+def test_every_example_is_written_as_cattrs_wrote_it(case: Example) -> None:
+    """Each example's body (every field of every command set in some example) is cattrs's."""
+    assert case.command.to_wire() == _cattrs_body(case.command)
+
+
+@pytest.mark.parametrize("cls", COMMAND_CLASSES, ids=list(BY_NAME))
+@given(data=st.data())
+@settings(max_examples=40)
+def test_any_valid_command_is_written_as_cattrs_wrote_it(
+    cls: type[Command[Any]], data: Any
+) -> None:
+    """
+    For any valid arguments, to_wire() equals what the cattrs converter relaycall used to write
+    with: the same keys in the same order, lists where cattrs made lists, no tuples.
+    """
+    cmd = cls(**data.draw(valid_kwargs(cls), label="kwargs"))
+    body, reference = cmd.to_wire(), _cattrs_body(cmd)
+    assert body == reference
+    assert json.dumps(body) == json.dumps(reference)  # key order too
+    assert json.loads(json.dumps(body)) == body  # JSON arrays and objects only
+
+
+@pytest.mark.parametrize("host", sorted(HOSTS, key=lambda t: t.__name__), ids=lambda t: t.__name__)
+@given(data=st.data())
+@settings(max_examples=25)
+def test_any_valid_model_is_written_as_cattrs_wrote_it(host: type, data: Any) -> None:
+    """Every nested model (play items, devices, detectors, ...) inside a command: as cattrs."""
+    model = host(**data.draw(valid_kwargs(host), label="kwargs"))
+    for cmd in HOSTS[host](model):
+        assert json.dumps(cmd.to_wire()) == json.dumps(_cattrs_body(cmd))

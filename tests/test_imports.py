@@ -138,3 +138,54 @@ def test_a_receiver_loads_aiohttp_web() -> None:
         """
     )
     assert loaded == [True, True]
+
+
+async def test_a_call_flow_never_imports_cattrs(server: Any) -> None:
+    """
+    A script that dials, plays, pauses, records and hangs up sends every body without
+    importing cattrs (relaycall writes wire JSON itself; cattrs is for reading odd replies),
+    and the bodies are the exact ones.
+    """
+    code = f"""
+import asyncio, json, sys
+import relaycall
+
+async def main():
+    async with relaycall.AsyncRelay("p", "t", base_url={server.base_url!r}) as relay:
+        call = await relay.dial(
+            to="+15557650000", from_="+15551230000", url="https://example.com/swml"
+        )
+        play = await call.play(relaycall.tts("hi"), control_id="p1")
+        await play.pause()
+        rec = await call.record(format="wav", control_id="r1")
+        await rec.stop()
+        await call.end()
+        print(json.dumps("cattrs" in sys.modules))
+
+asyncio.run(main())
+"""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(child.communicate(), timeout=120)
+    assert child.returncode == 0, err.decode()
+    assert json.loads(out.decode().strip().splitlines()[-1]) is False
+    call_id = server.bodies[1]["id"]
+    assert [b["command"] for b in server.bodies] == [
+        "dial",
+        "calling.play",
+        "calling.play.pause",
+        "calling.record",
+        "calling.record.stop",
+        "calling.end",
+    ]
+    assert server.bodies[1] == {
+        "command": "calling.play",
+        "id": call_id,
+        "params": {"control_id": "p1", "play": [{"type": "tts", "params": {"text": "hi"}}]},
+    }
+    assert server.bodies[3] == {
+        "command": "calling.record",
+        "id": call_id,
+        "params": {"control_id": "r1", "record": {"audio": {"format": "wav"}}},
+    }

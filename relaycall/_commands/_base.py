@@ -11,10 +11,10 @@ from typing import Any, ClassVar, Generic, TypeVar
 import attrs
 
 from relaycall import _validate as v
-from relaycall._converter import converter, register_model, unstructure
 from relaycall._idempotency import Idempotency
 from relaycall._models import parse_leg
 from relaycall._reading import Hook, WireRead, read_nested
+from relaycall._writing import model_writer, register_model, write
 from relaycall.errors import ValidationError, mask_secrets
 
 R = TypeVar("R")
@@ -28,7 +28,7 @@ def new_control_id() -> str:
 
 
 class Model:
-    """A frozen attrs class that becomes wire JSON through the private converter."""
+    """A frozen attrs class that becomes wire JSON through its writer (``relaycall._writing``)."""
 
     __slots__ = ()
     _label: ClassVar[str]
@@ -70,9 +70,9 @@ class Command(Model, Generic[R]):
 
     @staticmethod
     def _wire_body(obj: Any) -> Any:
-        # Replaced by @command with the body hook it registers, which to_wire
-        # then calls directly: no converter dispatch per command.
-        return unstructure(obj)
+        # Replaced by @command with the body function of its class, which to_wire
+        # then calls directly: no dispatch on the type per command.
+        return write(obj)
 
 
 def model(label: str) -> Callable[[type[M]], type[M]]:
@@ -123,7 +123,7 @@ def command(
     is False.
 
     The class joins :data:`REGISTRY` under *name* (a name already taken by
-    another class raises TypeError). The generated hook produces
+    another class raises TypeError). Its body function produces
     ``{"command", "id", "params"}``; the params come from the class's own
     fields (renamed and with unset ones omitted).
     """
@@ -143,13 +143,13 @@ def command(
         register_model(cls)
 
         def first_body(obj: Any) -> dict[str, Any]:
-            # The params hook is generated on the class's first use, not at import;
+            # The params writer is made on the class's first use, not at import;
             # then this replaces itself with the body function to_wire calls directly.
-            body = _body_function(name, top_level_id, converter().get_unstructure_hook(cls))
+            body = _body_function(name, top_level_id, model_writer(cls))
             cls._wire_body = staticmethod(body)  # type: ignore[attr-defined]
             return body(obj)
 
-        # Both ids required (a follow-up's): their body needs no generated hook.
+        # Both ids required (a follow-up's): their body needs no params writer.
         required_ids = names == ("call_id", "control_id") and all(
             a.default is attrs.NOTHING
             for a in attrs.fields(cls)  # type: ignore[arg-type]
@@ -157,7 +157,7 @@ def command(
         if required_ids and top_level_id:
 
             def ids_body(obj: Any) -> dict[str, Any]:
-                # What the generated hook would make of the two ids, without generating it.
+                # What the params writer would make of the two ids, without making it.
                 return {
                     "command": name,
                     "id": obj.call_id,
@@ -173,25 +173,25 @@ def command(
 
 
 def _body_function(
-    name: str, top_level_id: bool, params_hook: Callable[[Any], Any]
+    name: str, top_level_id: bool, params: Callable[[Any], Any]
 ) -> Callable[[Any], dict[str, Any]]:
     """The function producing a command's ``{"command", "id", "params"}`` body."""
     if top_level_id:
 
         def body(obj: Any) -> dict[str, Any]:
-            return {"command": name, "id": obj.call_id, "params": params_hook(obj)}
+            return {"command": name, "id": obj.call_id, "params": params(obj)}
 
     else:
 
         def body(obj: Any) -> dict[str, Any]:
-            return {"command": name, "params": params_hook(obj)}
+            return {"command": name, "params": params(obj)}
 
     return body
 
 
 # --- field helpers -------------------------------------------------------------------
 # Keep declarations to one line per wire field. Optional fields default to None,
-# which the converter omits.
+# which the writer omits.
 
 
 def call_id_field() -> Any:
@@ -277,7 +277,7 @@ def _field(
     if wire is not None:
         meta["wire"] = wire
     if raw:
-        # Free-form JSON (SWML, custom data) goes out as plain JSON, not walked by cattrs.
+        # Free-form JSON (SWML, custom data) goes out copied as plain JSON (_writing.plain_json).
         meta["raw"] = True
     if nested is not None:
         meta["read"] = nested

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 import attrs
 
 from relaycall import commands as c
-from relaycall._converter import unstructure
+from relaycall._writing import write
 from relaycall.emulator._clock import Timer
 from relaycall.emulator._wav import RATE, frames_for, wav_size
 
@@ -378,7 +378,7 @@ class Record(Operation):
             "url": self.recording_url(),
             "duration": frames / RATE,
             "size": wav_size(frames),
-            "record": {"audio": unstructure(self.audio)},
+            "record": {"audio": write(self.audio)},
         }
 
     def _heard(self) -> None:
@@ -728,7 +728,7 @@ class Tap(Operation):
         super().__init__(call, cmd)
         self.direction = cmd.direction
         self.tap = {"type": "audio", "params": {"direction": cmd.direction}}
-        self.device = unstructure(cmd.device)
+        self.device = write(cmd.device)
         self.uri = cmd.device.uri if isinstance(cmd.device, c.WsDevice) else None
         self.media: MediaLink | None = None
 
