@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import base64
 import enum
-import functools
 import json
 import logging
 import os
 import platform
 import re
 import secrets
+import sys
 import typing
 import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
@@ -163,23 +163,32 @@ def _secret_params(name: str) -> frozenset[str]:
 def _field_may_hold_secret(cls: type, field: attrs.Attribute[Any], seen: set[type]) -> bool:
     if callable(field.repr) or field.metadata.get("raw"):
         return True  # a secret field (masked repr), or free-form JSON
-    hints = _type_hints(cls)
-    if hints is None:
-        return True  # cannot tell: walk its bodies
-    return any(_may_hold_secret(model, seen) for model in _attrs_classes(hints.get(field.name)))
+    hint = field.type
+    if isinstance(hint, str):
+        if _PLAIN_HINT.fullmatch(hint):
+            return False  # text, numbers, flags: no nested model
+        hint = _field_hint(cls, hint)
+        if hint is None:
+            return True  # cannot tell: walk its bodies
+    return any(_may_hold_secret(model, seen) for model in _attrs_classes(hint))
 
 
-@functools.cache
-def _type_hints(cls: type) -> dict[str, Any] | None:
-    # Once per class, not per field (each evaluation reads every annotation of the class
-    # again: the first send of a dial paid for that tens of times over), and through
-    # attrs.resolve_types, which the converter's hook generation has already run for the
-    # classes of the command just sent: the field types are then read, not evaluated.
+#: An annotation naming only plain values (``str | None``, ``Literal["a", "b"] | None``):
+#: read without evaluating it, as nearly every field's is.
+_PLAIN = r"(?:str|int|float|bool|None|Literal\[[^\]]*\])"
+_PLAIN_HINT = re.compile(rf"{_PLAIN}(?: \| {_PLAIN})*")
+
+
+def _field_hint(cls: type, hint: str) -> Any:
+    # One field's annotation, evaluated in its class's module (a command module imports
+    # the models its fields name): not typing.get_type_hints, which compiles every
+    # annotation of the class and its bases, a hundred for the first dial, play and
+    # record of a process.
+    module = sys.modules.get(cls.__module__)
     try:
-        attrs.resolve_types(cls)
-    except (NameError, TypeError):
+        return eval(hint, vars(module) if module is not None else {})  # noqa: S307 - our annotation
+    except Exception:  # noqa: BLE001 - an annotation that will not evaluate: cannot tell
         return None
-    return {f.name: f.type for f in attrs.fields(cls)}
 
 
 def _may_hold_secret(cls: type, seen: set[type]) -> bool:
