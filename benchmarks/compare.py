@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -131,13 +132,21 @@ def report(runs: dict[str, list[Any]], concurrency: int, *, short: bool = False)
     for name, rs in runs.items():
         cpu = [r["cpu_us_per_command"] for r in rs]
         tput = [r["commands_per_s"] for r in rs]
+        gc_us = [r.get("gc_us_per_command", math.nan) for r in rs]
+        # Each round ran every side back to back: its ratio shares that round's load.
+        pairs = list(zip(rs, bare, strict=True))
+        paired_cpu = [a["cpu_us_per_command"] / b["cpu_us_per_command"] for a, b in pairs]
+        paired_tput = [a["commands_per_s"] / b["commands_per_s"] for a, b in pairs]
         rows.append(
             [
                 name,
                 f"{statistics.median(cpu):,.1f} ({min(cpu):,.1f}-{max(cpu):,.1f})",
                 f"{ratio(statistics.median(cpu), bare_cpu):.2f}x",
+                f"{statistics.median(paired_cpu):.2f}x",
                 f"{statistics.median(tput):,.0f} ({min(tput):,.0f}-{max(tput):,.0f})",
                 f"{ratio(statistics.median(tput), bare_tput):.2f}x",
+                f"{statistics.median(paired_tput):.2f}x",
+                f"{statistics.median(gc_us):.1f}",
                 ", ".join(f"{c:.1f}" for c in sorted(cpu)),
             ]
         )
@@ -145,14 +154,21 @@ def report(runs: dict[str, list[Any]], concurrency: int, *, short: bool = False)
         "client",
         "CPU µs/command",
         "vs aiohttp",
+        "per round",
         "commands/s",
         "vs aiohttp",
+        "per round",
+        "in the collector, µs/command",
         "every draw, µs/command",
     ]
     flows = bare[0]["commands"] // throughput.COMMANDS_PER_FLOW
     kind = "short runs (no warm-up, timed from the session's creation)" if short else "warm"
     title = f"## Concurrency {concurrency}, {flows} flows, {kind}, {len(bare)} rounds"
-    return f"{title}\n\n" + table(head, rows)
+    note = (
+        '"vs aiohttp": ratio of the medians; "per round": median of each round\'s ratio '
+        "(the sides of a round run back to back, so a slow minute slows them alike)."
+    )
+    return f"{title}\n\n" + table(head, rows) + f"\n\n{note}"
 
 
 def main() -> None:

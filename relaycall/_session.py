@@ -163,7 +163,7 @@ def _secret_params(name: str) -> frozenset[str]:
 def _field_may_hold_secret(cls: type, field: attrs.Attribute[Any], seen: set[type]) -> bool:
     if callable(field.repr) or field.metadata.get("raw"):
         return True  # a secret field (masked repr), or free-form JSON
-    hint = field.type
+    hint: Any = field.type  # a str: every command module defers its annotations
     if isinstance(hint, str):
         if _PLAIN_HINT.fullmatch(hint):
             return False  # text, numbers, flags: no nested model

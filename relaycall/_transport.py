@@ -267,7 +267,7 @@ class Transport:
 
 
 #: The C scanner json.loads ends in: (value, end) for the JSON value at an index.
-_SCAN = json.JSONDecoder().scan_once
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def _decode(data: bytes) -> Any:

@@ -39,6 +39,10 @@ def fail_rule(path: str, rule: str) -> NoReturn:
 def field_validator(check: Check) -> Validator:
     """Turn a path-based check into an attrs validator that lets None through on optional fields."""
 
+    # The field's path for each class that has it (a base class's field is also its
+    # subclasses'): built once, not formatted again on every construction.
+    paths: dict[type, str] = {}
+
     def validate(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value is None:
             # An optional field (default None) takes None. Checked inline: most of a
@@ -46,8 +50,11 @@ def field_validator(check: Check) -> Validator:
             if attribute.default is None:
                 return
             fail_rule(path_of(inst, attribute), "is required")
+        path = paths.get(type(inst))
+        if path is None:
+            path = paths[type(inst)] = path_of(inst, attribute)
         try:
-            check(path_of(inst, attribute), value)
+            check(path, value)
         except ValidationError as exc:
             # Each frame of the check holds the value (a SWML document with a SIP
             # password, a SWAIG object with a webhook password): a traceback with

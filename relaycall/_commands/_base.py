@@ -230,13 +230,16 @@ def _secrets_masked(value: Any) -> str:
 
 def _has_dict(value: Any) -> bool:
     # A loop, not any(): this runs for every play command, and a generator costs more.
-    if isinstance(value, Mapping):
-        return True
+    # A model is no Mapping, and checking that first spares the Mapping ABC's check
+    # (the slow isinstance) for the usual value, a list of play items or a device.
+    if isinstance(value, Model):
+        return False
     if isinstance(value, list | tuple):
-        for item in value:
-            if isinstance(item, Mapping):
+        for item in value:  # noqa: SIM110 - see above
+            if not isinstance(item, Model) and isinstance(item, Mapping):
                 return True
-    return False
+        return False
+    return isinstance(value, Mapping)
 
 
 def _read_dicts(value: Any, inst: Any, field: attrs.Attribute[Any]) -> Any:
