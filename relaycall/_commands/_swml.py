@@ -76,6 +76,9 @@ class SWMLDocument(Mapping[str, Any]):
 
 def snapshot(value: Any) -> Any:
     """attrs converter: a SWML builder becomes its wire document, fixed at this moment."""
+    # None (no SWML, nearly every dial) first: isinstance against a Mapping ABC is slow.
+    if value is None or type(value) is dict:
+        return value
     return value.to_dict() if isinstance(value, SWMLDocument) else value
 
 
