@@ -49,6 +49,19 @@ def fresh(code: str) -> Any:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+async def fresh_against_server(code: str) -> Any:
+    """
+    As :func:`fresh`, for *code* that talks to this test's server: run without blocking, so
+    this test's event loop serves the child's requests meanwhile.
+    """
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(child.communicate(), timeout=120)
+    assert child.returncode == 0, err.decode()
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
 def test_import_relaycall_loads_none_of_the_optional_parts() -> None:
     """After ``import relaycall`` none of NOT_LOADED is in sys.modules; the session core is."""
     loaded = fresh(
@@ -117,13 +130,7 @@ async def main():
 
 asyncio.run(main())
 """
-    # Asynchronously: this test's event loop serves the child's request meanwhile.
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(child.communicate(), timeout=120)
-    assert child.returncode == 0, err.decode()
-    assert json.loads(out.decode().strip().splitlines()[-1]) is False
+    assert await fresh_against_server(code) is False
     assert server.bodies == [{"command": "calling.ai_unhold", "id": CALL_ID, "params": {}}]
 
 
@@ -164,12 +171,7 @@ async def main():
 
 asyncio.run(main())
 """
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(child.communicate(), timeout=120)
-    assert child.returncode == 0, err.decode()
-    assert json.loads(out.decode().strip().splitlines()[-1]) is False
+    assert await fresh_against_server(code) is False
     call_id = server.bodies[1]["id"]
     assert [b["command"] for b in server.bodies] == [
         "dial",
