@@ -32,7 +32,7 @@ from aiohttp import HttpVersion11, web
 
 from relaycall._coordinator import CoordinatorUnavailable
 from relaycall._events import Event, parse_event
-from relaycall._handles._base import _run_callback
+from relaycall._handles._base import _run_callback, scheduled_callbacks
 from relaycall._incoming import (
     DEFAULT_DOCUMENT,
     FALLBACK_DOCUMENT,
@@ -308,8 +308,12 @@ class EventReceiver:
         """
         Call *callback* with every accepted event, routed or not (inbound calls, say).
 
-        It runs after the request was acknowledged; a coroutine function is
-        run as a task. Exceptions are logged.
+        It runs outside the receiver's own code, soon after the event was
+        taken, and before the HTTP request is answered (a coroutine function
+        is started as a task then, not awaited): a worker killed once it has
+        answered 2xx, which the platform does not send again, has run it.
+        With :meth:`ingest`, it runs once the caller yields to the event loop.
+        Exceptions are logged.
         """
         self._listeners.append(callback)
 
@@ -321,7 +325,8 @@ class EventReceiver:
         (its ownership expired, or its inbox was claimed after its heartbeat
         expired), stopped, or never existed. The app may carry on with the
         call here: ``relay.call(event.call_id)`` makes this worker its owner.
-        Runs after the request was answered; a coroutine function as a task.
+        Runs before the request is answered, as :meth:`on_event` does; a
+        coroutine function is started as a task.
         Without a hook, orphans are counted (``stats.orphaned``) and logged.
         Returns *callback* (usable as a decorator).
         """
@@ -922,9 +927,12 @@ class EventReceiver:
                 if kind != _JSON_TYPE:  # a refusal, in the same form as a callback's
                     return web.Response(status=status, text=answer.decode())
                 return web.Response(status=status, body=answer, content_type=kind)
+            before = scheduled_callbacks()
             checked = self._checked(body, url, query, request.headers)
             if isinstance(checked, _Forward):
                 checked = await self._forward(checked)
+            if scheduled_callbacks() != before:
+                await _callbacks_run()
             return web.Response(status=checked[0], text=checked[1])
         finally:
             if guard is not None:
@@ -1119,8 +1127,11 @@ class EventReceiver:
             status, kind, answer = await self.fetch(body, url=url, query=query, headers=headers)
             await _asgi_reply(send, status, answer, content_type=kind)
             return
+        before = scheduled_callbacks()
         checked = self._checked(body, url, query, headers)
         status, text = await self._forward(checked) if isinstance(checked, _Forward) else checked
+        if scheduled_callbacks() != before:
+            await _callbacks_run()
         await _asgi_reply(send, status, text)
 
 
@@ -1158,6 +1169,17 @@ class _Forward:
     body: bytes
     token: str
     event: Event
+
+
+async def _callbacks_run() -> None:
+    """
+    Let the user callbacks a callback's handling scheduled run (on_event, on_orphan_event,
+    on_finished), before it is answered: one turn of the event loop, which runs what was
+    scheduled before it. A worker that dies after answering 2xx has run them; answered
+    first, a callback the platform will not send again reached no listener. A coroutine
+    function has been started as a task by then, not awaited.
+    """
+    await asyncio.sleep(0)
 
 
 #: Forwards started by the synchronous ingest(), kept until done.

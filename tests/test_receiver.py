@@ -553,6 +553,69 @@ async def test_slow_listener_does_not_delay_acknowledgement(erelay, server, rece
     release.set()
 
 
+@pytest.mark.parametrize("adapter", ["aiohttp", "asgi"])
+async def test_listeners_have_run_before_the_callback_is_answered(server, sleeps, poster, adapter):
+    """
+    on_event, on_orphan_event and a handle's on_finished callbacks have been called by the
+    time the 200 goes out (through add_to_app under aiohttp, and the ASGI adapter under
+    uvicorn): a worker killed right after answering, which the platform does not call
+    again, has run them. A coroutine listener has been started by then.
+    """
+    order: list[str] = []
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    rx = relaycall.EventReceiver(public_url=f"http://127.0.0.1:{port}/sw/events")
+    rx.on_event(lambda event: order.append(f"on_event {event.state}"))
+    if adapter == "aiohttp":
+        app = web.Application()
+        rx.add_to_app(app)
+
+        async def answering(request, response):
+            order.append("answered")
+
+        app.on_response_prepare.append(answering)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.SockSite(runner, sock)
+        await site.start()
+        stop = runner.cleanup
+    else:
+        inner = rx.asgi_app()
+
+        async def app(scope, receive, send):
+            async def sending(message):
+                if message["type"] == "http.response.start":
+                    order.append("answered")
+                await send(message)
+
+            await inner(scope, receive, sending)
+
+        uvicorn = pytest.importorskip("uvicorn")
+        srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        task = asyncio.create_task(srv.serve(sockets=[sock]))
+
+        async def stop():
+            srv.should_exit = True
+            await asyncio.wait_for(task, 10)
+
+    try:
+        async with relaycall.AsyncRelay(
+            PROJECT, TOKEN, base_url=server.base_url, events=rx
+        ) as relay:
+            pb = await relay.call(CALL_ID).play(tts("x"), control_id="lr")
+            pb.on_finished(lambda result: order.append(f"on_finished {result.state}"))
+            payload = envelope(
+                "calling.call.play", call_id=CALL_ID, control_id="lr", state="finished"
+            )
+            assert await poster.callback(sent_url(server, "lr"), payload, signed=False) == 200
+    finally:
+        await stop()
+        sock.close()
+    assert order == ["on_finished finished", "on_event finished", "answered"], order
+
+
 async def test_signature_over_public_url_behind_a_proxy(server, sleeps, poster):
     """Behind a proxy the platform signs the public URL, not the one the app sees."""
     public = "https://hooks.example.test/sw/events"

@@ -191,8 +191,9 @@ class Handle(Generic[ResultT]):
         Call *callback* with the result when this handle finishes (at once if it has).
 
         *callback* may be a plain function or a coroutine function; it runs
-        after the event that finished the handle was acknowledged, never
-        inside the webhook request, and its exceptions are logged.
+        outside the receiver's code, before the webhook request that finished
+        the handle is answered (a coroutine function is started as a task then),
+        and its exceptions are logged.
         """
         if self._result is not None:
             _run_callback(callback, self._outcome())
@@ -245,8 +246,21 @@ def wait_timeout_check(path: str, timeout: Any) -> None:
 _background: set[asyncio.Task[Any]] = set()
 
 
+#: How many user callbacks :func:`_run_callback` has scheduled, ever: the receiver
+#: compares it around a callback's handling to know whether to let them run before
+#: it answers (see ``EventReceiver.on_event``).
+_scheduled = 0
+
+
+def scheduled_callbacks() -> int:
+    """The count of user callbacks scheduled so far (see :data:`_scheduled`)."""
+    return _scheduled
+
+
 def _run_callback(callback: Callable[[Any], Any], arg: Any) -> None:
     """Run a user callback soon, outside the caller's frame; log what it raises."""
+    global _scheduled  # noqa: PLW0603 - a counter, read through scheduled_callbacks()
+    _scheduled += 1
 
     def run() -> None:
         try:
