@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import inspect
 import json
 import logging
 import os
@@ -167,7 +168,7 @@ def _field_may_hold_secret(cls: type, field: attrs.Attribute[Any], seen: set[typ
     if isinstance(hint, str):
         if _PLAIN_HINT.fullmatch(hint):
             return False  # text, numbers, flags: no nested model
-        hint = _field_hint(cls, hint)
+        hint = _field_hint(cls, field.name, hint)
         if hint is None:
             return True  # cannot tell: walk its bodies
     return any(_may_hold_secret(model, seen) for model in _attrs_classes(hint))
@@ -179,12 +180,13 @@ _PLAIN = r"(?:str|int|float|bool|None|Literal\[[^\]]*\])"
 _PLAIN_HINT = re.compile(rf"{_PLAIN}(?: \| {_PLAIN})*")
 
 
-def _field_hint(cls: type, hint: str) -> Any:
-    # One field's annotation, evaluated in its class's module (a command module imports
-    # the models its fields name): not typing.get_type_hints, which compiles every
-    # annotation of the class and its bases, a hundred for the first dial, play and
-    # record of a process.
-    module = sys.modules.get(cls.__module__)
+def _field_hint(cls: type, name: str, hint: str) -> Any:
+    # One field's annotation, evaluated in the module of the class that declares it (a
+    # command module imports the models its fields name; an inherited field's names are
+    # its base's module's): not typing.get_type_hints, which compiles every annotation
+    # of the class and its bases, a hundred for the first dial, play and record.
+    owner = next((c for c in cls.__mro__ if name in inspect.get_annotations(c)), cls)
+    module = sys.modules.get(owner.__module__)
     try:
         return eval(hint, vars(module) if module is not None else {})  # noqa: S307 - our annotation
     except Exception:  # noqa: BLE001 - an annotation that will not evaluate: cannot tell

@@ -120,6 +120,16 @@ def model_writer(cls: type[Any]) -> Writer:
     if made is not None:
         return made
     fields = [a for a in attrs.fields(cls) if not a.metadata.get("omit")]
+    for a in fields:
+        # What the cattrs writer did with these (omit a value equal to its default,
+        # skip a field __init__ does not set) is not done here: none of relaycall's
+        # models has one, and a model that does must not go out differently unnoticed.
+        factory = isinstance(a.default, attrs.Factory)  # type: ignore[arg-type]
+        if not a.init or not (a.default is None or a.default is attrs.NOTHING or factory):
+            raise TypeError(
+                f"{cls.__qualname__}.{a.name}: a wire field defaults to None, a factory or "
+                "nothing, and is set by __init__"
+            )
     # The fields always written first, then the optional ones, each in declaration
     # order: the key order the cattrs writer gave bodies, kept so they stay byte for byte.
     fields.sort(key=lambda a: a.default is None)
