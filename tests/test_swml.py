@@ -11,6 +11,7 @@ import hashlib
 import inspect
 import json
 import math
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -1217,3 +1218,25 @@ def test_validate_refuses_clearly_or_the_schema_accepts(
         return  # a POM prompt is checked for shape only, by design
     # A Mapping (a SWML builder) inside a dict is JSON to relaycall: its wire form.
     assert schema_errors(_plain(document)) == []
+
+
+@pytest.mark.parametrize(
+    ("connect", "path"),
+    [
+        ({"serial": ["0"]}, "connect.serial[0]"),
+        ({"parallel": [{"to": "+15551230000"}, 5]}, "connect.parallel[1]"),
+        ({"serial_parallel": [[{"to": "+15551230000"}], ["x"]]}, "connect.serial_parallel[1][0]"),
+    ],
+)
+def test_validate_refuses_a_destination_that_is_not_an_object(
+    connect: dict[str, Any], path: str
+) -> None:
+    """
+    In a document a connect destination is an object ({"to": ...}), as the schema says;
+    the builder's shorthand (a bare number) is refused by validate(), naming the item.
+    (Found by test_validate_refuses_clearly_or_the_schema_accepts.)
+    """
+    document = {"version": "1.0.0", "sections": {"main": [{"connect": connect}]}}
+    assert schema_errors(document) != []
+    with pytest.raises(ValidationError, match=re.escape(f"sections.main[0].{path}")):
+        validate(document)

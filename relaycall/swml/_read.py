@@ -323,12 +323,27 @@ def _connect(steps: Steps, method: str, body: Any) -> bool:
         return False
     headers = kw.pop("headers", None)
     where = f"{steps._path}[{len(steps._steps)}].connect"
+    # The builder takes a number as a destination ("+1555..." for {"to": ...}); a
+    # document holds the objects themselves.
+    for key in ("serial", "parallel"):
+        _destination_objects(f"{where}.{key}", kw.get(key))
+    groups = kw.get("serial_parallel")
+    if isinstance(groups, list | tuple):
+        for i, group in enumerate(groups):
+            _destination_objects(f"{where}.serial_parallel[{i}]", group)
     if headers is not None:
         v.seq_check(c.closed({"name": c.name, "value": c.text}, ("name", "value")))(
             f"{where}.headers", headers
         )
     steps.connect(**kw)
     return True
+
+
+def _destination_objects(path: str, items: Any) -> None:
+    if isinstance(items, list | tuple):
+        for i, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                v.fail(f"{path}[{i}]", item, 'must be a destination object ({"to": ...})')
 
 
 def _set(steps: Steps, method: str, body: Any) -> bool:
