@@ -59,6 +59,7 @@ from relaycall._signature import (
     signature_matches,
     signing_key_bytes,
 )
+from relaycall._transport import utf8_object
 from relaycall._validate import fail, http_url_check, is_number
 from relaycall.errors import EventParseError, UsageError, ValidationError, show_value_masked
 
@@ -603,6 +604,27 @@ class EventReceiver:
 
     # --- several workers (relaycall.RedisCoordinator) -------------------------------------------
 
+    async def _answer(
+        self, body: bytes, url: str, query: str, headers: Mapping[str, str]
+    ) -> tuple[int, str]:
+        """
+        The status and text a callback arriving over HTTP is answered with (both adapters).
+
+        Checked and delivered (:meth:`_checked`), or handed to the worker holding its call;
+        then, if that scheduled user callbacks (on_event, on_orphan_event, on_finished),
+        one turn of the event loop, which runs what was scheduled before it. A worker
+        that dies after answering 2xx has run them; answered first, a callback the
+        platform will not send again reached no listener. A coroutine function has been
+        started as a task by then, not awaited.
+        """
+        before = scheduled_callbacks()
+        checked = self._checked(body, url, query, headers)
+        if isinstance(checked, _Forward):
+            checked = await self._forward(checked)
+        if scheduled_callbacks() != before:
+            await asyncio.sleep(0)
+        return checked
+
     async def _forward(self, forward: _Forward) -> tuple[int, str]:
         """Hand an authentic callback for a call not held here to its owner, or the orphan hook."""
         router = self._router
@@ -927,13 +949,8 @@ class EventReceiver:
                 if kind != _JSON_TYPE:  # a refusal, in the same form as a callback's
                     return web.Response(status=status, text=answer.decode())
                 return web.Response(status=status, body=answer, content_type=kind)
-            before = scheduled_callbacks()
-            checked = self._checked(body, url, query, request.headers)
-            if isinstance(checked, _Forward):
-                checked = await self._forward(checked)
-            if scheduled_callbacks() != before:
-                await _callbacks_run()
-            return web.Response(status=checked[0], text=checked[1])
+            status, text = await self._answer(body, url, query, request.headers)
+            return web.Response(status=status, text=text)
         finally:
             if guard is not None:
                 guard.idle()  # the next request's head is due within header_timeout
@@ -1127,12 +1144,7 @@ class EventReceiver:
             status, kind, answer = await self.fetch(body, url=url, query=query, headers=headers)
             await _asgi_reply(send, status, answer, content_type=kind)
             return
-        before = scheduled_callbacks()
-        checked = self._checked(body, url, query, headers)
-        status, text = await self._forward(checked) if isinstance(checked, _Forward) else checked
-        if scheduled_callbacks() != before:
-            await _callbacks_run()
-        await _asgi_reply(send, status, text)
+        await _asgi_reply(send, *await self._answer(body, url, query, headers))
 
 
 class _ASGIApp:
@@ -1169,17 +1181,6 @@ class _Forward:
     body: bytes
     token: str
     event: Event
-
-
-async def _callbacks_run() -> None:
-    """
-    Let the user callbacks a callback's handling scheduled run (on_event, on_orphan_event,
-    on_finished), before it is answered: one turn of the event loop, which runs what was
-    scheduled before it. A worker that dies after answering 2xx has run them; answered
-    first, a callback the platform will not send again reached no listener. A coroutine
-    function has been started as a task by then, not awaited.
-    """
-    await asyncio.sleep(0)
 
 
 #: Forwards started by the synchronous ingest(), kept until done.
@@ -1487,10 +1488,8 @@ def _decode_json(body: bytes) -> Any:
     readers to judge.
     """
     try:
-        # An object whose second byte is not NUL has no BOM and is not UTF-16 or
-        # UTF-32: json.detect_encoding would say UTF-8 (after five checks).
-        utf8 = body[:1] == b"{" and body[1:2] != b"\x00"
-        text = body.decode("utf-8" if utf8 else json.detect_encoding(body), "surrogatepass")
+        encoding = "utf-8" if utf8_object(body) else json.detect_encoding(body)
+        text = body.decode(encoding, "surrogatepass")
         payload = _DECODER.decode(text)
     except RecursionError:
         raise _JSONError(f"body is nested deeper than {MAX_JSON_DEPTH} levels") from None
