@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import ctypes
 import functools
@@ -44,7 +45,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -192,8 +193,28 @@ def stub(side: str, flows: int) -> None:
         asyncio.run(_STUB_SIDES[side](flows))
 
 
+@contextlib.contextmanager
+def _connections_opened() -> Iterator[list[int]]:
+    """
+    Count the connections event loops open inside (in ``[0]``): each costs about as
+    many instructions as a command, which the counts must be read with.
+    """
+    opened = [0]
+    create = asyncio.BaseEventLoop.create_connection
+
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        opened[0] += 1
+        return await create(self, *args, **kwargs)
+
+    asyncio.BaseEventLoop.create_connection = counted  # type: ignore[method-assign]
+    try:
+        yield opened
+    finally:
+        asyncio.BaseEventLoop.create_connection = create  # type: ignore[method-assign]
+
+
 def _http_flows(side: str, base_url: str, flows: int) -> None:
-    opened = 0
+    opened = [0]
 
     async def drive(
         flow: Callable[[], Any], concurrency: int, n: int, _: tuple[float, float] | None
@@ -201,22 +222,12 @@ def _http_flows(side: str, base_url: str, flows: int) -> None:
         nonlocal opened
         await run_flows(flow, concurrency, 200)
         gc.collect()
-        # Connections opened inside the count: each costs about as many
-        # instructions as a command, and timings here are ~50x slower than
+        # Connections opened inside the count: timings here are ~50x slower than
         # natively, so a keep-alive measured in wall time expires where it would not.
-        loop = asyncio.get_running_loop()
-        create = loop.create_connection
-
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            nonlocal opened
-            opened += 1
-            return await create(*args, **kwargs)
-
-        loop.create_connection = counted  # type: ignore[method-assign]
-        _counting("start")
-        await run_flows(flow, concurrency, n)
-        _counting("stop")
-        loop.create_connection = create  # type: ignore[method-assign]
+        with _connections_opened() as opened:
+            _counting("start")
+            await run_flows(flow, concurrency, n)
+            _counting("stop")
 
     if side in {"relaycall", "relaycall-keep"}:
         limits = _kept_alive() if side == "relaycall-keep" else None
@@ -224,7 +235,7 @@ def _http_flows(side: str, base_url: str, flows: int) -> None:
     else:
         headers = throughput.relaycall_headers()
         asyncio.run(throughput._aiohttp_flows(base_url, 50, flows, headers, drive=drive))
-    print(f"connections opened: {opened}", file=sys.stderr)
+    print(f"connections opened: {opened[0]}", file=sys.stderr)
 
 
 def _short_flows(side: str, base_url: str, flows: int) -> None:
@@ -240,20 +251,6 @@ def _short_flows(side: str, base_url: str, flows: int) -> None:
     """
     import relaycall  # noqa: F401, PLC0415 - imported before counting, see above
 
-    opened = 0
-    collections = 0
-    create = asyncio.BaseEventLoop.create_connection
-
-    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
-        nonlocal opened
-        opened += 1
-        return await create(self, *args, **kwargs)
-
-    def collected(phase: str, _: dict[str, Any]) -> None:
-        nonlocal collections
-        collections += phase == "start"
-
-    asyncio.BaseEventLoop.create_connection = counted  # type: ignore[method-assign]
     if side.startswith("relaycall"):
         # The native connection pattern under the counter (see _kept_alive).
         run = throughput._relaycall_flows(base_url, 50, flows, warm=False, limits=_kept_alive())
@@ -262,15 +259,13 @@ def _short_flows(side: str, base_url: str, flows: int) -> None:
         run = throughput._aiohttp_flows(base_url, 50, flows, headers, warm=False)
     if side.endswith("-nogc"):
         gc.disable()
-    gc.callbacks.append(collected)
-    _counting("start")
-    asyncio.run(run)
-    _counting("stop")
-    gc.callbacks.remove(collected)
+    with _connections_opened() as opened, throughput.collections_watched() as collected:
+        _counting("start")
+        asyncio.run(run)
+        _counting("stop")
     gc.enable()
-    asyncio.BaseEventLoop.create_connection = create  # type: ignore[method-assign]
-    print(f"connections opened: {opened}", file=sys.stderr)
-    print(f"collections: {collections}", file=sys.stderr)
+    print(f"connections opened: {opened[0]}", file=sys.stderr)
+    print(f"collections: {collected.count}", file=sys.stderr)
 
 
 def instructions_short(flows: int = 400) -> dict[str, float]:

@@ -222,37 +222,47 @@ async def _drive(
         gc.collect()
         clock = _clock()
     wall0, cpu0 = clock
-    with _collector_time() as in_gc:
+    with collections_watched() as collected:
         await run_flows(flow, concurrency, flows)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     figures = _figures(flows, wall, cpu)
-    figures["gc_us_per_command"] = in_gc[0] / figures["commands"] * 1e6
+    figures["gc_us_per_command"] = collected.seconds / figures["commands"] * 1e6
     return figures
 
 
-@contextlib.contextmanager
-def _collector_time() -> Iterator[list[float]]:
-    """
-    The wall time the cyclic collector takes while inside (seconds, in ``[0]`` on exit).
+class Collections:
+    """What the cyclic collector did while :func:`collections_watched` was open."""
 
-    Counted apart because valgrind cannot count it fairly (see
-    ``benchmarks.profile.instructions_short``). A collection never waits, so
-    this is nearly all CPU time.
-    """
-    spent = [0.0]
-    began = [0.0]
+    __slots__ = ("_began", "count", "seconds")
 
-    def timed(phase: str, _: dict[str, Any]) -> None:
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self._began = 0.0
+
+    def __call__(self, phase: str, _: dict[str, Any]) -> None:
         if phase == "start":
-            began[0] = time.perf_counter()
+            self.count += 1
+            self._began = time.perf_counter()
         else:
-            spent[0] += time.perf_counter() - began[0]
+            self.seconds += time.perf_counter() - self._began
 
-    gc.callbacks.append(timed)
+
+@contextlib.contextmanager
+def collections_watched() -> Iterator[Collections]:
+    """
+    The collections made inside, and the wall time they took (a gc callback).
+
+    Counted apart because valgrind cannot count the collector fairly (see
+    ``benchmarks.profile.instructions_short``). A collection never waits, so
+    its time is nearly all CPU time.
+    """
+    seen = Collections()
+    gc.callbacks.append(seen)
     try:
-        yield spent
+        yield seen
     finally:
-        gc.callbacks.remove(timed)
+        gc.callbacks.remove(seen)
 
 
 def _sdk_flows(host: str, concurrency: int, flows: int) -> dict[str, float]:
