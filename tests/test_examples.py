@@ -232,6 +232,21 @@ async def _start_fastapi_example(emu: Emulator, **env: str) -> tuple[Program, st
     )
 
 
+async def _place_call(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
+    """POST /calls to one of the web-app examples: answered 202 at once, with the call."""
+    async with http.post(f"{base}/calls", json={"to": TO}) as resp:
+        assert resp.status == 202, await resp.text()
+        placed: dict[str, Any] = await resp.json()
+    return placed
+
+
+async def _status_when_done(http: aiohttp.ClientSession, base: str, call_id: str) -> Any:
+    """GET /calls/{id}?wait=20 from one of the web-app examples: the call's final status."""
+    async with http.get(f"{base}/calls/{call_id}", params={"wait": "20"}) as resp:
+        assert resp.status == 200
+        return await resp.json()
+
+
 def _assert_shut_down_cleanly(code: int, app: Program) -> None:
     # uvicorn re-raises the SIGTERM it handled once its graceful shutdown is done.
     assert code in (0, -signal.SIGTERM), app.output
@@ -248,16 +263,12 @@ async def test_fastapi_example_runs_the_call_in_the_background(tmp_path):
         app, base = await _start_fastapi_example(emu)
         try:
             async with aiohttp.ClientSession() as http:
-                async with http.post(f"{base}/calls", json={"to": TO}) as resp:
-                    assert resp.status == 202, await resp.text()
-                    placed = await resp.json()
+                placed = await _place_call(http, base)
                 call_id = placed["call_id"]
                 assert placed["running"] is True
                 assert placed["digit"] is None
                 assert placed["outcome"] is None
-                async with http.get(f"{base}/calls/{call_id}", params={"wait": "20"}) as resp:
-                    assert resp.status == 200
-                    status = await resp.json()
+                status = await _status_when_done(http, base, call_id)
         finally:
             code = await app.stop()
         assert status == {
@@ -298,9 +309,7 @@ async def test_fastapi_example_bounds_calls_and_hangs_up_at_shutdown(tmp_path):
                     assert resp.status == 422
                 async with http.get(f"{base}/calls/nope") as resp:
                     assert resp.status == 404
-                async with http.post(f"{base}/calls", json={"to": TO}) as resp:
-                    assert resp.status == 202
-                    call_id = (await resp.json())["call_id"]
+                call_id = (await _place_call(http, base))["call_id"]
                 async with http.post(f"{base}/calls", json={"to": "+15557650001"}) as resp:
                     assert resp.status == 429
                     assert resp.headers["Retry-After"] == "5"
@@ -355,9 +364,7 @@ async def test_aiohttp_example_records_a_message_in_the_background(tmp_path):
         app, base = await _start_aiohttp_example(emu)
         try:
             async with aiohttp.ClientSession() as http:
-                async with http.post(f"{base}/calls", json={"to": TO}) as resp:
-                    assert resp.status == 202, await resp.text()
-                    placed = await resp.json()
+                placed = await _place_call(http, base)
                 call_id = placed["call_id"]
                 assert placed == {
                     "call_id": call_id,
@@ -369,9 +376,7 @@ async def test_aiohttp_example_records_a_message_in_the_background(tmp_path):
                     "recording_url": None,
                 }
                 assert placed["state"] in ("queued", "created", "ringing")
-                async with http.get(f"{base}/calls/{call_id}", params={"wait": "20"}) as resp:
-                    assert resp.status == 200
-                    status = await resp.json()
+                status = await _status_when_done(http, base, call_id)
                 async with http.get(status["recording_url"] or base) as resp:
                     assert resp.status == 200
                     wav = await resp.read()
