@@ -240,6 +240,15 @@ async def _place_call(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
     return placed
 
 
+async def _one_call_and_no_more(http: aiohttp.ClientSession, base: str) -> str:
+    """With MAX_CALLS=1: a call is placed, the next one answered 429 (Retry-After: 5)."""
+    call_id: str = (await _place_call(http, base))["call_id"]
+    async with http.post(f"{base}/calls", json={"to": "+15557650001"}) as resp:
+        assert resp.status == 429
+        assert resp.headers["Retry-After"] == "5"
+    return call_id
+
+
 async def _status_when_done(http: aiohttp.ClientSession, base: str, call_id: str) -> Any:
     """GET /calls/{id}?wait=20 from one of the web-app examples: the call's final status."""
     async with http.get(f"{base}/calls/{call_id}", params={"wait": "20"}) as resp:
@@ -309,10 +318,7 @@ async def test_fastapi_example_bounds_calls_and_hangs_up_at_shutdown(tmp_path):
                     assert resp.status == 422
                 async with http.get(f"{base}/calls/nope") as resp:
                     assert resp.status == 404
-                call_id = (await _place_call(http, base))["call_id"]
-                async with http.post(f"{base}/calls", json={"to": "+15557650001"}) as resp:
-                    assert resp.status == 429
-                    assert resp.headers["Retry-After"] == "5"
+                call_id = await _one_call_and_no_more(http, base)
                 async with http.get(f"{base}/calls/{call_id}") as resp:
                     assert (await resp.json())["running"] is True
             assert _commands(emu) == ["dial"]
@@ -440,12 +446,7 @@ async def test_aiohttp_example_refuses_bad_input_and_hangs_up_at_shutdown(tmp_pa
                 assert status == 422
                 assert text.startswith("dial.to: 'hello'")
                 assert await answer("GET", "/calls/nope") == (404, "no such call here")
-                status, text = await answer("POST", "/calls", json={"to": TO})
-                assert status == 202, text
-                call_id = json.loads(text)["call_id"]
-                async with http.post(f"{base}/calls", json={"to": "+15557650001"}) as resp:
-                    assert resp.status == 429
-                    assert resp.headers["Retry-After"] == "5"
+                call_id = await _one_call_and_no_more(http, base)
                 for wait in ("x", "61", "-1"):
                     assert await answer("GET", f"/calls/{call_id}?wait={wait}") == (
                         422,
