@@ -197,7 +197,9 @@ class Limits:
             ``transfer``...): an older one may be closing on the server side,
             and a command lost with it would be ambiguous. Keep it well below
             the server's keep-alive timeout; 0 opens a fresh connection for
-            each such command. They use a pool of their own.
+            each such command. They use a pool of their own, which other
+            commands share while it holds a connection that fresh (so a busy
+            session keeps one set of connections).
         shared: Make *calls_per_second*, *commands_per_second* and
             *max_concurrency* project-wide: every AsyncRelay whose
             coordinator shares the same Redis (and project) counts against

@@ -16,6 +16,7 @@ import asyncio
 import json
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -81,6 +82,7 @@ class Transport:
     __slots__ = (
         "_client_timeout",
         "_dial_rate",
+        "_fresh",
         "_gate",
         "_limits",
         "_rate",
@@ -122,6 +124,19 @@ class Transport:
         # Commands that must not be sent twice get a pool of their own, made
         # when the first one is sent (see make_unsafe_session).
         self.unsafe_session: aiohttp.ClientSession | None = None
+        # When each connection of that pool was last released, newest last, while
+        # the two pools are ours (None otherwise). A connection released less than
+        # unsafe_keepalive ago is one a dial may take, so any command may: a command
+        # that finds one rides it instead of the other pool. So a busy session keeps
+        # one set of connections, not one per pool (half as many, and a script's
+        # dial and the play after it share a connection, one handshake fewer). An
+        # entry is a guess (aiohttp's pool is not asked): a wrong one costs a
+        # connection opened in this pool instead of one reused in the other.
+        self._fresh: deque[float] | None = (
+            deque(maxlen=limits.max_connections)
+            if session is None and limits.unsafe_keepalive
+            else None
+        )
         #: Set when the AsyncRelay closes: every attempt from then on, and every
         #: one the closing aborts, raises ClientClosedError.
         self.closed = False
@@ -202,11 +217,8 @@ class Transport:
         client = (
             self._client_timeout if timeout is USE_DEFAULT else client_timeout(Timeout.of(timeout))
         )
-        session = (
-            (self.unsafe_session or self._open_unsafe()) if idempotency is _UNSAFE else self.session
-        )
-        assert session is not None  # open() ran: the AsyncRelay opens before any send
         dial_rate = self._dial_rate if name == "dial" else None
+        session = self.session
         headers = self.headers
         retries: Retries | None = None
         started = time.monotonic()
@@ -229,6 +241,18 @@ class Transport:
                         if watch is not None and watch._processed():
                             raise AlreadyProcessed(name)
                         headers = {**self.headers, "Relaycall-Attempt": str(retries.attempt)}
+                    # The pool is chosen per attempt, once the limiters let it go (see _fresh).
+                    # Only the newest entry is looked at: when it is too old, so are the rest.
+                    fresh = self._fresh
+                    if fresh and time.monotonic() - fresh[-1] < self._limits.unsafe_keepalive:
+                        fresh.pop()
+                        session = self.unsafe_session
+                    elif idempotency is _UNSAFE:
+                        session = self.unsafe_session or self._open_unsafe()
+                    else:
+                        session = self.session
+                        fresh = None
+                    assert session is not None  # open() ran: the AsyncRelay opens before any send
                     async with session.post(
                         self.url,
                         data=data,
@@ -238,13 +262,15 @@ class Transport:
                     ) as resp:
                         raw = await resp.read()
                         status, resp_headers = resp.status, resp.headers
+                    if fresh is not None:
+                        fresh.append(time.monotonic())  # its connection is back in the pool
                 except FAILURES as exc:
                     if self.closed:  # close() aborted it: not an ambiguity
                         raise ClientClosedError(f"{name}: the AsyncRelay was closed") from exc
                     raise map_failure(exc, name) from exc
                 except RuntimeError as exc:
                     # aiohttp raises RuntimeError when its session was closed under us.
-                    if session.closed:
+                    if session is not None and session.closed:
                         raise ClientClosedError(f"{name}: the HTTP session is closed") from exc
                     raise
                 finally:
@@ -329,7 +355,9 @@ def make_unsafe_session(limits: Limits) -> aiohttp.ClientSession:
     idle time when it hands out a pooled connection, and closes an older one
     instead. Back-to-back dials still share connections; a dial after a pause
     pays for a new one (a TCP and TLS handshake). A failure to connect is
-    provably before sending, and is retried (ConnectError).
+    provably before sending, and is retried (ConnectError). Other commands
+    take a connection of this pool too when one was released within the bound
+    (see Transport._fresh): a script's dial and the play after it share one.
     """
     return _session(limits, limits.unsafe_keepalive)
 

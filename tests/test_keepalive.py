@@ -121,13 +121,15 @@ async def test_only_unsafe_commands_skip_connections_idle_past_the_bound(
     make_server: Any,
 ) -> None:
     """
-    After an idle spell longer than ``unsafe_keepalive`` (but shorter than the
-    server's keep-alive), a follow-up reuses its pooled connection, a dial
-    opens a fresh one, and a dial right after that reuses the fresh one.
+    A follow-up right after a dial rides the dial's connection (fresh, so one a
+    dial could take too). After an idle spell longer than ``unsafe_keepalive``
+    (but shorter than the server's keep-alive) follow-ups go to the long-lived
+    pool and reuse its connection after another spell; a dial then opens a
+    fresh connection, and a dial right after it reuses that one.
     """
     server = await make_server(5.0)
     # Bounds wide enough that a loaded machine's pauses between back-to-back
-    # dials stay well inside the 0.5 s.
+    # commands stay well inside the 0.5 s.
     limits = Limits(unsafe_keepalive=0.5)
     stop = commands.PlayStop(call_id=str(uuid.uuid4()), control_id="p1")
     async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url, limits=limits) as r:
@@ -135,14 +137,65 @@ async def test_only_unsafe_commands_skip_connections_idle_past_the_bound(
         await r.send(stop)
         await asyncio.sleep(0.8)  # the idle spell under test
         await r.send(stop)
+        await asyncio.sleep(0.8)
+        await r.send(stop)
         await r.dial(**DIAL)
         await r.dial(**DIAL)
     first, second, third = server.ports("dial")
     assert second != first
     assert third == second
-    stops = server.ports("calling.play.stop")
-    assert stops[0] == stops[1]
-    assert first not in stops  # the two kinds never share a connection
+    after_dial, *kept = server.ports("calling.play.stop")
+    assert after_dial == first
+    assert kept[0] == kept[1]
+    assert kept[0] not in (first, second)
+
+
+async def test_concurrent_flows_share_one_connection_each_across_both_pools(
+    make_server: Any,
+) -> None:
+    """
+    20 flows at once, each a dial then three follow-ups: each follow-up takes a
+    connection a dial just released, so the server sees 20 connections, not 40
+    (one per flow in each pool, as before).
+    """
+    server = await make_server(5.0)
+    stop = commands.PlayStop
+
+    async def flow(r: relaycall.AsyncRelay) -> None:
+        call = await r.dial(**DIAL)
+        for _ in range(3):
+            await r.send(stop(call_id=call.id, control_id="p1"))
+
+    async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url) as r:
+        await asyncio.gather(*(flow(r) for _ in range(20)))
+    ports = {port for _, port in server.seen}
+    assert len(server.seen) == 80
+    assert len(ports) == 20
+    assert ports == set(server.ports("dial"))
+
+
+async def test_follow_ups_take_a_dial_pool_connection_only_when_one_is_idle(
+    make_server: Any,
+) -> None:
+    """
+    A burst of follow-ups after a dial takes the one connection the dial
+    released and reuses the long-lived pool's for the rest: sharing never opens
+    a connection the two pools apart would not have (11 here, not 20).
+    """
+    server = await make_server(5.0)
+    call_id = str(uuid.uuid4())
+    stops = [commands.PlayStop(call_id=call_id, control_id=f"p{i}") for i in range(10)]
+    async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url) as r:
+        await asyncio.gather(*(r.send(stop) for stop in stops))
+        await asyncio.sleep(0.8)  # past unsafe_keepalive: no dial pool connection is fresh
+        await r.dial(**DIAL)
+        await asyncio.gather(*(r.send(stop) for stop in stops))
+    (dial_port,) = server.ports("dial")
+    first, second = server.ports("calling.play.stop")[:10], server.ports("calling.play.stop")[10:]
+    assert len(set(first)) == 10
+    assert second.count(dial_port) == 1
+    assert set(second) - {dial_port} <= set(first)
+    assert len({port for _, port in server.seen}) == 11
 
 
 async def test_unsafe_keepalive_zero_opens_a_connection_per_dial(make_server: Any) -> None:
