@@ -310,7 +310,8 @@ def _kept_alive() -> Any:
     The default (0.5 s) is a wall-clock limit: natively, flows at concurrency 50
     reuse the dial pool's connections (none opened in 2,000 flows), but under
     callgrind every dial finds its connection idle for longer and opens a new
-    one. These limits give the native connection pattern under the counter.
+    one (and the other commands stop sharing that pool's connections). These
+    limits give the native connection pattern under the counter.
     """
     import relaycall  # noqa: PLC0415
 
