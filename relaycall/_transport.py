@@ -89,6 +89,7 @@ class Transport:
         "closed",
         "headers",
         "owns_session",
+        "sent_body",
         "session",
         "shared",
         "unsafe_session",
@@ -102,6 +103,8 @@ class Transport:
         timeout: Timeout,
         limits: Limits,
         session: aiohttp.ClientSession | None,
+        *,
+        sent_body: Callable[[Any], Mapping[str, Any]] = lambda body: body,
     ) -> None:
         self.url = url
         #: Sent with every attempt; attempt 2, 3... replace Relaycall-Attempt.
@@ -137,6 +140,8 @@ class Transport:
             if session is None and limits.unsafe_keepalive
             else None
         )
+        #: The body dict of what :meth:`send` was given as *body*, for a retry.
+        self.sent_body = sent_body
         #: Set when the AsyncRelay closes: every attempt from then on, and every
         #: one the closing aborts, raises ClientClosedError.
         self.closed = False
@@ -193,7 +198,7 @@ class Transport:
         self,
         name: str,
         data: bytes,
-        body: Mapping[str, Any],
+        body: Any,
         idempotency: Idempotency,
         policy: RetryPolicy,
         parse: Callable[[Any], Any] | None,
@@ -202,6 +207,9 @@ class Transport:
     ) -> Any:
         """
         POST command *name* (*data*, the encoding of *body*) until it succeeds or must not.
+
+        *body* is the body dict, or what it was written from (a typed command):
+        :attr:`sent_body` makes the dict only when an attempt fails.
 
         Returns the 2xx body read by *parse*, or the whole :class:`Reply`
         without one (``execute``). Raises what the last attempt raised (see
@@ -280,7 +288,7 @@ class Transport:
                     raise make_status_error(status, resp_headers, decoded, command=name)
             except RelayError as exc:
                 if retries is None:
-                    retries = Retries(policy, idempotency, name, body, started)
+                    retries = Retries(policy, idempotency, name, self.sent_body(body), started)
                 await retries.after(exc)
                 continue
             if parse is None:
