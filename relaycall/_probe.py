@@ -140,8 +140,7 @@ class QuietCalls:
         relay = self._relay
         command = UserEvent(call_id=call.id, event=PROBE_EVENT)
         try:
-            # SAFE and never retried: a probe lost or answered twice does no harm,
-            # and it rides the long-lived pool, not the one for unsafe commands.
+            # SAFE and never retried: a probe lost or answered twice does no harm.
             leg = await relay._request(
                 command.command_name, command.to_wire(), Idempotency.SAFE, USE_DEFAULT, None,
                 check_leg,

@@ -109,13 +109,13 @@ class Retries:
         policy: RetryPolicy,
         idempotency: Idempotency,
         command: str,
-        body: Mapping[str, Any],
+        body: Mapping[str, Any] | None,
         started: float,
     ) -> None:
         self._policy = policy
         self._idempotency = idempotency
         self._command = command
-        #: The body sent, for AmbiguousOutcomeError.
+        #: The body sent, for AmbiguousOutcomeError (None unless the command is UNSAFE).
         self._body = body
         #: time.monotonic() when attempt 1 began: the deadline counts from it.
         self._started = started
@@ -173,6 +173,7 @@ class Retries:
         failure.retries_taken = self.attempt - 1
         decision = classify(failure, self._idempotency)
         if decision is Decision.AMBIGUOUS:
+            assert self._body is not None  # held for every UNSAFE command (AsyncRelay._request)
             ambiguous = AmbiguousOutcomeError(self._command, self._body, failure)
             ambiguous.retries_taken = failure.retries_taken
             raise ambiguous from failure

@@ -72,6 +72,7 @@ class _State(enum.Enum):
 # Module constants for the per-command checks: reading an Enum member off its
 # class costs about 70 ns on CPython 3.11, a global about 10.
 _OPEN, _CLOSED = _State.OPEN, _State.CLOSED
+_UNSAFE = Idempotency.UNSAFE
 
 
 # Built once: json.dumps with non-default options constructs a new JSONEncoder on
@@ -108,8 +109,9 @@ def _encode(body: Mapping[str, Any], command: str) -> bytes:
 
     A body with a secret (a SIP password, a SWML ``connect.password``, a
     webhook password) is kept in types whose repr is masked: the bytes in a
-    :class:`MaskedBody` and, in the body dict (kept for retries and
-    :class:`AmbiguousOutcomeError`), each secret value in a masked str. A
+    :class:`MaskedBody` and, in the body dict (kept for
+    :class:`AmbiguousOutcomeError` when the command must not be sent twice),
+    each secret value in a masked str. A
     traceback with captured locals (``data``, ``body``, a retry's partial)
     then shows ``'<redacted>'``. A typed command is walked only when it sets
     a field that can hold a secret; for the rest (play, record, stop, a dial
@@ -134,19 +136,6 @@ def _encode(body: Mapping[str, Any], command: str) -> bytes:
         return data
     body["params"] = masked  # type: ignore[index]
     return MaskedBody(data)
-
-
-def _sent_body(body: Mapping[str, Any] | Command[Any]) -> Mapping[str, Any]:
-    """
-    What a retry and :class:`AmbiguousOutcomeError` hold of a command sent: its body
-    as :func:`_encode` left it (each secret in a masked str), built again from a
-    typed command.
-    """
-    if not isinstance(body, Command):
-        return body
-    wire = body.to_wire()
-    _encode(wire, body.command_name)
-    return wire
 
 
 class _Untyped(dict[str, Any]):
@@ -431,7 +420,6 @@ class AsyncRelay:
             Timeout() if timeout is None else Timeout.of(timeout),
             limits or Limits(),
             session,
-            sent_body=_sent_body,
         )
         self._retry = RetryPolicy() if retry is USE_DEFAULT else (retry or RetryPolicy.disabled())
         try:
@@ -724,8 +712,9 @@ class AsyncRelay:
                 command, nonce = tokened  # type: ignore[assignment]
         elif command._receiver_status_url and self.receiver is not None:
             command = self._with_status_url(command)
-        idempotency, parse = command.idempotency, type(command)._parse_reply
-        result: R = await self._request(name, command, idempotency, timeout, retry, parse)
+        wire, idempotency = command.to_wire(), command.idempotency
+        parse = type(command)._parse_reply
+        result: R = await self._request(name, wire, idempotency, timeout, retry, parse)
         if nonce is not None:
             call_id = getattr(result, "id", None)
             if isinstance(call_id, str):
@@ -748,8 +737,8 @@ class AsyncRelay:
         if command._receiver_status_url and self.receiver is not None:
             command = self._with_status_url(command, watch)
         return self._request(
-            command.command_name, command, command.idempotency, USE_DEFAULT, USE_DEFAULT,
-            check_leg, watch,
+            command.command_name, command.to_wire(), command.idempotency, USE_DEFAULT,
+            USE_DEFAULT, check_leg, watch,
         )  # fmt: skip
 
     def _send_dial(
@@ -757,7 +746,7 @@ class AsyncRelay:
     ) -> Coroutine[Any, Any, Mapping[str, Any]]:
         """Send a dial whose status_url is settled (its token written, the caller's, or none)."""
         return self._request(
-            "dial", cmd, cmd.idempotency, USE_DEFAULT, USE_DEFAULT, check_leg, pending
+            "dial", cmd.to_wire(), cmd.idempotency, USE_DEFAULT, USE_DEFAULT, check_leg, pending
         )
 
     def _with_dial_token(self, cmd: Dial) -> tuple[Dial, str] | None:
@@ -957,7 +946,7 @@ class AsyncRelay:
     def _request(  # noqa: PLR0917 - private; positional on the hot path
         self,
         name: str,
-        body: Mapping[str, Any] | Command[Any],
+        body: Mapping[str, Any],
         idempotency: Idempotency,
         timeout: Timeout | float | timedelta | _Default | None,
         retry: RetryPolicy | _Default | None,
@@ -965,21 +954,21 @@ class AsyncRelay:
         watch: Any = None,
     ) -> Coroutine[Any, Any, Any]:
         """
-        Encode *body* (a typed command's is its ``to_wire()``) and return the coroutine
-        that sends it (and retries it if needed).
+        Encode *body* and return the coroutine that sends it (and retries it if needed).
 
         *watch* is the handle (or pending dial) the command starts: before a
         re-send, its callbacks are checked, and an attempt they show was
         processed is not sent again.
         """
         self._ensure_open()
-        # A typed command's dict is dropped once encoded: the coroutine holds the
-        # command, and builds the dict again (_sent_body) only if an attempt fails.
-        # Held across the await, the dicts of thousands of commands in flight made the
-        # cyclic collector run more often (benchmarks/RESULTS.md, "Fifth round").
-        data = _encode(body.to_wire() if isinstance(body, Command) else body, name)
+        data = _encode(body, name)
         policy = self._retry if retry is USE_DEFAULT else (retry or RetryPolicy.disabled())
-        return self._transport.send(name, data, body, idempotency, policy, parse, watch, timeout)
+        # Only a command that must not be sent twice can end in AmbiguousOutcomeError, the
+        # one reader of the body sent; the others' dicts are dropped once encoded. Held
+        # across the await, the dicts of thousands of commands in flight made the cyclic
+        # collector run more often (benchmarks/RESULTS.md, "Fifth round").
+        held = body if idempotency is _UNSAFE else None
+        return self._transport.send(name, data, held, idempotency, policy, parse, watch, timeout)
 
 
 _NO_RECONCILE = (

@@ -86,10 +86,10 @@ class Transport:
         "_gate",
         "_limits",
         "_rate",
+        "_share_within",
         "closed",
         "headers",
         "owns_session",
-        "sent_body",
         "session",
         "shared",
         "unsafe_session",
@@ -103,8 +103,6 @@ class Transport:
         timeout: Timeout,
         limits: Limits,
         session: aiohttp.ClientSession | None,
-        *,
-        sent_body: Callable[[Any], Mapping[str, Any]] = lambda body: body,
     ) -> None:
         self.url = url
         #: Sent with every attempt; attempt 2, 3... replace Relaycall-Attempt.
@@ -133,15 +131,18 @@ class Transport:
         # that finds one rides it instead of the other pool. So a busy session keeps
         # one set of connections, not one per pool (half as many, and a script's
         # dial and the play after it share a connection, one handshake fewer). An
-        # entry is a guess (aiohttp's pool is not asked): a wrong one costs a
-        # connection opened in this pool instead of one reused in the other.
+        # entry is a guess (aiohttp's pool is not asked): a wrong one (the server
+        # closed that connection) costs a connection opened in this pool instead of
+        # one reused in the other. And a dial that comes while a follow-up rides the
+        # connection it would have reused opens another.
         self._fresh: deque[float] | None = (
             deque(maxlen=limits.max_connections)
             if session is None and limits.unsafe_keepalive
             else None
         )
-        #: The body dict of what :meth:`send` was given as *body*, for a retry.
-        self.sent_body = sent_body
+        # Within both bounds: a command never rides a connection idle for longer than
+        # its own pool would have kept it (keepalive may be set below unsafe_keepalive).
+        self._share_within = min(limits.keepalive, limits.unsafe_keepalive)
         #: Set when the AsyncRelay closes: every attempt from then on, and every
         #: one the closing aborts, raises ClientClosedError.
         self.closed = False
@@ -171,6 +172,8 @@ class Transport:
 
     def _open_unsafe(self) -> aiohttp.ClientSession:
         """The session for commands that must not be sent twice, made on first use."""
+        if self.closed:  # close() would never close one made now
+            raise ClientClosedError("the AsyncRelay was closed")
         session = self.session
         assert session is not None  # open() ran: the AsyncRelay opens before any send
         if self.owns_session:
@@ -198,7 +201,7 @@ class Transport:
         self,
         name: str,
         data: bytes,
-        body: Any,
+        body: Mapping[str, Any] | None,
         idempotency: Idempotency,
         policy: RetryPolicy,
         parse: Callable[[Any], Any] | None,
@@ -208,8 +211,8 @@ class Transport:
         """
         POST command *name* (*data*, the encoding of *body*) until it succeeds or must not.
 
-        *body* is the body dict, or what it was written from (a typed command):
-        :attr:`sent_body` makes the dict only when an attempt fails.
+        *body* is needed only by a command that must not be sent twice (for
+        AmbiguousOutcomeError); None for the others.
 
         Returns the 2xx body read by *parse*, or the whole :class:`Reply`
         without one (``execute``). Raises what the last attempt raised (see
@@ -226,11 +229,11 @@ class Transport:
             self._client_timeout if timeout is USE_DEFAULT else client_timeout(Timeout.of(timeout))
         )
         dial_rate = self._dial_rate if name == "dial" else None
-        session = self.session
         headers = self.headers
         retries: Retries | None = None
         started = time.monotonic()
         while True:
+            session: aiohttp.ClientSession | None = None
             try:
                 if self.closed:
                     raise ClientClosedError(f"{name}: the AsyncRelay was closed")
@@ -249,10 +252,13 @@ class Transport:
                         if watch is not None and watch._processed():
                             raise AlreadyProcessed(name)
                         headers = {**self.headers, "Relaycall-Attempt": str(retries.attempt)}
+                    if self.closed:  # closed while the limiters held it: nothing is sent
+                        raise ClientClosedError(f"{name}: the AsyncRelay was closed")
                     # The pool is chosen per attempt, once the limiters let it go (see _fresh).
-                    # Only the newest entry is looked at: when it is too old, so are the rest.
+                    # The newest entry tells whether a fresh connection is idle; aiohttp's own
+                    # check on every reuse keeps a dial off an older one, whatever this guesses.
                     fresh = self._fresh
-                    if fresh and time.monotonic() - fresh[-1] < self._limits.unsafe_keepalive:
+                    if fresh and time.monotonic() - fresh[-1] < self._share_within:
                         fresh.pop()
                         session = self.unsafe_session
                     elif idempotency is _UNSAFE:
@@ -288,7 +294,7 @@ class Transport:
                     raise make_status_error(status, resp_headers, decoded, command=name)
             except RelayError as exc:
                 if retries is None:
-                    retries = Retries(policy, idempotency, name, self.sent_body(body), started)
+                    retries = Retries(policy, idempotency, name, body, started)
                 await retries.after(exc)
                 continue
             if parse is None:

@@ -178,24 +178,53 @@ async def test_follow_ups_take_a_dial_pool_connection_only_when_one_is_idle(
     make_server: Any,
 ) -> None:
     """
-    A burst of follow-ups after a dial takes the one connection the dial
-    released and reuses the long-lived pool's for the rest: sharing never opens
-    a connection the two pools apart would not have (11 here, not 20).
+    Follow-ups ride the dial pool only on a connection a dial released less than
+    ``unsafe_keepalive`` ago: a burst after an idle spell reuses the long-lived
+    pool's connections and opens none, and a burst right after a dial takes the
+    one connection that dial released and reuses the long-lived pool for the
+    rest. 12 connections in all: 10 for the first burst and one per dial.
     """
     server = await make_server(5.0)
     call_id = str(uuid.uuid4())
     stops = [commands.PlayStop(call_id=call_id, control_id=f"p{i}") for i in range(10)]
     async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url) as r:
         await asyncio.gather(*(r.send(stop) for stop in stops))
-        await asyncio.sleep(0.8)  # past unsafe_keepalive: no dial pool connection is fresh
+        await r.dial(**DIAL)
+        await asyncio.sleep(0.8)  # past unsafe_keepalive: the dial's connection is stale
+        await asyncio.gather(*(r.send(stop) for stop in stops))
         await r.dial(**DIAL)
         await asyncio.gather(*(r.send(stop) for stop in stops))
-    (dial_port,) = server.ports("dial")
-    first, second = server.ports("calling.play.stop")[:10], server.ports("calling.play.stop")[10:]
+    first_dial, second_dial = server.ports("dial")
+    stop_ports = server.ports("calling.play.stop")
+    first, after_spell, after_dial = stop_ports[:10], stop_ports[10:20], stop_ports[20:]
     assert len(set(first)) == 10
-    assert second.count(dial_port) == 1
-    assert set(second) - {dial_port} <= set(first)
-    assert len({port for _, port in server.seen}) == 11
+    assert set(after_spell) <= set(first)
+    assert second_dial != first_dial
+    assert after_dial.count(second_dial) == 1
+    assert set(after_dial) - {second_dial} <= set(first)
+    assert len({port for _, port in server.seen}) == 12
+
+
+async def test_a_dial_held_by_a_limiter_when_the_relay_closes_is_not_sent(
+    make_server: Any,
+) -> None:
+    """
+    A session's first dial, waiting on the per-second limit when ``close()`` runs,
+    raises ClientClosedError once the limiter lets it go: it is never sent, and no
+    session is opened for it after the close (none would be closed).
+    """
+    server = await make_server(5.0)
+    limits = Limits(commands_per_second=1)
+    relay = relaycall.AsyncRelay(PROJECT, TOKEN, base_url=server.base_url, limits=limits)
+    async with relay:
+        await relay.send(commands.PlayStop(call_id=str(uuid.uuid4()), control_id="p1"))
+        dial = asyncio.create_task(relay.dial(**DIAL))
+        await asyncio.sleep(0)  # one loop turn: the dial runs up to the limiter's wait
+        assert not dial.done()
+    with pytest.raises(relaycall.ClientClosedError):
+        await asyncio.wait_for(dial, 5)
+    assert server.dials == 0
+    assert relay._transport.unsafe_session is None
 
 
 async def test_unsafe_keepalive_zero_opens_a_connection_per_dial(make_server: Any) -> None:
