@@ -111,9 +111,8 @@ def _encode(body: Mapping[str, Any], command: str) -> bytes:
     webhook password) is kept in types whose repr is masked: the bytes in a
     :class:`MaskedBody` and, in the body dict (kept for
     :class:`AmbiguousOutcomeError` when the command must not be sent twice),
-    each secret value in a masked str. A
-    traceback with captured locals (``data``, ``body``, a retry's partial)
-    then shows ``'<redacted>'``. A typed command is walked only when it sets
+    each secret value in a masked str. A traceback with captured locals
+    (``data``, ``body``) then shows ``'<redacted>'``. A typed command is walked only when it sets
     a field that can hold a secret; for the rest (play, record, stop, a dial
     without SIP credentials or SWML: nearly every command) the check is a
     dict lookup.
