@@ -216,9 +216,14 @@ class Emulator:
         await self._relay.__aenter__()
 
     async def close(self) -> None:
-        """Close the relay, then the receiver and the emulator. Idempotent."""
+        """Close the relay, stop the callbacks, then the receiver and the emulator. Idempotent."""
         if self._relay is not None:
             await self._relay.close()
+        # The platform stops calling back before the receiver stops listening: its
+        # timers kept sending callbacks into the receiver's shutdown, each reset and
+        # logged, and a connection accepted in that window could be left unclosed (a
+        # ResourceWarning under load). The app's cleanup closes the platform again.
+        await self.core.close()
         if self._receiver is not None:
             await self._receiver.stop()
         runner, self._runner = self._runner, None
