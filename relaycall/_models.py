@@ -143,8 +143,8 @@ def _null_tuple(value: Any, _: Any) -> tuple[ChargeDetail, ...]:
 def _reader() -> cattrs.Converter:
     """
     A converter for reading replies: lenient, detailed errors (what relaycall writes is
-    strict: _writing). Made, and cattrs imported, when a reply
-    first takes the cattrs path: most never do (see _fast_call_leg).
+    strict: _writing). Made, and cattrs imported, when a reply first takes the cattrs
+    path: most never do (see _fast_call_leg).
     """
     import cattrs  # noqa: PLC0415 - see above
 

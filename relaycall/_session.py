@@ -112,10 +112,10 @@ def _encode(body: Mapping[str, Any], command: str) -> bytes:
     :class:`MaskedBody` and, in the body dict (kept for
     :class:`AmbiguousOutcomeError` when the command must not be sent twice),
     each secret value in a masked str. A traceback with captured locals
-    (``data``, ``body``) then shows ``'<redacted>'``. A typed command is walked only when it sets
-    a field that can hold a secret; for the rest (play, record, stop, a dial
-    without SIP credentials or SWML: nearly every command) the check is a
-    dict lookup.
+    (``data``, ``body``) then shows ``'<redacted>'``. A typed command is
+    walked only when it sets a field that can hold a secret; for the rest
+    (play, record, stop, a dial without SIP credentials or SWML: nearly every
+    command) the check is a dict lookup.
     """
     try:
         data = _json_text(body).encode()

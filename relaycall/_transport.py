@@ -171,9 +171,12 @@ class Transport:
             self.session = make_session(self._limits)
 
     def _open_unsafe(self) -> aiohttp.ClientSession:
-        """The session for commands that must not be sent twice, made on first use."""
-        if self.closed:  # close() would never close one made now
-            raise ClientClosedError("the AsyncRelay was closed")
+        """
+        The session for commands that must not be sent twice, made on first use.
+
+        Only by :meth:`send`, which has checked the AsyncRelay is not closed (close()
+        would never close a session made after it).
+        """
         session = self.session
         assert session is not None  # open() ran: the AsyncRelay opens before any send
         if self.owns_session:
