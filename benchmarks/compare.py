@@ -6,9 +6,10 @@ relaycall at *REV*, in this tree, and bare aiohttp, alternating in fresh interpr
 
 Runs benchmark 1's flows at one concurrency for relaycall as of git revision
 *REV* (checked out in a temporary worktree), for relaycall in this tree, and
-for the bare aiohttp client, against one server process, in fresh client
-processes every round (rotating the order), and prints medians, ranges and
-every draw. For judging a change to the hot path when the machine's noise is
+for the bare aiohttp client (and the same loop tuned as relaycall tunes its
+aiohttp: ``aiohttp-tuned`` in ``benchmarks/throughput.py``), against one server
+process, in fresh client processes every round (rotating the order), and prints
+medians, ranges and every draw. For judging a change to the hot path when the machine's noise is
 larger than the change: the sides share the same minutes of the same machine.
 
 Every side is driven by this tree's benchmark code (``benchmarks/throughput.py``);
@@ -98,13 +99,15 @@ def compare(
 ) -> dict[str, list[Any]]:
     with checkout(rev) as old:
         sides = [(f"relaycall {rev}", old, "relaycall"), ("relaycall (this tree)", ROOT,
-                 "relaycall"), ("aiohttp", ROOT, "aiohttp")]  # fmt: skip
+                 "relaycall"), ("aiohttp", ROOT, "aiohttp"),
+                 ("aiohttp, tuned", ROOT, "aiohttp-tuned")]  # fmt: skip
         runs: dict[str, list[Any]] = {name: [] for name, _, _ in sides}
         for root in (old, ROOT):  # first-use imports must not compile inside a short run
             compile_package(root / "relaycall")
         with ServerProcess() as server:
             for r in range(rounds):
-                for name, root, side in sides[r % 3 :] + sides[: r % 3]:
+                turn = r % len(sides)
+                for name, root, side in sides[turn:] + sides[:turn]:
                     runs[name].append(
                         _run(root, side, server.base_url, concurrency, flows, not short)
                     )
@@ -125,7 +128,7 @@ def compare_coldstart(rev: str, rounds: int, instructions: bool = False) -> dict
 
 
 def report(runs: dict[str, list[Any]], concurrency: int, *, short: bool = False) -> str:
-    bare = runs["aiohttp"]
+    bare, tuned = runs["aiohttp"], runs["aiohttp, tuned"]
     bare_cpu = statistics.median(r["cpu_us_per_command"] for r in bare)
     bare_tput = statistics.median(r["commands_per_s"] for r in bare)
     rows = []
@@ -137,6 +140,9 @@ def report(runs: dict[str, list[Any]], concurrency: int, *, short: bool = False)
         pairs = list(zip(rs, bare, strict=True))
         paired_cpu = [a["cpu_us_per_command"] / b["cpu_us_per_command"] for a, b in pairs]
         paired_tput = [a["commands_per_s"] / b["commands_per_s"] for a, b in pairs]
+        to_tuned = list(zip(rs, tuned, strict=True))
+        tuned_cpu = [a["cpu_us_per_command"] / b["cpu_us_per_command"] for a, b in to_tuned]
+        tuned_tput = [a["commands_per_s"] / b["commands_per_s"] for a, b in to_tuned]
         rows.append(
             [
                 name,
@@ -146,6 +152,7 @@ def report(runs: dict[str, list[Any]], concurrency: int, *, short: bool = False)
                 f"{statistics.median(tput):,.0f} ({min(tput):,.0f}-{max(tput):,.0f})",
                 f"{ratio(statistics.median(tput), bare_tput):.2f}x",
                 f"{statistics.median(paired_tput):.2f}x",
+                f"{statistics.median(tuned_cpu):.2f}x, {statistics.median(tuned_tput):.2f}x",
                 f"{statistics.median(gc_us):.1f}",
                 ", ".join(f"{c:.1f}" for c in sorted(cpu)),
             ]
@@ -158,6 +165,7 @@ def report(runs: dict[str, list[Any]], concurrency: int, *, short: bool = False)
         "commands/s",
         "vs aiohttp",
         "per round",
+        "per round vs tuned: CPU, commands/s",
         "in the collector, µs/command",
         "every draw, µs/command",
     ]
@@ -166,7 +174,8 @@ def report(runs: dict[str, list[Any]], concurrency: int, *, short: bool = False)
     title = f"## Concurrency {concurrency}, {flows} flows, {kind}, {len(bare)} rounds"
     note = (
         '"vs aiohttp": ratio of the medians; "per round": median of each round\'s ratio '
-        "(the sides of a round run back to back, so a slow minute slows them alike)."
+        "(the sides of a round run back to back, so a slow minute slows them alike). "
+        '"vs tuned": the same, against aiohttp tuned as relaycall tunes it.'
     )
     return f"{title}\n\n" + table(head, rows) + f"\n\n{note}"
 

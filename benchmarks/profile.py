@@ -173,8 +173,9 @@ def stub(side: str, flows: int) -> None:
     """
     Run *flows* stub flows of *side*: what ``instructions`` counts.
 
-    ``relaycall-http`` and ``aiohttp-http``: benchmark 1's flows at concurrency
-    50 against the benchmark server (in another process), after 200 uncounted.
+    ``relaycall-http``, ``aiohttp-http`` and ``aiohttp-tuned-http``: benchmark 1's
+    flows at concurrency 50 against the benchmark server (in another process),
+    after 200 uncounted.
     ``ingest``: that many ``receiver.ingest()`` calls; ``receiver`` and
     ``receiver-bare``: that many callbacks over HTTP into an EventReceiver
     (100 live calls) or a bare aiohttp handler, posted from another process.
@@ -234,7 +235,10 @@ def _http_flows(side: str, base_url: str, flows: int) -> None:
         asyncio.run(throughput._relaycall_flows(base_url, 50, flows, drive=drive, limits=limits))
     else:
         headers = throughput.relaycall_headers()
-        asyncio.run(throughput._aiohttp_flows(base_url, 50, flows, headers, drive=drive))
+        tuned = side == "aiohttp-tuned"
+        asyncio.run(
+            throughput._aiohttp_flows(base_url, 50, flows, headers, drive=drive, tuned=tuned)
+        )
     print(f"connections opened: {opened[0]}", file=sys.stderr)
 
 
@@ -465,7 +469,13 @@ def instructions(flows: int = 300, calls: int = 5000, callbacks: int = 2000) -> 
         lib = _counter_library(Path(tmp))
         out: dict[str, float] = {}
         opened: dict[str, int] = {}
-        for side in (*_STUB_SIDES, "relaycall-http", "relaycall-keep-http", "aiohttp-http"):
+        for side in (
+            *_STUB_SIDES,
+            "relaycall-http",
+            "relaycall-keep-http",
+            "aiohttp-http",
+            "aiohttp-tuned-http",
+        ):
             count = _callgrind(side, flows, lib, opened)
             out[side] = count / (flows * throughput.COMMANDS_PER_FLOW)
         out.update({f"{side} connections": float(n) for side, n in opened.items()})
@@ -541,7 +551,9 @@ def main() -> None:
             f"{i['relaycall-http connections']:.0f}, bare {i['aiohttp-http connections']:.0f}); "
             f"relaycall with unsafe_keepalive=600 {i['relaycall-keep-http']:,.0f} "
             f"({i['relaycall-keep-http'] / i['aiohttp-http']:.2f}x, "
-            f"{i['relaycall-keep-http connections']:.0f} opened); "
+            f"{i['relaycall-keep-http connections']:.0f} opened); bare aiohttp tuned as "
+            f"relaycall tunes it {i['aiohttp-tuned-http']:,.0f} (relaycall with "
+            f"unsafe_keepalive=600: {i['relaycall-keep-http'] / i['aiohttp-tuned-http']:.2f}x); "
             f"per receiver.ingest() call: {i['ingest']:,.0f}; per callback over HTTP: "
             f"EventReceiver {i['receiver']:,.0f}, bare handler {i['receiver-bare']:,.0f} "
             f"({i['receiver'] / i['receiver-bare']:.2f}x)"

@@ -151,7 +151,10 @@ class Timeout:
             overall bound is :attr:`RetryPolicy.deadline`.
 
     ``None`` disables a bound. The defaults (5, 30, 30) are finite on purpose:
-    a hung request must not hang a call flow.
+    a hung request must not hang a call flow. Bounds are kept to the event
+    loop's clock, not rounded up to a whole second as aiohttp does by default;
+    a *read* bound no shorter than *total* cannot be reached first, so only
+    *total* is armed (a timer fewer for every chunk of every reply).
     """
 
     connect: float | None = attrs.field(default=5.0, converter=_seconds)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import ssl
 import time
 from collections import deque
@@ -22,6 +23,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
+from multidict import CIMultiDict
 
 from relaycall._config import USE_DEFAULT, Limits, RetryPolicy, Timeout, _Default
 from relaycall._idempotency import Idempotency
@@ -84,6 +86,7 @@ class Transport:
         "_dial_rate",
         "_fresh",
         "_gate",
+        "_headers",
         "_limits",
         "_rate",
         "_share_within",
@@ -107,6 +110,10 @@ class Transport:
         self.url = url
         #: Sent with every attempt; attempt 2, 3... replace Relaycall-Attempt.
         self.headers = headers
+        # The same, as the CIMultiDict aiohttp turns a dict of headers into on every
+        # request: given one, it only copies it (1.5% of a command's CPU; see
+        # benchmarks/RESULTS.md, "Sixth round"). What attempt 1 passes.
+        self._headers: CIMultiDict[str] = CIMultiDict(headers)
         self._client_timeout = client_timeout(timeout)
         self._limits = limits
         self._gate: Gate | SharedGate = Gate(limits.concurrency)
@@ -232,7 +239,7 @@ class Transport:
             self._client_timeout if timeout is USE_DEFAULT else client_timeout(Timeout.of(timeout))
         )
         dial_rate = self._dial_rate if name == "dial" else None
-        headers = self.headers
+        headers: Mapping[str, str] = self._headers
         retries: Retries | None = None
         started = time.monotonic()
         while True:
@@ -346,10 +353,27 @@ def _decode(data: bytes) -> Any:
 
 
 def client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
-    # aiohttp's `connect` covers waiting for a pooled connection as well as
-    # connecting; failing inside it means nothing was written.
+    """
+    aiohttp's timeouts for *timeout*, exact to the loop's clock.
+
+    aiohttp's ``connect`` covers waiting for a pooled connection as well as
+    connecting; failing inside it means nothing was written.
+
+    A read timeout no shorter than the total one is left to the total one
+    (``Timeout()``'s 30 s and 30 s, ``Timeout.of(s)``). aiohttp starts the
+    read timer once the request is written, after the total one, so it
+    cannot fire first; but it makes, pushes on the loop's heap and cancels
+    a timer for every chunk of every reply, 7% of a command's CPU
+    (benchmarks/RESULTS.md, "Sixth round"). For that, the total one must not
+    fire late: aiohttp rounds a timeout of 5 s or more up to a whole second of
+    the loop's clock (``ceil_threshold``), up to a second after the read one
+    would have; relaycall's timeouts are not rounded.
+    """
+    total, read = timeout.total, timeout.read
+    if total is not None and read is not None and read >= total:
+        read = None
     return aiohttp.ClientTimeout(
-        total=timeout.total, connect=timeout.connect, sock_read=timeout.read
+        total=total, connect=timeout.connect, sock_read=read, ceil_threshold=math.inf
     )
 
 

@@ -169,15 +169,27 @@ async def test_bare_client_sends_relaycalls_bytes(server) -> None:
         assert sent[name.lower()] == value
 
 
+async def test_tuned_baseline_sends_what_the_bare_one_sends(server) -> None:
+    """The tuned aiohttp loop differs from the bare one in aiohttp's own work, not the wire."""
+    headers = throughput.relaycall_headers()
+    sent = []
+    for tuned in (False, True):
+        await throughput._aiohttp_flows(server.base_url, 1, 1, headers, tuned=tuned)
+        sent.append([(s.headers, s.json["command"]) for s in server.seen])
+        server.seen.clear()
+    assert len(sent[0]) == 16
+    assert sent[0] == sent[1]
+
+
 def test_compare_runs_against_a_revision() -> None:
-    """benchmarks.compare checks a revision out beside this tree and runs all three sides."""
+    """benchmarks.compare checks a revision out beside this tree and runs all four sides."""
     root = Path(__file__).resolve().parent.parent
     if not (root / ".git").exists():
         pytest.skip("not a git checkout")
     from benchmarks import compare  # noqa: PLC0415
 
     runs = compare.compare("HEAD", rounds=1, concurrency=2, flows=2)
-    assert list(runs) == ["relaycall HEAD", "relaycall (this tree)", "aiohttp"]
+    assert list(runs) == ["relaycall HEAD", "relaycall (this tree)", "aiohttp", "aiohttp, tuned"]
     assert all(r[0]["commands"] == 16 for r in runs.values())
     assert "every draw" in compare.report(runs, 2)
 

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gc
 import logging
+import math
 import time
 import warnings
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import attrs
 import pytest
+from aiohttp import web
 
 import relaycall
 from relaycall import commands
@@ -476,6 +481,103 @@ async def test_per_call_timeout_overrides_session(relay, server):
             commands.PlayStop(call_id=CALL_ID, control_id="c"), timeout=0.1, retry=None
         )
     assert len(server.seen) == 1
+
+
+@contextlib.asynccontextmanager
+async def _relay_on(handler: Any, timeout: Any) -> AsyncIterator[relaycall.AsyncRelay]:
+    """An AsyncRelay with *timeout*, on an aiohttp server on 127.0.0.1 answering with *handler*."""
+    app = web.Application()
+    app.router.add_post("/api/calling/calls", handler)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=base_url, timeout=timeout) as r:
+            yield r
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_trickling_reply_is_cut_at_the_total_timeout():
+    """
+    A reply whose bytes keep coming, each well inside the read bound, still ends at the
+    total bound: with read == total the read timer is left out (it could never fire
+    first), and the total one must then hold on its own.
+    """
+    release = asyncio.Event()
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        while not release.is_set():
+            await response.write(b" ")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(release.wait(), 0.05)
+        return response
+
+    async with _relay_on(trickle, timeout=0.5) as relay:
+        started = time.monotonic()
+        try:
+            with pytest.raises(relaycall.ReadTimeout, match="total timeout"):
+                await asyncio.wait_for(
+                    relay.send(commands.PlayStop(call_id=CALL_ID, control_id="c"), retry=None),
+                    10,  # far above 0.5 s: only a missing total bound reaches it
+                )
+        finally:
+            release.set()
+        assert 0.45 < time.monotonic() - started < 5
+
+
+async def test_a_read_bound_shorter_than_the_total_one_still_applies():
+    """With read < total, the read timer stays: a reply that stalls fails at the read bound."""
+    release = asyncio.Event()
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await release.wait()
+        return response
+
+    timeout = relaycall.Timeout(connect=5, read=0.3, total=20)
+    async with _relay_on(stall, timeout) as relay:
+        started = time.monotonic()
+        try:
+            with pytest.raises(relaycall.ReadTimeout, match="read timeout"):
+                await asyncio.wait_for(
+                    relay.send(commands.PlayStop(call_id=CALL_ID, control_id="c"), retry=None),
+                    10,
+                )
+        finally:
+            release.set()
+        assert time.monotonic() - started < 5
+
+
+async def test_a_total_timeout_of_seconds_is_not_rounded_up():
+    """
+    Timeout(total=5) ends the attempt 5 s after it began, not at the next whole second
+    of the loop's clock (aiohttp's rounding of timeouts of 5 s or more, left off here).
+
+    The attempt starts just after a whole second, where rounding up would add almost
+    a second.
+    """
+    release = asyncio.Event()
+
+    async def silent(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response(call_leg())
+
+    loop = asyncio.get_running_loop()
+    async with _relay_on(silent, relaycall.Timeout(connect=1, read=None, total=5)) as relay:
+        # Not waiting for an event: moving the start to where rounding would show most.
+        await asyncio.sleep(math.ceil(loop.time()) - loop.time() + 0.02)
+        started = loop.time()
+        try:
+            with pytest.raises(relaycall.ReadTimeout):
+                await relay.send(commands.PlayStop(call_id=CALL_ID, control_id="c"), retry=None)
+        finally:
+            release.set()
+        assert 4.95 < loop.time() - started < 5.5
 
 
 async def test_connection_refused_is_connect_error(closed_port, sleeps):
