@@ -9,8 +9,9 @@ Runs benchmark 1's flows at one concurrency for relaycall as of git revision
 for the bare aiohttp client (and the same loop tuned as relaycall tunes its
 aiohttp: ``aiohttp-tuned`` in ``benchmarks/throughput.py``), against one server
 process, in fresh client processes every round (rotating the order), and prints
-medians, ranges and every draw. For judging a change to the hot path when the machine's noise is
-larger than the change: the sides share the same minutes of the same machine.
+medians, ranges and every draw. For judging a change to the hot path when the
+machine's noise is larger than the change: the sides share the same minutes of
+the same machine.
 
 Every side is driven by this tree's benchmark code (``benchmarks/throughput.py``);
 only ``relaycall`` comes from *REV*'s tree. ``--short`` times each run from

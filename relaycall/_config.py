@@ -146,6 +146,9 @@ class Timeout:
     Args:
         connect: Getting a connection (from the pool or a new TCP+TLS one).
             Failing here means nothing was sent, so even ``dial`` is retried.
+            Unset or no shorter than *total*, it ends just before *total*
+            (by 50 ms, or a tenth of *total* if less), so a connection that
+            never opens is still known to have sent nothing.
         read: Longest wait for the next bytes of the reply.
         total: The whole attempt. Retries get a fresh *total* each; the
             overall bound is :attr:`RetryPolicy.deadline`.

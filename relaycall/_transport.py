@@ -360,21 +360,36 @@ def client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
     connecting; failing inside it means nothing was written.
 
     A read timeout no shorter than the total one is left to the total one
-    (``Timeout()``'s 30 s and 30 s, ``Timeout.of(s)``). aiohttp starts the
-    read timer once the request is written, after the total one, so it
-    cannot fire first; but it makes, pushes on the loop's heap and cancels
-    a timer for every chunk of every reply, 7% of a command's CPU
+    (``Timeout()``'s 30 s and 30 s, ``Timeout.of(s)``). aiohttp arms the
+    read timer once the request is written (or bytes of the reply arrive),
+    after the total one started, so it cannot fire first; but it makes,
+    pushes on the loop's heap and cancels a timer for every chunk of every
+    reply, 7% of a command's CPU
     (benchmarks/RESULTS.md, "Sixth round"). For that, the total one must not
     fire late: aiohttp rounds a timeout of 5 s or more up to a whole second of
     the loop's clock (``ceil_threshold``), up to a second after the read one
     would have; relaycall's timeouts are not rounded.
     """
-    total, read = timeout.total, timeout.read
-    if total is not None and read is not None and read >= total:
-        read = None
+    total, read, connect = timeout.total, timeout.read, timeout.connect
+    if total is not None:
+        if read is not None and read >= total:
+            read = None
+        # The connect timer also starts after the total one: a connect bound no shorter
+        # (or none) loses that race, and a stall while connecting, with nothing sent,
+        # ends as the total's timeout, which must be read as "may have been sent" (a
+        # dial's AmbiguousOutcomeError, not re-sent). Ended just before the total one, it
+        # is a ConnectTimeout (a dial is re-sent), as a shorter connect bound gives.
+        before_total = total - min(_CONNECT_MARGIN, total / 10)
+        if connect is None or connect > before_total:
+            connect = before_total
     return aiohttp.ClientTimeout(
-        total=total, connect=timeout.connect, sock_read=read, ceil_threshold=math.inf
+        total=total, connect=connect, sock_read=read, ceil_threshold=math.inf
     )
+
+
+#: How long before the total bound a connect bound no shorter than it ends (see
+#: client_timeout): far more than the few microseconds between the two timers' starts.
+_CONNECT_MARGIN = 0.05
 
 
 def make_session(limits: Limits) -> aiohttp.ClientSession:

@@ -8,9 +8,10 @@ import contextlib
 import gc
 import logging
 import math
+import socket
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -578,6 +579,47 @@ async def test_a_total_timeout_of_seconds_is_not_rounded_up():
         finally:
             release.set()
         assert 4.95 < loop.time() - started < 5.5
+
+
+@contextlib.contextmanager
+def _port_that_never_accepts() -> Iterator[int]:
+    """
+    A loopback port whose accept queue is full: a connection to it never opens.
+
+    ``listen(0)`` queues one connection, which one blocking connect fills; the
+    kernel then drops every SYN, and a connect waits until its caller's timeout.
+    """
+    with socket.socket() as server, socket.socket() as filler:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        filler.connect(("127.0.0.1", port))
+        yield port
+
+
+@pytest.mark.parametrize(
+    "timeout",
+    [1.0, relaycall.Timeout(connect=None, total=1), relaycall.Timeout(connect=3, total=1)],
+    ids=["a number", "connect None", "connect over total"],
+)
+async def test_a_connection_that_never_opens_is_a_connect_timeout(timeout):
+    """
+    A dial whose connection never opens ends as ConnectTimeout (nothing was sent), not as
+    an ambiguous dial, when the connect bound is not shorter than the total one: the total
+    timer starts first, so the connect one is ended just before it.
+    """
+    with _port_that_never_accepts() as port:
+        base_url = f"http://127.0.0.1:{port}"
+        async with relaycall.AsyncRelay(
+            PROJECT, TOKEN, base_url=base_url, timeout=timeout, retry=None
+        ) as relay:
+            started = time.monotonic()
+            with pytest.raises(relaycall.ConnectTimeout, match="not sent"):
+                await asyncio.wait_for(
+                    relay.dial(from_="+15551230000", to="+15557650000", url="https://x.test/s"),
+                    10,  # far above the 1 s bound: only a missing bound reaches it
+                )
+            assert 0.9 < time.monotonic() - started < 5
 
 
 async def test_connection_refused_is_connect_error(closed_port, sleeps):
