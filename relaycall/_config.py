@@ -146,9 +146,13 @@ class Timeout:
     Args:
         connect: Getting a connection (from the pool or a new TCP+TLS one).
             Failing here means nothing was sent, so even ``dial`` is retried.
-            Unset or no shorter than *total*, it ends just before *total*
-            (by 50 ms, or a tenth of *total* if less), so a connection that
-            never opens is still known to have sent nothing.
+            Unset, or longer than 50 ms before *total* (half of *total* if
+            that is less), it ends that much before *total*: aiohttp starts the
+            total timer first, and a connection that never opens must end as
+            a ConnectTimeout (nothing sent), not as the total's timeout (maybe
+            sent). With a total of a few milliseconds, or an event loop
+            blocked at that moment, it may still end as the latter: reported
+            ambiguous, never sent twice.
         read: Longest wait for the next bytes of the reply.
         total: The whole attempt. Retries get a fresh *total* each; the
             overall bound is :attr:`RetryPolicy.deadline`.

@@ -375,11 +375,12 @@ def client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
         if read is not None and read >= total:
             read = None
         # The connect timer also starts after the total one: a connect bound no shorter
-        # (or none) loses that race, and a stall while connecting, with nothing sent,
-        # ends as the total's timeout, which must be read as "may have been sent" (a
-        # dial's AmbiguousOutcomeError, not re-sent). Ended just before the total one, it
-        # is a ConnectTimeout (a dial is re-sent), as a shorter connect bound gives.
-        before_total = total - min(_CONNECT_MARGIN, total / 10)
+        # (or none) loses that race, and a stall while connecting or waiting for a pooled
+        # connection, with nothing sent, ends as the total's timeout, which must be read
+        # as "may have been sent" (a dial's AmbiguousOutcomeError, not re-sent). Ended
+        # just before the total one, it is a ConnectTimeout (a dial is re-sent), as a
+        # shorter connect bound gives.
+        before_total = total - min(_CONNECT_MARGIN, total / 2)
         if connect is None or connect > before_total:
             connect = before_total
     return aiohttp.ClientTimeout(
@@ -388,7 +389,10 @@ def client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
 
 
 #: How long before the total bound a connect bound no shorter than it ends (see
-#: client_timeout): far more than the few microseconds between the two timers' starts.
+#: client_timeout). The two timers start microseconds apart; what the margin must
+#: outlast is the event loop waking late (the selector's wait is rounded up to whole
+#: milliseconds, and a loop blocked past both deadlines runs both in one pass). Then
+#: the total one still wins, and the stall is reported as maybe sent: never re-sent.
 _CONNECT_MARGIN = 0.05
 
 

@@ -321,7 +321,12 @@ class ConnectError(TransportError):
 
 
 class ConnectTimeout(ConnectError, *_TIMEOUT_BASES):  # type: ignore[misc]
-    """Connecting (or waiting for a pooled connection) took longer than the connect timeout."""
+    """
+    Connecting (or waiting for a pooled connection) took longer than the connect timeout.
+
+    Also when the connect bound is unset or not shorter than the total one: it then
+    ends just before the total one (see :class:`relaycall.Timeout`). Nothing was sent.
+    """
 
 
 class TLSError(ConnectError):

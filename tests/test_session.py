@@ -9,6 +9,7 @@ import gc
 import logging
 import math
 import socket
+import sys
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -485,7 +486,9 @@ async def test_per_call_timeout_overrides_session(relay, server):
 
 
 @contextlib.asynccontextmanager
-async def _relay_on(handler: Any, timeout: Any) -> AsyncIterator[relaycall.AsyncRelay]:
+async def _relay_on(
+    handler: Any, timeout: Any, **options: Any
+) -> AsyncIterator[relaycall.AsyncRelay]:
     """An AsyncRelay with *timeout*, on an aiohttp server on 127.0.0.1 answering with *handler*."""
     app = web.Application()
     app.router.add_post("/api/calling/calls", handler)
@@ -494,7 +497,9 @@ async def _relay_on(handler: Any, timeout: Any) -> AsyncIterator[relaycall.Async
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     try:
-        async with relaycall.AsyncRelay(PROJECT, TOKEN, base_url=base_url, timeout=timeout) as r:
+        async with relaycall.AsyncRelay(
+            PROJECT, TOKEN, base_url=base_url, timeout=timeout, **options
+        ) as r:
             yield r
     finally:
         await runner.cleanup()
@@ -589,10 +594,13 @@ def _port_that_never_accepts() -> Iterator[int]:
     ``listen(0)`` queues one connection, which one blocking connect fills; the
     kernel then drops every SYN, and a connect waits until its caller's timeout.
     """
+    if not sys.platform.startswith("linux"):
+        pytest.skip("needs Linux's full accept queue dropping SYNs (others answer RST)")
     with socket.socket() as server, socket.socket() as filler:
         server.bind(("127.0.0.1", 0))
         server.listen(0)
         port = server.getsockname()[1]
+        filler.settimeout(5)
         filler.connect(("127.0.0.1", port))
         yield port
 
@@ -620,6 +628,36 @@ async def test_a_connection_that_never_opens_is_a_connect_timeout(timeout):
                     10,  # far above the 1 s bound: only a missing bound reaches it
                 )
             assert 0.9 < time.monotonic() - started < 5
+
+
+async def test_a_dial_that_waits_for_a_pooled_connection_past_the_total_is_not_sent():
+    """
+    With connect=None, a dial still waiting for a pooled connection when the total bound
+    comes is a ConnectTimeout (it never reached the server), not an ambiguous dial.
+    """
+    release = asyncio.Event()
+    seen: list[bytes] = []
+
+    async def hold(request: web.Request) -> web.Response:
+        seen.append(await request.read())
+        await release.wait()
+        return web.json_response(call_leg())
+
+    timeout = relaycall.Timeout(connect=None, read=None, total=1)
+    # One connection, and room for two commands in flight: the second waits for it.
+    limits = relaycall.Limits(max_connections=1, max_concurrency=2)
+    dial = {"from_": "+15551230000", "to": "+15557650000", "url": "https://x.test/s"}
+    async with _relay_on(hold, timeout, limits=limits, retry=None) as relay:
+        try:
+            first, second = await asyncio.wait_for(
+                asyncio.gather(relay.dial(**dial), relay.dial(**dial), return_exceptions=True),
+                10,
+            )
+        finally:
+            release.set()
+    assert isinstance(first, relaycall.AmbiguousOutcomeError)  # sent, no reply in time
+    assert isinstance(second, relaycall.ConnectTimeout)
+    assert len(seen) == 1
 
 
 async def test_connection_refused_is_connect_error(closed_port, sleeps):
