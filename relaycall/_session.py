@@ -36,6 +36,7 @@ from relaycall._probe import QuietCalls
 from relaycall._results import RecordingResult
 from relaycall._retry import AlreadyProcessed as _AlreadyProcessed
 from relaycall._routing import PendingDial, Router
+from relaycall._transport import _UNSAFE
 from relaycall._validate import is_text, text_check, uuid_check
 from relaycall._version import __version__
 from relaycall.errors import (
@@ -72,7 +73,6 @@ class _State(enum.Enum):
 # Module constants for the per-command checks: reading an Enum member off its
 # class costs about 70 ns on CPython 3.11, a global about 10.
 _OPEN, _CLOSED = _State.OPEN, _State.CLOSED
-_UNSAFE = Idempotency.UNSAFE
 
 
 # Built once: json.dumps with non-default options constructs a new JSONEncoder on

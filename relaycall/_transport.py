@@ -352,6 +352,14 @@ def _decode(data: bytes) -> Any:
         return data.decode("utf-8", errors="replace")
 
 
+#: How long before the total bound a connect bound no shorter than it ends (see
+#: client_timeout). The two timers start microseconds apart; what the margin must
+#: outlast is the event loop waking late (the selector's wait is rounded up to whole
+#: milliseconds, and a loop blocked past both deadlines runs both in one pass). Then
+#: the total one still wins, and the stall is reported as maybe sent: never re-sent.
+_CONNECT_MARGIN = 0.05
+
+
 def client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
     """
     aiohttp's timeouts for *timeout*, exact to the loop's clock.
@@ -364,11 +372,11 @@ def client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
     read timer once the request is written (or bytes of the reply arrive),
     after the total one started, so it cannot fire first; but it makes,
     pushes on the loop's heap and cancels a timer for every chunk of every
-    reply, 7% of a command's CPU
-    (benchmarks/RESULTS.md, "Sixth round"). For that, the total one must not
-    fire late: aiohttp rounds a timeout of 5 s or more up to a whole second of
-    the loop's clock (``ceil_threshold``), up to a second after the read one
-    would have; relaycall's timeouts are not rounded.
+    reply, 7% of a command's CPU (benchmarks/RESULTS.md, "Sixth round"). For
+    that, the total one must not fire late: aiohttp rounds a timeout of 5 s
+    or more up to a whole second of the loop's clock (``ceil_threshold``), up
+    to a second after the read one would have; relaycall's timeouts are not
+    rounded.
     """
     total, read, connect = timeout.total, timeout.read, timeout.connect
     if total is not None:
@@ -386,14 +394,6 @@ def client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(
         total=total, connect=connect, sock_read=read, ceil_threshold=math.inf
     )
-
-
-#: How long before the total bound a connect bound no shorter than it ends (see
-#: client_timeout). The two timers start microseconds apart; what the margin must
-#: outlast is the event loop waking late (the selector's wait is rounded up to whole
-#: milliseconds, and a loop blocked past both deadlines runs both in one pass). Then
-#: the total one still wins, and the stall is reported as maybe sent: never re-sent.
-_CONNECT_MARGIN = 0.05
 
 
 def make_session(limits: Limits) -> aiohttp.ClientSession:
